@@ -1,0 +1,121 @@
+# sluice -- build, test and demo.
+#
+#   make            build build/sluice-worker and build/sluicectl
+#   make demo       deps, build, services up, run the ledger demo
+#   make test       deps, build, unit tests, system tests (services up and down)
+#   make unit       unit tests only (no services)
+#   make deps       install what is missing (Debian packages, Kafka, test venv)
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# SANITIZE=address,undefined builds everything with those sanitizers.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(PREFIX)/etc
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+PKG_CONFIG ?= pkg-config
+CC         ?= cc
+BUILD      ?= build
+
+LIBS_PC  := rdkafka jansson libpq libconfig libpcre2-8 libmicrohttpd
+TEST_PC  := cmocka
+
+WARNINGS := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+            -Wpointer-arith -Wwrite-strings -Wsign-compare
+BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Icommon -Iworkers \
+               $(WARNINGS) -MMD -MP
+
+comma := ,
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+  ifneq ($(filter-out address undefined thread,$(subst $(comma), ,$(SANITIZE))),)
+    $(error SANITIZE accepts address, undefined and thread, comma-separated; got "$(SANITIZE)")
+  endif
+  SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  BUILD := build/san
+endif
+
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)
+PC_LIBS   := $(shell $(PKG_CONFIG) --libs $(LIBS_PC) 2>/dev/null)
+ALL_CFLAGS  = $(BASE_CFLAGS) $(SAN_FLAGS) $(PC_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+COMMON_SRC  := $(sort $(wildcard common/*.c))
+WORKERS_SRC := $(sort $(wildcard workers/*.c))
+CTL_SRC     := $(sort $(wildcard cmd/ctl_*.c))
+UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
+
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(COMMON_SRC) $(WORKERS_SRC))
+CTL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.DELETE_ON_ERROR:
+.PHONY: all deps check-deps unit test system demo bench fuzz install clean
+
+all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
+ifneq ($(BUILD),build)
+	@mkdir -p build && ln -sf $(abspath $(BUILD)/sluice-worker) build/sluice-worker \
+		&& ln -sf $(abspath $(BUILD)/sluicectl) build/sluicectl
+endif
+
+# One clear line instead of a page of missing-header errors.
+check-deps:
+	@$(PKG_CONFIG) --exists $(LIBS_PC) || { echo "missing libraries: $$(for p in $(LIBS_PC); do $(PKG_CONFIG) --exists $$p || printf '%s ' $$p; done)-- run 'make deps'" >&2; exit 1; }
+
+deps:
+	@tests/deps
+
+$(BUILD)/libsluice.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/sluice-worker: $(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+
+$(BUILD)/sluicectl: $(BUILD)/cmd/sluicectl.o $(CTL_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(BUILD)/libsluice.a \
+		$(ALL_LDFLAGS) $(PC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC)) -lm
+
+# Unit tests: no services; each binary is one module's cmocka suite.
+unit: check-deps $(UNIT_BIN)
+	@tests/run-unit $(UNIT_BIN)
+
+# System tests: the real binaries against a throwaway PostgreSQL and Kafka.
+system: all
+	@tests/run-system
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory system
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/demo
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
+	install -m 755 $(BUILD)/sluice-worker $(DESTDIR)$(SBINDIR)/sluice-worker
+	install -m 755 $(BUILD)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
+	install -d $(DESTDIR)$(SYSCONFDIR)/sluice
+	install -m 644 worker.conf $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf
+	install -d $(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/jobs $(DESTDIR)$(DATADIR)/sluice/events
+	install -m 644 schemas/sql/*.sql $(DESTDIR)$(DATADIR)/sluice/sql/
+	-install -m 644 schemas/jobs/*.json $(DESTDIR)$(DATADIR)/sluice/jobs/ 2>/dev/null
+	-install -m 644 schemas/events/*.json $(DESTDIR)$(DATADIR)/sluice/events/ 2>/dev/null
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

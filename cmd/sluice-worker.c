@@ -1,0 +1,81 @@
+/* sluice-worker.c -- the worker process: options, configuration, run loop.
+ *
+ * Parses the command line, loads the configuration and hands over to the
+ * runtime in common/worker.c. Nothing here outlives main().
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "version.h"
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: sluice-worker [-n] [-c FILE]\n"
+	        "\n"
+	        "Consume jobs from Kafka, run them in PostgreSQL, publish results.\n"
+	        "\n"
+	        "  -c, --config FILE   configuration file (default ./worker.conf)\n"
+	        "  -n, --check         check the configuration and exit\n"
+	        "  -h, --help          show this help\n"
+	        "  -V, --version       show the version\n"
+	        "\n"
+	        "Environment: SLUICE_KAFKA_BROKERS and SLUICE_PG_CONNINFO override the file.\n"
+	        "Signals: SIGTERM/SIGINT drain and stop (twice: abandon), SIGHUP reloads.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = "worker.conf";
+	int ch, check_only = 0;
+	FILE *f;
+
+	sl_log_set_program("sluice-worker");
+	while ((ch = getopt_long(argc, argv, "c:nhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("sluice-worker %s\n", SL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sluice-worker: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "sluice-worker: could not open configuration file \"%s\": %m\n", path);
+		return 2;
+	}
+	fclose(f);
+	if (check_only) {
+		printf("%s: ok\n", path);
+		return 0;
+	}
+	sl_log_error("the job pipeline is not built yet");
+	return 1;
+}
