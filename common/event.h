@@ -1,0 +1,85 @@
+/* event.h -- CloudEvents 1.0 (structured JSON) jobs in, result events out.
+ *
+ * sl_event_decode() turns a Kafka message value into a job or a precise error
+ * (the codes below are part of the contract: they appear in results and dead
+ * letters). sl_event_result() builds the result event text that is stored in
+ * the ledger and published, byte for byte, on every delivery.
+ *
+ * Not for: schema validation (schema.h) or Kafka I/O. All functions are
+ * thread-safe (no shared state).
+ */
+#ifndef SL_EVENT_H
+#define SL_EVENT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+/* Error codes of jobs that cannot be processed (status `failed`). */
+#define SL_ERR_MESSAGE_TOO_LARGE     "message_too_large"     /* value above limits.max_job_bytes */
+#define SL_ERR_EMPTY_MESSAGE         "empty_message"         /* null or empty value */
+#define SL_ERR_INVALID_JSON          "invalid_json"          /* not JSON, or not UTF-8 */
+#define SL_ERR_NUMBER_OUT_OF_RANGE   "number_out_of_range"   /* an integer or real jansson cannot hold */
+#define SL_ERR_NOT_AN_OBJECT         "not_an_object"         /* valid JSON, but not an object */
+#define SL_ERR_MISSING_ATTRIBUTE     "missing_attribute"     /* id, source, type or specversion absent */
+#define SL_ERR_INVALID_ATTRIBUTE     "invalid_attribute"     /* a context attribute of the wrong kind or empty */
+#define SL_ERR_UNSUPPORTED_VERSION   "unsupported_specversion" /* specversion other than "1.0" */
+#define SL_ERR_INVALID_DATA          "invalid_data"          /* data absent, or not an object */
+#define SL_ERR_UNKNOWN_TYPE          "unknown_type"          /* no handler for the type */
+#define SL_ERR_SCHEMA_VIOLATION      "schema_violation"      /* data fails the type's JSON Schema */
+#define SL_ERR_RETRIES_EXHAUSTED     "retries_exhausted"     /* transient failures past the limit */
+#define SL_ERR_HANDLER_ERROR         "handler_error"         /* permanent failure inside the handler */
+
+/* A decoded job. Strings point into `root` (borrowed from it). */
+struct sl_event {
+	json_t *root;              /* the whole event; new reference, owned */
+	const char *id;
+	const char *source;
+	const char *type;
+	const char *subject;       /* NULL when absent */
+	const char *time;          /* NULL when absent */
+	json_t *data;              /* borrowed from root; an object */
+};
+
+/* Decodes `len` bytes of `value` (not NUL-terminated; may be NULL) as a
+ * CloudEvent. On success returns 0 and fills *ev (release it with
+ * sl_event_clear()). On failure returns -1, leaves *ev cleared, copies one of
+ * the SL_ERR_* codes into code (at least 32 bytes) and a one-line message
+ * naming what is wrong and where into errbuf. `max_bytes` of 0 means no limit.
+ * Requires `data` to be a JSON object (every sluice job type takes one). */
+int sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event *ev,
+                    char *code, char *errbuf, size_t errbuf_size);
+
+/* Releases what sl_event_decode() filled and zeroes *ev. NULL-safe and
+ * idempotent. */
+void sl_event_clear(struct sl_event *ev);
+
+/* What a result event says about its job. The job fields may be NULL (a
+ * message that was not a CloudEvent has no id). */
+struct sl_result {
+	const char *status;        /* "succeeded", "rejected" or "failed" */
+	const char *job_id;
+	const char *job_source;
+	const char *job_type;
+	json_t *output;            /* borrowed; on success, may be NULL */
+	const char *error_code;    /* otherwise */
+	const char *error_message;
+};
+
+/* Builds a result event (CloudEvents 1.0, structured JSON, compact, keys in a
+ * fixed order): specversion "1.0", id `result_id`, source `result_source`,
+ * type job_type + ".result" (or "sluice.unknown.result" when job_type is
+ * NULL), subject the job id (omitted when NULL), time `time_rfc3339`,
+ * datacontenttype "application/json", data {status, id, source, type, output
+ * | error{code, message}}. Returns a new malloc'ed NUL-terminated string the
+ * caller frees, or NULL when out of memory. */
+char *sl_event_result(const struct sl_result *r, const char *result_id, const char *result_source,
+                      const char *time_rfc3339);
+
+/* Writes a random (version 4) UUID, 36 characters and a NUL, into out. */
+void sl_event_uuid(char out[37]);
+
+/* Writes the current UTC time as RFC 3339 with microseconds
+ * ("2026-11-28T21:38:12.123456Z") into out. */
+void sl_event_now(char out[32]);
+
+#endif

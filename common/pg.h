@@ -1,0 +1,38 @@
+/* pg.h -- PostgreSQL helpers shared by the executors, handlers and sluicectl.
+ *
+ * Connection set-up with redacted errors, and the classification of failures
+ * into transient (retry) and permanent (fail) that DESIGN.md fixes.
+ * Not for: job execution (executor) or handler logic (workers/).
+ */
+#ifndef SL_PG_H
+#define SL_PG_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+enum sl_pg_class {
+	SL_PG_OK = 0,
+	SL_PG_TRANSIENT,       /* retry: 40001, 40P01, 55P03, 57P01-3, classes 08 and 53, lost connection */
+	SL_PG_PERMANENT,       /* fail: everything else (22xxx bad data, 23xxx constraint, ...) */
+};
+
+/* Classifies the outcome of a command on conn: `res` is its result (NULL
+ * when libpq returned none). A NULL result or a connection not in
+ * CONNECTION_OK is transient. */
+enum sl_pg_class sl_pg_classify(const PGconn *conn, const PGresult *res);
+
+/* Returns the SQLSTATE of res, or "" when it has none (never NULL). */
+const char *sl_pg_sqlstate(const PGresult *res);
+
+/* Connects with `conninfo` (empty: libpq's environment) and sets
+ * application_name. Returns a connection in CONNECTION_OK, or NULL with the
+ * reason (never the password) in errbuf. */
+PGconn *sl_pg_connect(const char *conninfo, const char *application_name, char *errbuf,
+                      size_t errbuf_size);
+
+/* Runs a command without parameters; returns 0 if its status is
+ * PGRES_COMMAND_OK or PGRES_TUPLES_OK, else -1 with the server's message in
+ * errbuf. The result is cleared. */
+int sl_pg_exec(PGconn *conn, const char *sql, char *errbuf, size_t errbuf_size);
+
+#endif

@@ -1,0 +1,70 @@
+/* registry.h -- job handlers and the table that names them.
+ *
+ * A handler is the business logic of one job type. The executor calls it on
+ * its own PostgreSQL connection, inside the job's transaction and after a
+ * savepoint, once the job is claimed in the ledger and its data has passed the
+ * type's JSON Schema. The handler only runs SQL on ctx->conn (never COMMIT,
+ * ROLLBACK or SAVEPOINT itself) and reports the outcome:
+ *
+ *   SUCCEEDED  effects done; ctx->output set (a new reference, an object)
+ *   REJECTED   business refusal (insufficient funds): the executor rolls back
+ *              to the savepoint, so partial writes vanish; error code set
+ *   FAILED     permanent error (bad data the schema could not catch, SQLSTATE
+ *              classes 22/23): the whole transaction is rolled back
+ *   RETRY      transient error (serialization failure, deadlock, lost
+ *              connection): the whole transaction is rolled back and the job
+ *              retried with backoff
+ *
+ * Handlers run concurrently on several executor threads; they keep no mutable
+ * global state. Rows must be locked in a deterministic order.
+ */
+#ifndef SL_REGISTRY_H
+#define SL_REGISTRY_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+enum sl_outcome {
+	SL_OUTCOME_SUCCEEDED = 0,
+	SL_OUTCOME_REJECTED,
+	SL_OUTCOME_FAILED,
+	SL_OUTCOME_RETRY,
+};
+
+struct sl_job_ctx {
+	PGconn *conn;              /* borrowed: the executor's connection, in a transaction */
+	const char *job_source;    /* the job's identity, borrowed */
+	const char *job_id;
+	const char *job_type;
+	json_t *data;              /* borrowed: the validated `data` object */
+	json_t *output;            /* OUT: new reference on SUCCEEDED, else NULL */
+	char error_code[64];       /* OUT: on REJECTED, FAILED and RETRY */
+	char error_message[512];
+};
+
+typedef enum sl_outcome (*sl_handler_fn)(struct sl_job_ctx *ctx);
+
+struct sl_handler {
+	const char *name;          /* as named in worker.conf, e.g. "ledger.transfer" */
+	sl_handler_fn run;
+};
+
+/* Returns the handler named `name`, or NULL. The table is static. */
+const struct sl_handler *sl_registry_find(const char *name);
+
+/* Returns the whole table and its size in *n. */
+const struct sl_handler *sl_registry_all(size_t *n);
+
+/* Sets ctx->error_code and a formatted ctx->error_message. Returns `outcome`
+ * so that handlers can `return sl_job_fail(ctx, SL_OUTCOME_REJECTED, ...)`. */
+enum sl_outcome sl_job_fail(struct sl_job_ctx *ctx, enum sl_outcome outcome, const char *code,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Turns a failed libpq call into an outcome: classifies `res` (NULL when the
+ * call returned no result) with sl_pg_classify(), fills the error with code
+ * "db_error" and a message naming `what`, SQLSTATE and the server's words,
+ * and returns RETRY or FAILED. Does not PQclear(res). */
+enum sl_outcome sl_job_sql_error(struct sl_job_ctx *ctx, const PGresult *res, const char *what);
+
+#endif
