@@ -1,0 +1,596 @@
+/* config.c -- load, default and check worker.conf (libconfig).
+ *
+ * Every setting is looked up through a small set of typed getters that know
+ * the setting's line, so every error reads `file:line: what is wrong`. Each
+ * group lists the names it accepts, so a misspelt setting is an error rather
+ * than a silently ignored default. Not for: runtime reload policy (which
+ * settings SIGHUP may change is the worker's business).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Reading state: the file and the error buffer every getter writes to. */
+struct reader {
+	const char *file;
+	char *errbuf;
+	size_t errbuf_size;
+};
+
+static int fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Writes `file:line: message` (line of s, or the file alone) and returns -1. */
+static int
+fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int line = s ? config_setting_source_line(s) : 0;
+	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : r->file;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(r->errbuf, r->errbuf_size, "%s:%d: %s", file, line, msg);
+	else
+		snprintf(r->errbuf, r->errbuf_size, "%s: %s", file, msg);
+	return -1;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+
+	if (d == NULL) {
+		fprintf(stderr, "out of memory\n");
+		abort();
+	}
+	return d;
+}
+
+/* Full dotted name of a setting, for messages. */
+static const char *
+setting_name(const config_setting_t *s, char *buf, size_t size)
+{
+	const config_setting_t *chain[16];
+	size_t n = 0, off = 0;
+
+	for (; s != NULL && config_setting_parent(s) != NULL && n < 16; s = config_setting_parent(s))
+		chain[n++] = s;
+	buf[0] = '\0';
+	while (n-- > 0) {
+		const char *name = config_setting_name(chain[n]);
+		char idx[24];
+		if (name == NULL) {
+			snprintf(idx, sizeof(idx), "[%d]", config_setting_index(chain[n]));
+			name = idx;
+		} else if (off > 0 && off < size - 1) {
+			buf[off++] = '.';
+		}
+		off += (size_t)snprintf(buf + off, size - off, "%s", name);
+		if (off >= size)
+			break;
+	}
+	return buf;
+}
+
+/* Refuses settings of `group` whose names are not in `allowed` (NULL-ended). */
+static int
+check_known(struct reader *r, const config_setting_t *group, const char *const *allowed)
+{
+	int i, n;
+
+	if (group == NULL)
+		return 0;
+	n = config_setting_length(group);
+	for (i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const char *const *a;
+		char full[128];
+
+		for (a = allowed; *a != NULL; a++)
+			if (strcmp(*a, name) == 0)
+				break;
+		if (*a == NULL)
+			return fail(r, s, "unknown setting \"%s\"", setting_name(s, full, sizeof(full)));
+	}
+	return 0;
+}
+
+/* Looks up `name` in group `g` (which may be NULL: then the default stays). */
+static const config_setting_t *
+lookup(const config_setting_t *g, const char *name)
+{
+	return g ? config_setting_get_member(g, name) : NULL;
+}
+
+static int
+get_group(struct reader *r, const config_setting_t *root, const char *name, const config_setting_t **out)
+{
+	const config_setting_t *s = lookup(root, name);
+
+	*out = NULL;
+	if (s == NULL)
+		return 0;
+	if (!config_setting_is_group(s))
+		return fail(r, s, "\"%s\" must be a group: %s: { ... }", name, name);
+	*out = s;
+	return 0;
+}
+
+/* Replaces *out (a malloc'ed string) with the setting's value if present. */
+static int
+get_string(struct reader *r, const config_setting_t *g, const char *name, char **out)
+{
+	const config_setting_t *s = lookup(g, name);
+	char full[128];
+
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(r, s, "\"%s\" must be a string", setting_name(s, full, sizeof(full)));
+	free(*out);
+	*out = xstrdup(config_setting_get_string(s));
+	return 0;
+}
+
+static int
+get_int(struct reader *r, const config_setting_t *g, const char *name, int min, int max, int *out)
+{
+	const config_setting_t *s = lookup(g, name);
+	long long v;
+	char full[128];
+
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+		v = config_setting_get_int64(s);
+	else
+		return fail(r, s, "\"%s\" must be an integer", setting_name(s, full, sizeof(full)));
+	if (v < min || v > max)
+		return fail(r, s, "\"%s\" must be between %d and %d, not %lld",
+		            setting_name(s, full, sizeof(full)), min, max, v);
+	*out = (int)v;
+	return 0;
+}
+
+static int
+get_double(struct reader *r, const config_setting_t *g, const char *name, double min, double max,
+           double *out)
+{
+	const config_setting_t *s = lookup(g, name);
+	double v;
+	char full[128];
+
+	if (s == NULL)
+		return 0;
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		break;
+	case CONFIG_TYPE_INT:
+		v = config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	default:
+		return fail(r, s, "\"%s\" must be a number", setting_name(s, full, sizeof(full)));
+	}
+	if (!(v >= min && v <= max))
+		return fail(r, s, "\"%s\" must be between %g and %g, not %g",
+		            setting_name(s, full, sizeof(full)), min, max, v);
+	*out = v;
+	return 0;
+}
+
+/* Reads an array (or list) of non-empty strings into a new array. */
+static int
+get_strings(struct reader *r, const config_setting_t *g, const char *name, char ***out, size_t *n_out)
+{
+	const config_setting_t *s = lookup(g, name);
+	char full[128];
+	char **v;
+	int i, n;
+
+	if (s == NULL)
+		return 0;
+	if (!config_setting_is_aggregate(s) || config_setting_is_group(s))
+		return fail(r, s, "\"%s\" must be an array of strings: [ \"a\", \"b\" ]",
+		            setting_name(s, full, sizeof(full)));
+	n = config_setting_length(s);
+	v = calloc((size_t)n + 1, sizeof(*v));
+	if (v == NULL)
+		abort();
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING || *config_setting_get_string(e) == '\0') {
+			while (i-- > 0)
+				free(v[i]);
+			free(v);
+			return fail(r, e, "\"%s\" must hold non-empty strings", setting_name(s, full, sizeof(full)));
+		}
+		v[i] = xstrdup(config_setting_get_string(e));
+	}
+	if (*out != NULL) {
+		for (i = 0; (size_t)i < *n_out; i++)
+			free((*out)[i]);
+		free(*out);
+	}
+	*out = v;
+	*n_out = (size_t)n;
+	return 0;
+}
+
+/* Kafka properties sluice sets itself, because its guarantees rest on them. */
+static const char *const owned_props[] = {
+	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.offset.store",
+	"enable.auto.commit", "enable.idempotence", "acks", "request.required.acks", NULL,
+};
+
+/* Reads "name=value" strings and checks each against librdkafka, so a
+ * misspelt property fails here rather than at connect time. */
+static int
+get_props(struct reader *r, const config_setting_t *g, const char *name, rd_kafka_type_t type,
+          struct sl_kv **out, size_t *n_out)
+{
+	const config_setting_t *s = lookup(g, name);
+	char full[128], kerr[256];
+	struct sl_kv *v;
+	int i, n;
+
+	if (s == NULL)
+		return 0;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return fail(r, s, "\"%s\" must be an array of \"name=value\" strings",
+		            setting_name(s, full, sizeof(full)));
+	n = config_setting_length(s);
+	v = calloc((size_t)n + 1, sizeof(*v));
+	if (v == NULL)
+		abort();
+	*out = v;
+	*n_out = 0;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *str, *eq;
+		const char *const *o;
+		rd_kafka_conf_t *probe;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING ||
+		    (eq = strchr((str = config_setting_get_string(e)), '=')) == NULL || eq == str)
+			return fail(r, e, "\"%s\" must hold \"name=value\" strings",
+			            setting_name(s, full, sizeof(full)));
+		v[i].key = strndup(str, (size_t)(eq - str));
+		v[i].value = xstrdup(eq + 1);
+		*n_out = (size_t)i + 1;
+		for (o = owned_props; *o != NULL; o++)
+			if (strcmp(*o, v[i].key) == 0)
+				return fail(r, e, "kafka property \"%s\" is set by sluice and cannot be changed here%s",
+				            v[i].key,
+				            strcmp(*o, "bootstrap.servers") == 0 || strcmp(*o, "metadata.broker.list") == 0
+				                ? " (use kafka.brokers)"
+				                : strcmp(*o, "group.id") == 0 ? " (use kafka.group)" : "");
+		probe = rd_kafka_conf_new();
+		if (rd_kafka_conf_set(probe, v[i].key, v[i].value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+			rd_kafka_conf_destroy(probe);
+			/* Never echo the value: it may be a SASL secret. */
+			return fail(r, e, "kafka property \"%s\": %s", v[i].key, kerr);
+		}
+		rd_kafka_conf_destroy(probe);
+		(void)type;
+	}
+	return 0;
+}
+
+static int
+get_retry(struct reader *r, const config_setting_t *g, struct sl_retry_policy *p)
+{
+	static const char *const known[] = { "max_attempts", "initial_backoff", "max_backoff", "multiplier", NULL };
+
+	if (g == NULL)
+		return 0;
+	if (!config_setting_is_group(g))
+		return fail(r, g, "\"retry\" must be a group: retry: { ... }");
+	if (check_known(r, g, known) < 0 || get_int(r, g, "max_attempts", 1, 1000, &p->max_attempts) < 0 ||
+	    get_double(r, g, "initial_backoff", 0, 3600, &p->initial_backoff) < 0 ||
+	    get_double(r, g, "max_backoff", 0, 3600, &p->max_backoff) < 0 ||
+	    get_double(r, g, "multiplier", 1, 100, &p->multiplier) < 0)
+		return -1;
+	if (p->max_backoff < p->initial_backoff)
+		return fail(r, g, "\"max_backoff\" (%g) must not be below \"initial_backoff\" (%g)", p->max_backoff,
+		            p->initial_backoff);
+	return 0;
+}
+
+static int
+get_jobs(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
+{
+	static const char *const known[] = { "type", "handler", "schema", "result_topic", "retry", NULL };
+	const config_setting_t *s = lookup(root, "jobs");
+	int i, j, n;
+
+	if (s == NULL)
+		return fail(r, NULL, "no job types: add jobs = ( { type = \"...\"; handler = \"...\"; } )");
+	if (!config_setting_is_list(s))
+		return fail(r, s, "\"jobs\" must be a list of groups: jobs = ( { ... }, { ... } )");
+	n = config_setting_length(s);
+	if (n == 0)
+		return fail(r, s, "\"jobs\" is empty: no job type would run");
+	cfg->jobs = calloc((size_t)n, sizeof(*cfg->jobs));
+	if (cfg->jobs == NULL)
+		abort();
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct sl_job_type *jt = &cfg->jobs[i];
+
+		cfg->n_jobs = (size_t)i + 1;
+		jt->line = config_setting_source_line(e);
+		jt->retry = cfg->retry;
+		if (!config_setting_is_group(e))
+			return fail(r, e, "each job type must be a group: { type = \"...\"; handler = \"...\"; }");
+		if (check_known(r, e, known) < 0 || get_string(r, e, "type", &jt->type) < 0 ||
+		    get_string(r, e, "handler", &jt->handler) < 0 || get_string(r, e, "schema", &jt->schema_path) < 0 ||
+		    get_string(r, e, "result_topic", &jt->result_topic) < 0 ||
+		    get_retry(r, lookup(e, "retry"), &jt->retry) < 0)
+			return -1;
+		if (jt->type == NULL || *jt->type == '\0')
+			return fail(r, e, "job type without \"type\"");
+		if (jt->handler == NULL)
+			jt->handler = xstrdup(jt->type);
+		if (jt->result_topic == NULL)
+			jt->result_topic = xstrdup(cfg->result_topic);
+		if (jt->schema_path != NULL && *jt->schema_path == '\0') {
+			free(jt->schema_path);
+			jt->schema_path = NULL;
+		}
+		for (j = 0; j < i; j++)
+			if (strcmp(cfg->jobs[j].type, jt->type) == 0)
+				return fail(r, e, "job type \"%s\" is defined twice (first on line %d)", jt->type,
+				            cfg->jobs[j].line);
+	}
+	return 0;
+}
+
+static void
+set_defaults(struct sl_config *cfg)
+{
+	cfg->brokers = xstrdup("127.0.0.1:9092");
+	cfg->group = xstrdup("sluice");
+	cfg->topics = calloc(2, sizeof(char *));
+	if (cfg->topics == NULL)
+		abort();
+	cfg->topics[0] = xstrdup("jobs");
+	cfg->n_topics = 1;
+	cfg->dlq_topic = xstrdup("jobs.dlq");
+	cfg->result_topic = xstrdup("job-results");
+	cfg->pg_conninfo = xstrdup("");
+	cfg->executors = 4;
+	cfg->max_in_flight = 1000;
+	cfg->max_job_bytes = 256 * 1024;
+	cfg->max_batch = 1;
+	cfg->shutdown_timeout = 30.0;
+	cfg->revoke_timeout = 20.0;
+	cfg->retry.max_attempts = 8;
+	cfg->retry.initial_backoff = 0.1;
+	cfg->retry.max_backoff = 5.0;
+	cfg->retry.multiplier = 2.0;
+	cfg->result_source = xstrdup("sluice");
+	cfg->http_listen = xstrdup("127.0.0.1:9187");
+	cfg->log_level = SL_LOG_INFO;
+	cfg->log_format = SL_LOG_KV;
+}
+
+static int
+read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
+{
+	static const char *const top[] = { "kafka", "postgres", "executors", "limits", "retry", "jobs",
+		                           "results", "http", "log", NULL };
+	static const char *const kafka_known[] = { "brokers", "group", "topics", "dlq_topic", "result_topic",
+		                                   "properties", "consumer_properties", "producer_properties",
+		                                   NULL };
+	static const char *const pg_known[] = { "conninfo", NULL };
+	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_batch",
+		                                    "shutdown_timeout", "revoke_timeout", NULL };
+	static const char *const results_known[] = { "source", NULL };
+	static const char *const http_known[] = { "listen", NULL };
+	static const char *const log_known[] = { "level", "format", NULL };
+	const config_setting_t *kafka, *pg, *limits, *results, *http, *logg;
+	char *level = NULL, *format = NULL;
+	int rc = -1, lv;
+
+	if (check_known(r, root, top) < 0 || get_group(r, root, "kafka", &kafka) < 0 ||
+	    get_group(r, root, "postgres", &pg) < 0 || get_group(r, root, "limits", &limits) < 0 ||
+	    get_group(r, root, "results", &results) < 0 || get_group(r, root, "http", &http) < 0 ||
+	    get_group(r, root, "log", &logg) < 0)
+		goto out;
+	if (check_known(r, kafka, kafka_known) < 0 || check_known(r, pg, pg_known) < 0 ||
+	    check_known(r, limits, limits_known) < 0 || check_known(r, results, results_known) < 0 ||
+	    check_known(r, http, http_known) < 0 || check_known(r, logg, log_known) < 0)
+		goto out;
+
+	if (get_string(r, kafka, "brokers", &cfg->brokers) < 0 || get_string(r, kafka, "group", &cfg->group) < 0 ||
+	    get_strings(r, kafka, "topics", &cfg->topics, &cfg->n_topics) < 0 ||
+	    get_string(r, kafka, "dlq_topic", &cfg->dlq_topic) < 0 ||
+	    get_string(r, kafka, "result_topic", &cfg->result_topic) < 0 ||
+	    get_props(r, kafka, "properties", RD_KAFKA_CONSUMER, &cfg->kafka_props, &cfg->n_kafka_props) < 0 ||
+	    get_props(r, kafka, "consumer_properties", RD_KAFKA_CONSUMER, &cfg->consumer_props,
+	              &cfg->n_consumer_props) < 0 ||
+	    get_props(r, kafka, "producer_properties", RD_KAFKA_PRODUCER, &cfg->producer_props,
+	              &cfg->n_producer_props) < 0)
+		goto out;
+	if (cfg->n_topics == 0) {
+		fail(r, lookup(kafka, "topics"), "\"kafka.topics\" is empty: the worker would consume nothing");
+		goto out;
+	}
+	if (*cfg->group == '\0' || *cfg->dlq_topic == '\0' || *cfg->result_topic == '\0') {
+		fail(r, kafka, "kafka.group, kafka.dlq_topic and kafka.result_topic must not be empty");
+		goto out;
+	}
+	if (get_string(r, pg, "conninfo", &cfg->pg_conninfo) < 0)
+		goto out;
+	if (get_int(r, root, "executors", 1, 256, &cfg->executors) < 0 ||
+	    get_int(r, limits, "max_in_flight", 1, 1000000, &cfg->max_in_flight) < 0 ||
+	    get_int(r, limits, "max_job_bytes", 64, 64 * 1024 * 1024, &cfg->max_job_bytes) < 0 ||
+	    get_int(r, limits, "max_batch", 1, 1000, &cfg->max_batch) < 0 ||
+	    get_double(r, limits, "shutdown_timeout", 0, 3600, &cfg->shutdown_timeout) < 0 ||
+	    get_double(r, limits, "revoke_timeout", 0, 3600, &cfg->revoke_timeout) < 0 ||
+	    get_retry(r, lookup(root, "retry"), &cfg->retry) < 0 || get_jobs(r, root, cfg) < 0 ||
+	    get_string(r, results, "source", &cfg->result_source) < 0 ||
+	    get_string(r, http, "listen", &cfg->http_listen) < 0 || get_string(r, logg, "level", &level) < 0 ||
+	    get_string(r, logg, "format", &format) < 0)
+		goto out;
+	if (*cfg->result_source == '\0') {
+		fail(r, lookup(results, "source"), "\"results.source\" must not be empty");
+		goto out;
+	}
+	if (level != NULL) {
+		if ((lv = sl_log_level_parse(level)) < 0) {
+			fail(r, lookup(logg, "level"), "unknown log level \"%s\" (error, warn, info, debug)", level);
+			goto out;
+		}
+		cfg->log_level = lv;
+	}
+	if (format != NULL) {
+		if (strcmp(format, "kv") == 0)
+			cfg->log_format = SL_LOG_KV;
+		else if (strcmp(format, "json") == 0)
+			cfg->log_format = SL_LOG_JSON;
+		else {
+			fail(r, lookup(logg, "format"), "unknown log format \"%s\" (kv, json)", format);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(level);
+	free(format);
+	return rc;
+}
+
+struct sl_config *
+sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
+{
+	struct reader r = { path, errbuf, errbuf_size };
+	struct sl_config *cfg = NULL;
+	const char *env, *slash;
+	config_t lc;
+
+	config_init(&lc);
+	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(errbuf, errbuf_size, "could not read configuration file \"%s\": %s", path,
+			         strerror(errno ? errno : ENOENT));
+		else
+			snprintf(errbuf, errbuf_size, "%s:%d: %s",
+			         config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+			         config_error_text(&lc));
+		goto err;
+	}
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
+		abort();
+	cfg->path = xstrdup(path);
+	slash = strrchr(path, '/');
+	cfg->dir = slash ? strndup(path, (size_t)(slash - path + 1)) : xstrdup("");
+	set_defaults(cfg);
+	if (read_all(&r, config_root_setting(&lc), cfg) < 0)
+		goto err;
+
+	if ((env = getenv("SLUICE_KAFKA_BROKERS")) != NULL && *env) {
+		free(cfg->brokers);
+		cfg->brokers = xstrdup(env);
+	}
+	if ((env = getenv("SLUICE_PG_CONNINFO")) != NULL) {
+		free(cfg->pg_conninfo);
+		cfg->pg_conninfo = xstrdup(env);
+	}
+	if (*cfg->brokers == '\0') {
+		snprintf(errbuf, errbuf_size, "%s: kafka.brokers is empty (set it or SLUICE_KAFKA_BROKERS)", path);
+		goto err;
+	}
+	config_destroy(&lc);
+	return cfg;
+err:
+	config_destroy(&lc);
+	sl_config_destroy(cfg);
+	return NULL;
+}
+
+static void
+free_kvs(struct sl_kv *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && i < n; i++) {
+		free(v[i].key);
+		free(v[i].value);
+	}
+	free(v);
+}
+
+void
+sl_config_destroy(struct sl_config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg->brokers);
+	free(cfg->group);
+	for (i = 0; i < cfg->n_topics; i++)
+		free(cfg->topics[i]);
+	free(cfg->topics);
+	free(cfg->dlq_topic);
+	free(cfg->result_topic);
+	free_kvs(cfg->kafka_props, cfg->n_kafka_props);
+	free_kvs(cfg->consumer_props, cfg->n_consumer_props);
+	free_kvs(cfg->producer_props, cfg->n_producer_props);
+	free(cfg->pg_conninfo);
+	for (i = 0; i < cfg->n_jobs; i++) {
+		free(cfg->jobs[i].type);
+		free(cfg->jobs[i].handler);
+		free(cfg->jobs[i].schema_path);
+		free(cfg->jobs[i].result_topic);
+	}
+	free(cfg->jobs);
+	free(cfg->result_source);
+	free(cfg->http_listen);
+	free(cfg);
+}
+
+const struct sl_job_type *
+sl_config_job_type(const struct sl_config *cfg, const char *type)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_jobs; i++)
+		if (strcmp(cfg->jobs[i].type, type) == 0)
+			return &cfg->jobs[i];
+	return NULL;
+}
+
+const char *
+sl_config_path(const struct sl_config *cfg, const char *path, char *buf, size_t buf_size)
+{
+	if (path[0] == '/')
+		snprintf(buf, buf_size, "%s", path);
+	else
+		snprintf(buf, buf_size, "%s%s", cfg->dir, path);
+	return buf;
+}

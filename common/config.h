@@ -1,0 +1,88 @@
+/* config.h -- the worker's configuration, loaded from a libconfig file.
+ *
+ * sl_config_load() reads the file, applies defaults and the environment
+ * overrides (SLUICE_KAFKA_BROKERS, SLUICE_PG_CONNINFO), and checks everything
+ * it can without connecting anywhere: unknown settings, types, ranges, Kafka
+ * properties sluice owns. Errors read `file:line: what is wrong`. Handler
+ * names and schema files are checked by the caller (the worker), which knows
+ * the registry; the line of each job entry is kept for its messages.
+ *
+ * A loaded configuration is immutable and may be read from any thread.
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+
+struct sl_kv {
+	char *key;
+	char *value;
+};
+
+struct sl_retry_policy {
+	int max_attempts;          /* >= 1; 1 means no retry */
+	double initial_backoff;    /* seconds */
+	double max_backoff;        /* seconds */
+	double multiplier;         /* >= 1 */
+};
+
+struct sl_job_type {
+	char *type;                /* CloudEvents type, e.g. "ledger.transfer" */
+	char *handler;             /* registry name */
+	char *schema_path;         /* absolute or relative to the config's folder; NULL: none */
+	char *result_topic;
+	struct sl_retry_policy retry;
+	int line;                  /* where the entry starts in the file */
+};
+
+struct sl_config {
+	char *path;                /* as given */
+	char *dir;                 /* the file's folder, for relative paths */
+
+	char *brokers;
+	char *group;
+	char **topics;
+	size_t n_topics;
+	char *dlq_topic;
+	char *result_topic;
+	struct sl_kv *kafka_props;
+	size_t n_kafka_props;
+	struct sl_kv *consumer_props;
+	size_t n_consumer_props;
+	struct sl_kv *producer_props;
+	size_t n_producer_props;
+
+	char *pg_conninfo;         /* "" means libpq's environment; a secret: never log it raw */
+
+	int executors;
+	int max_in_flight;
+	int max_job_bytes;
+	int max_batch;
+	double shutdown_timeout;
+	double revoke_timeout;
+
+	struct sl_retry_policy retry;
+	struct sl_job_type *jobs;
+	size_t n_jobs;
+
+	char *result_source;
+	char *http_listen;         /* "" means off */
+	int log_level;             /* enum sl_log_level */
+	int log_format;            /* enum sl_log_format */
+};
+
+/* Loads and checks `path`. Returns a new configuration (free it with
+ * sl_config_destroy()), or NULL with `file:line: what is wrong` in errbuf. */
+struct sl_config *sl_config_load(const char *path, char *errbuf, size_t errbuf_size);
+
+/* Frees a configuration; NULL is a no-op. */
+void sl_config_destroy(struct sl_config *cfg);
+
+/* Returns the job type named `type`, or NULL. */
+const struct sl_job_type *sl_config_job_type(const struct sl_config *cfg, const char *type);
+
+/* Resolves a path from the file against the configuration's folder into buf;
+ * absolute paths are copied. Returns buf. */
+const char *sl_config_path(const struct sl_config *cfg, const char *path, char *buf, size_t buf_size);
+
+#endif

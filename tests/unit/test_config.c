@@ -1,0 +1,184 @@
+/* test_config.c -- unit tests for config.c: defaults, overrides and the
+ * `file:line: what is wrong` errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+static char path[64];
+
+/* Writes text to a fresh temporary file and returns its path. */
+static const char *
+write_conf(const char *text)
+{
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/sluice-test-conf.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* Loads text and expects failure with `want` in the message (after file:). */
+static void
+expect_error(const char *text, const char *want)
+{
+	char err[512];
+	struct sl_config *cfg = sl_config_load(write_conf(text), err, sizeof(err));
+
+	unlink(path);
+	if (cfg != NULL)
+		fail_msg("expected an error containing \"%s\"", want);
+	if (strstr(err, want) == NULL || strncmp(err, path, strlen(path)) != 0)
+		fail_msg("error \"%s\" does not contain \"%s\"", err, want);
+}
+
+static const char *minimal = "jobs = ( { type = \"ledger.open\"; } );\n";
+
+static void
+test_defaults(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	unsetenv("SLUICE_KAFKA_BROKERS");
+	unsetenv("SLUICE_PG_CONNINFO");
+	cfg = sl_config_load(write_conf(minimal), err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->brokers, "127.0.0.1:9092");
+	assert_string_equal(cfg->topics[0], "jobs");
+	assert_int_equal(cfg->n_topics, 1);
+	assert_string_equal(cfg->dlq_topic, "jobs.dlq");
+	assert_int_equal(cfg->executors, 4);
+	assert_int_equal(cfg->jobs[0].retry.max_attempts, 8);
+	assert_string_equal(cfg->jobs[0].handler, "ledger.open");
+	assert_string_equal(cfg->jobs[0].result_topic, "job-results");
+	assert_null(cfg->jobs[0].schema_path);
+	assert_string_equal(cfg->pg_conninfo, "");
+	sl_config_destroy(cfg);
+}
+
+static void
+test_sample_file_loads(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load("worker.conf", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("worker.conf: %s", err);
+	assert_int_equal(cfg->n_jobs, 2);
+	assert_string_equal(sl_config_job_type(cfg, "ledger.transfer")->handler, "ledger.transfer");
+	assert_null(sl_config_job_type(cfg, "nope"));
+	sl_config_destroy(cfg);
+}
+
+static void
+test_env_overrides(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	setenv("SLUICE_KAFKA_BROKERS", "k1:9", 1);
+	setenv("SLUICE_PG_CONNINFO", "dbname=x password=y", 1);
+	cfg = sl_config_load(write_conf("kafka: { brokers = \"file:1\"; };\npostgres: { conninfo = \"a\"; };\n"
+	                                "jobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	unsetenv("SLUICE_KAFKA_BROKERS");
+	unsetenv("SLUICE_PG_CONNINFO");
+	assert_non_null(cfg);
+	assert_string_equal(cfg->brokers, "k1:9");
+	assert_string_equal(cfg->pg_conninfo, "dbname=x password=y");
+	sl_config_destroy(cfg);
+}
+
+static void
+test_job_retry_inherits_and_overrides(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("retry: { max_attempts = 3; };\n"
+	                                "jobs = ( { type = \"a\"; }, { type = \"b\"; retry: { max_attempts = 5; }; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->jobs[0].retry.max_attempts, 3);
+	assert_int_equal(cfg->jobs[1].retry.max_attempts, 5);
+	sl_config_destroy(cfg);
+}
+
+static void
+test_errors(void **state)
+{
+	char err[512];
+
+	(void)state;
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutor = 4;\n", ":2: unknown setting \"executor\"");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { brokerz = \"x\"; };\n",
+	             ":2: unknown setting \"kafka.brokerz\"");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = \"four\";\n", ":2: \"executors\" must be an integer");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 0;\n", ":2: \"executors\" must be between 1 and 256");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = = 1;\n", ":2: syntax error");
+	expect_error("executors = 1;\n", "no job types");
+	expect_error("jobs = ( { type = \"a\"; }, { type = \"a\"; } );\n", "defined twice");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"enable.auto.offset.store=true\" ]; };\n",
+	             ":2: kafka property \"enable.auto.offset.store\" is set by sluice");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"no.such.prop=1\" ]; };\n",
+	             ":2: kafka property \"no.such.prop\"");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"sasl.password\" ]; };\n",
+	             "must hold \"name=value\" strings");
+	expect_error("jobs = ( { type = \"a\"; } );\nlog: { level = \"loud\"; };\n", ":2: unknown log level \"loud\"");
+	expect_error("jobs = ( { type = \"a\"; } );\nretry: { initial_backoff = 5.0; max_backoff = 1.0; };\n",
+	             "must not be below");
+	expect_error("jobs = ( { type = \"a\";\n  retry: { max_attempts = 0; }; } );\n",
+	             ":2: \"jobs[0].retry.max_attempts\" must be between 1 and 1000");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { topics = [ ]; };\n", "is empty");
+	assert_null(sl_config_load("/nonexistent/worker.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "could not read configuration file \"/nonexistent/worker.conf\""));
+}
+
+static void
+test_secret_values_not_echoed(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("jobs = ( { type = \"a\"; } );\n"
+	                                "kafka: { properties = [ \"sasl.pasword=hunter2-secret\" ]; };\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	assert_null(cfg);
+	assert_null(strstr(err, "hunter2"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_sample_file_loads),
+		cmocka_unit_test(test_env_overrides),
+		cmocka_unit_test(test_job_retry_inherits_and_overrides),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_secret_values_not_echoed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
