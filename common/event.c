@@ -1,0 +1,676 @@
+/* event.c -- CloudEvents 1.0 jobs in, result events out, behind event.h.
+ *
+ * Decoding is the boundary where Kafka payloads enter sluice: everything a
+ * producer can send is checked here, and every refusal gets one of the
+ * SL_ERR_* codes and a one-line message in PostgreSQL's voice. Messages echo
+ * at most a short, escaped piece of the input, so a hostile payload cannot put
+ * control characters or invalid UTF-8 into a log line, a dead letter header or
+ * a result event. Result events are built from objects whose keys are added
+ * in a fixed order and dumped compactly, so the same inputs always give the
+ * same bytes.
+ *
+ * Not for: JSON Schema validation of `data` (schema.c), Kafka or ledger I/O.
+ * No function keeps state between calls; all are thread-safe.
+ */
+#include "event.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Longest id, source or type accepted: they key the ledger and name topics
+ * and metrics, so a megabyte-long one is a mistake, not an identity. */
+#define ATTR_MAX_BYTES 1024
+
+/* Characters of input echoed in an error message before "...". */
+#define ECHO_MAX_CHARS 64
+
+/* Room for one escaped echo: every character may become a 6-byte escape. */
+#define ECHO_BUF_SIZE (ECHO_MAX_CHARS * 6 + 8)
+
+/* The code size event.h promises the caller. */
+#define CODE_SIZE 32
+
+/* Returns the length (2 to 4) of the valid UTF-8 multi-byte sequence at s,
+ * which has n bytes left, and its code point in *cp; or 0 when s does not
+ * start one (a stray continuation byte, an overlong form, a surrogate, a code
+ * point above U+10FFFF, or a truncated sequence). */
+static size_t
+utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len, i;
+	uint32_t c;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		c = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* Copies up to ECHO_MAX_CHARS characters of s (n bytes, not NUL-terminated)
+ * into out (ECHO_BUF_SIZE bytes) so that the copy is valid UTF-8 without
+ * control characters: `"` and `\` are backslash-escaped, C0 controls and DEL
+ * become \n, \t, \r or \xNN, invalid bytes become \xNN, and C1 controls and
+ * the Unicode line separators become \uNNNN. Appends "..." when s is longer.
+ * This function can't fail. */
+static void
+escape_input(const char *s, size_t n, char *out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, o = 0, chars = 0, seq;
+	uint32_t cp;
+
+	while (i < n && chars < ECHO_MAX_CHARS) {
+		unsigned char c = p[i];
+		if (c == '"' || c == '\\') {
+			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\%c", c);
+			i++;
+		} else if (c == '\n' || c == '\t' || c == '\r') {
+			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\%c",
+			                      c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\x%02x", c);
+			i++;
+		} else if (c < 0x80) {
+			out[o++] = (char)c;
+			i++;
+		} else if ((seq = utf8_sequence(p + i, n - i, &cp)) == 0) {
+			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\x%02x", c);
+			i++;
+		} else if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
+			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\u%04x", (unsigned)cp);
+			i += seq;
+		} else {
+			memcpy(out + o, p + i, seq);
+			o += seq;
+			i += seq;
+		}
+		chars++;
+		assert(o < ECHO_BUF_SIZE - 4);
+	}
+	if (i < n) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+}
+
+/* Cuts a multi-byte UTF-8 sequence that snprintf() truncated at the end of
+ * buf, so that a short errbuf still holds valid UTF-8. */
+static void
+trim_partial_utf8(char *buf)
+{
+	size_t n = strlen(buf), back = 0, need;
+	unsigned char lead;
+
+	while (back < 4 && back < n && ((unsigned char)buf[n - 1 - back] & 0xc0) == 0x80)
+		back++;
+	if (back == n)
+		return;
+	lead = (unsigned char)buf[n - 1 - back];
+	if (lead < 0xc0)
+		return;
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+	if (back + 1 < need)
+		buf[n - 1 - back] = '\0';
+}
+
+/* Sets the caller's code and errbuf (either may be NULL). The format's
+ * arguments that come from input must already be escaped with
+ * escape_input(). Returns -1 so callers can `return set_error(...)`. */
+static int set_error(char *code, char *errbuf, size_t errbuf_size, const char *err_code,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int
+set_error(char *code, char *errbuf, size_t errbuf_size, const char *err_code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (code != NULL)
+		snprintf(code, CODE_SIZE, "%s", err_code);
+	if (errbuf != NULL && errbuf_size > 0) {
+		va_start(ap, fmt);
+		vsnprintf(errbuf, errbuf_size, fmt, ap);
+		va_end(ap);
+		trim_partial_utf8(errbuf);
+	}
+	return -1;
+}
+
+/* Turns jansson's parse error into ours. jansson's text is its own words
+ * followed by ` near '<input token>'`; the token is input, so it is escaped
+ * and capped like any other echo. */
+static int
+parse_error(const json_error_t *jerr, char *code, char *errbuf, size_t errbuf_size)
+{
+	char words[ECHO_BUF_SIZE], token[ECHO_BUF_SIZE];
+	const char *near = strstr(jerr->text, " near '");
+	size_t wlen, tlen;
+
+	wlen = near ? (size_t)(near - jerr->text) : strlen(jerr->text);
+	escape_input(jerr->text, wlen, words);
+	token[0] = '\0';
+	if (near != NULL) {
+		near += strlen(" near '");
+		tlen = strlen(near);
+		if (tlen > 0 && near[tlen - 1] == '\'')
+			tlen--;
+		/* A duplicate key's token is the JSON string, quotes included;
+		 * the message quotes the key itself. */
+		if (json_error_code(jerr) == json_error_duplicate_key && tlen >= 2 && near[0] == '"' &&
+		    near[tlen - 1] == '"') {
+			near++;
+			tlen -= 2;
+		}
+		escape_input(near, tlen, token);
+	}
+
+	switch (json_error_code(jerr)) {
+	case json_error_numeric_overflow:
+		return set_error(code, errbuf, errbuf_size, SL_ERR_NUMBER_OUT_OF_RANGE,
+		                 "number %s at line %d, column %d is out of range", token,
+		                 jerr->line, jerr->column);
+	case json_error_duplicate_key:
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		                 "invalid json at line %d, column %d: duplicate object key \"%s\"",
+		                 jerr->line, jerr->column, token);
+	case json_error_stack_overflow:
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		                 "invalid json at line %d, column %d: nested deeper than %d levels",
+		                 jerr->line, jerr->column, JSON_PARSER_MAX_DEPTH);
+	case json_error_null_character:
+		/* jansson's words name its JSON_ALLOW_NUL flag, which means nothing
+		 * to a producer. */
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		                 "invalid json at line %d, column %d: \\u0000 is not allowed in strings",
+		                 jerr->line, jerr->column);
+	case json_error_out_of_memory:
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		                 "could not parse message: out of memory");
+	default:
+		if (near != NULL)
+			return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+			                 "invalid json at line %d, column %d: %s near '%s'", jerr->line,
+			                 jerr->column, words, token);
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		                 "invalid json at line %d, column %d: %s", jerr->line, jerr->column,
+		                 words);
+	}
+}
+
+/* "an array", "a string"...: the kind of a JSON value, for messages. */
+static const char *
+kind_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+	default:
+		return "null";
+	}
+}
+
+/* Refuses attribute `name` (value v) for not being a non-empty string. */
+static int
+not_a_string(const json_t *v, const char *name, char *code, char *errbuf, size_t errbuf_size)
+{
+	if (json_is_string(v))
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		                 "attribute \"%s\" must be a non-empty string", name);
+	return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+	                 "attribute \"%s\" must be a non-empty string, not %s", name, kind_name(v));
+}
+
+/* Returns attribute `name` of root, borrowed, or NULL when it is absent. The
+ * CloudEvents JSON format treats a null attribute as an absent one. */
+static json_t *
+attribute(json_t *root, const char *name)
+{
+	json_t *v = json_object_get(root, name);
+
+	return json_is_null(v) ? NULL : v;
+}
+
+/* Reads the required string attribute `name` into *out (OUT: borrowed from
+ * root, NULL on failure). */
+static int
+required_string(json_t *root, const char *name, const char **out, char *code, char *errbuf,
+                size_t errbuf_size)
+{
+	json_t *v = attribute(root, name);
+
+	*out = NULL;
+	if (v == NULL)
+		return set_error(code, errbuf, errbuf_size, SL_ERR_MISSING_ATTRIBUTE,
+		                 "missing required attribute \"%s\"", name);
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return not_a_string(v, name, code, errbuf, errbuf_size);
+	if (json_string_length(v) > ATTR_MAX_BYTES)
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		                 "attribute \"%s\" is %zu bytes long, above the limit of %d", name,
+		                 json_string_length(v), ATTR_MAX_BYTES);
+	/* jansson refuses \u0000 without JSON_ALLOW_NUL, so the C string is whole. */
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Reads the optional string attribute `name` into *out (OUT: borrowed from
+ * root, NULL when absent or on failure). */
+static int
+optional_string(json_t *root, const char *name, const char **out, char *code, char *errbuf,
+                size_t errbuf_size)
+{
+	json_t *v = attribute(root, name);
+
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return not_a_string(v, name, code, errbuf, errbuf_size);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Reads exactly n decimal digits at *p, advancing it. Returns the value or -1. */
+static int
+digits(const char **p, int n)
+{
+	int v = 0;
+
+	for (; n > 0; n--, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+	}
+	return v;
+}
+
+/* A cheap RFC 3339 date-time check: the shape and the field ranges, not the
+ * calendar (February 31 passes). */
+static int
+looks_like_rfc3339(const char *s)
+{
+	const char *p = s;
+	int mon, day, hour, min, sec;
+
+	if (digits(&p, 4) < 0 || *p++ != '-' || (mon = digits(&p, 2)) < 1 || mon > 12 ||
+	    *p++ != '-' || (day = digits(&p, 2)) < 1 || day > 31 || (*p != 'T' && *p != 't'))
+		return 0;
+	p++;
+	if ((hour = digits(&p, 2)) < 0 || hour > 23 || *p++ != ':' || (min = digits(&p, 2)) < 0 ||
+	    min > 59 || *p++ != ':' || (sec = digits(&p, 2)) < 0 || sec > 60)
+		return 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'Z' || *p == 'z')
+		return p[1] == '\0';
+	if (*p != '+' && *p != '-')
+		return 0;
+	p++;
+	if ((hour = digits(&p, 2)) < 0 || hour > 23 || *p++ != ':' || (min = digits(&p, 2)) < 0 ||
+	    min > 59)
+		return 0;
+	return *p == '\0';
+}
+
+/* "application/json" with optional parameters ("; charset=utf-8"); media
+ * types are case-insensitive. */
+static int
+is_json_media_type(const char *s)
+{
+	static const char json_type[] = "application/json";
+	size_t n = sizeof(json_type) - 1;
+
+	if (strncasecmp(s, json_type, n) != 0)
+		return 0;
+	return s[n] == '\0' || s[n] == ';' || s[n] == ' ' || s[n] == '\t';
+}
+
+int
+sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event *ev, char *code,
+                char *errbuf, size_t errbuf_size)
+{
+	struct sl_event e = { 0 };
+	json_t *root = NULL, *v;
+	json_error_t jerr;
+	const char *specversion, *content_type = NULL, *nul;
+	char echo[ECHO_BUF_SIZE];
+	int rc = -1;
+
+	assert(ev != NULL);
+	memset(ev, 0, sizeof(*ev));
+	if (code != NULL)
+		code[0] = '\0';
+	if (errbuf != NULL && errbuf_size > 0)
+		errbuf[0] = '\0';
+
+	if (max_bytes > 0 && len > max_bytes) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_MESSAGE_TOO_LARGE,
+		          "message of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
+		goto out;
+	}
+	if (value == NULL || len == 0) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_EMPTY_MESSAGE, "message is empty");
+		goto out;
+	}
+	/* jansson's reader skips raw NUL bytes as if they were not there, so
+	 * `{"a":1<NUL>}` would parse; JSON allows no NUL byte anywhere. */
+	nul = memchr(value, '\0', len);
+	if (nul != NULL) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		          "invalid json: NUL byte at offset %zu", (size_t)(nul - (const char *)value));
+		goto out;
+	}
+	/* Duplicate keys are refused: with two "id"s, this decoder and the
+	 * producer's tools could disagree on which job this is. */
+	root = json_loadb(value, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		parse_error(&jerr, code, errbuf, errbuf_size);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_NOT_AN_OBJECT,
+		          "message is %s, not a JSON object", kind_name(root));
+		goto out;
+	}
+
+	v = attribute(root, "specversion");
+	if (v == NULL) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_MISSING_ATTRIBUTE,
+		          "missing required attribute \"specversion\"");
+		goto out;
+	}
+	if (!json_is_string(v)) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		          "attribute \"specversion\" must be a string, not %s", kind_name(v));
+		goto out;
+	}
+	specversion = json_string_value(v);
+	if (strcmp(specversion, "1.0") != 0) {
+		escape_input(specversion, json_string_length(v), echo);
+		set_error(code, errbuf, errbuf_size, SL_ERR_UNSUPPORTED_VERSION,
+		          "unsupported specversion \"%s\": only \"1.0\" is accepted", echo);
+		goto out;
+	}
+
+	if (required_string(root, "id", &e.id, code, errbuf, errbuf_size) != 0 ||
+	    required_string(root, "source", &e.source, code, errbuf, errbuf_size) != 0 ||
+	    required_string(root, "type", &e.type, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "subject", &e.subject, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "time", &e.time, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "datacontenttype", &content_type, code, errbuf, errbuf_size) != 0)
+		goto out;
+	if (e.time != NULL && !looks_like_rfc3339(e.time)) {
+		escape_input(e.time, strlen(e.time), echo);
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		          "attribute \"time\" must be an RFC 3339 timestamp, not \"%s\"", echo);
+		goto out;
+	}
+	if (content_type != NULL && !is_json_media_type(content_type)) {
+		escape_input(content_type, strlen(content_type), echo);
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		          "attribute \"datacontenttype\" must be \"application/json\", not \"%s\"",
+		          echo);
+		goto out;
+	}
+
+	e.data = attribute(root, "data");
+	if (e.data == NULL) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_DATA,
+		          json_object_get(root, "data_base64") != NULL
+		                  ? "missing attribute \"data\": binary \"data_base64\" is not accepted"
+		                  : "missing attribute \"data\"");
+		goto out;
+	}
+	if (!json_is_object(e.data)) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_DATA,
+		          "attribute \"data\" must be a JSON object, not %s", kind_name(e.data));
+		goto out;
+	}
+
+	e.root = root;
+	root = NULL; /* now owned by *ev */
+	*ev = e;
+	rc = 0;
+out:
+	json_decref(root);
+	assert(rc == 0 ? ev->root != NULL : ev->root == NULL);
+	return rc;
+}
+
+void
+sl_event_clear(struct sl_event *ev)
+{
+	if (ev == NULL)
+		return;
+	json_decref(ev->root);
+	memset(ev, 0, sizeof(*ev));
+}
+
+/* Returns a new reference to a JSON string holding s, or JSON null when s is
+ * NULL, or NULL when out of memory. Invalid UTF-8 (a handler's message built
+ * from a non-UTF-8 server message, say) would make json_string() fail and
+ * look like out of memory, so each invalid byte becomes U+FFFD instead:
+ * deterministic, and the result event still gets built. */
+static json_t *
+string_or_null(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n, i, o = 0, seq;
+	uint32_t cp;
+	char *fixed;
+	json_t *v;
+
+	if (s == NULL)
+		return json_null();
+	n = strlen(s);
+	for (i = 0; i < n; i += seq ? seq : 1) {
+		seq = p[i] < 0x80 ? 1 : utf8_sequence(p + i, n - i, &cp);
+		if (seq == 0)
+			break;
+	}
+	if (i >= n)
+		return json_string(s);
+
+	fixed = malloc(n * 3 + 1);
+	if (fixed == NULL)
+		return NULL;
+	for (i = 0; i < n; i += seq ? seq : 1) {
+		seq = p[i] < 0x80 ? 1 : utf8_sequence(p + i, n - i, &cp);
+		if (seq == 0) {
+			memcpy(fixed + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		} else {
+			memcpy(fixed + o, p + i, seq);
+			o += seq;
+		}
+	}
+	fixed[o] = '\0';
+	v = json_string(fixed);
+	free(fixed);
+	return v;
+}
+
+char *
+sl_event_result(const struct sl_result *r, const char *result_id, const char *result_source,
+                const char *time_rfc3339)
+{
+	json_t *ev = NULL, *data = NULL, *err = NULL;
+	char *type = NULL, *text = NULL;
+	size_t n;
+
+	assert(r != NULL && r->status != NULL);
+	assert(result_id != NULL && result_source != NULL && time_rfc3339 != NULL);
+
+	if (r->job_type != NULL) {
+		n = strlen(r->job_type) + sizeof(".result");
+		type = malloc(n);
+		if (type == NULL)
+			goto out;
+		snprintf(type, n, "%s.result", r->job_type);
+	}
+
+	/* The order of the calls below is the order of the keys in the text.
+	 * json_object_set_new() steals the value even when it fails (and fails
+	 * when the value is NULL), so each line needs one check only. */
+	ev = json_object();
+	if (ev == NULL || json_object_set_new(ev, "specversion", json_string("1.0")) != 0 ||
+	    json_object_set_new(ev, "id", string_or_null(result_id)) != 0 ||
+	    json_object_set_new(ev, "source", string_or_null(result_source)) != 0 ||
+	    json_object_set_new(ev, "type",
+	                        string_or_null(type ? type : "sluice.unknown.result")) != 0)
+		goto out;
+	if (r->job_id != NULL && json_object_set_new(ev, "subject", string_or_null(r->job_id)) != 0)
+		goto out;
+	if (json_object_set_new(ev, "time", string_or_null(time_rfc3339)) != 0 ||
+	    json_object_set_new(ev, "datacontenttype", json_string("application/json")) != 0)
+		goto out;
+
+	data = json_object();
+	if (data == NULL || json_object_set_new(data, "status", string_or_null(r->status)) != 0 ||
+	    json_object_set_new(data, "id", string_or_null(r->job_id)) != 0 ||
+	    json_object_set_new(data, "source", string_or_null(r->job_source)) != 0 ||
+	    json_object_set_new(data, "type", string_or_null(r->job_type)) != 0)
+		goto out;
+	if (strcmp(r->status, "succeeded") == 0) {
+		/* r->output is borrowed: json_object_set() takes its own reference. */
+		if (json_object_set(data, "output", r->output ? r->output : json_null()) != 0)
+			goto out;
+	} else {
+		err = json_object();
+		if (err == NULL || json_object_set_new(err, "code", string_or_null(r->error_code)) != 0 ||
+		    json_object_set_new(err, "message", string_or_null(r->error_message)) != 0)
+			goto out;
+		if (json_object_set_new(data, "error", err) != 0) {
+			err = NULL; /* stolen, and released, by the failed call */
+			goto out;
+		}
+		err = NULL; /* now owned by data */
+	}
+	if (json_object_set_new(ev, "data", data) != 0) {
+		data = NULL; /* stolen, and released, by the failed call */
+		goto out;
+	}
+	data = NULL; /* now owned by ev */
+
+	/* jansson keeps insertion order (2.8 and later); the flag says we rely
+	 * on it. No JSON_ENSURE_ASCII: UTF-8 stays as it came. */
+	text = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+out:
+	json_decref(err);
+	json_decref(data);
+	json_decref(ev);
+	free(type);
+	return text;
+}
+
+/* Fills buf with n random bytes from the kernel. getrandom(2) with no flags
+ * only fails when interrupted (not for requests this small), unsupported or
+ * misused; a UUID from a weak source would break dedupe on result ids, so
+ * failing to get randomness is fatal rather than degraded. */
+static void
+random_bytes(unsigned char *buf, size_t n)
+{
+	size_t got = 0;
+	ssize_t k;
+	int fd;
+
+	while (got < n) {
+		k = getrandom(buf + got, n - got, 0);
+		if (k > 0) {
+			got += (size_t)k;
+		} else if (k < 0 && errno == EINTR) {
+			continue;
+		} else if (k < 0 && errno == ENOSYS) {
+			break;
+		} else {
+			abort();
+		}
+	}
+	if (got == n)
+		return;
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		abort();
+	while (got < n) {
+		k = read(fd, buf + got, n - got);
+		if (k > 0)
+			got += (size_t)k;
+		else if (!(k < 0 && errno == EINTR))
+			abort();
+	}
+	close(fd);
+}
+
+void
+sl_event_uuid(char out[37])
+{
+	unsigned char b[16];
+
+	random_bytes(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 (RFC 4122) */
+	snprintf(out, 37,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+	         b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+	         b[14], b[15]);
+}
+
+void
+sl_event_now(char out[32])
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%06uZ", (unsigned)(ts.tv_nsec / 1000) % 1000000u);
+}
