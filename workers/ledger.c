@@ -1,0 +1,294 @@
+/* ledger.c -- the ledger job family: ledger.open and ledger.transfer.
+ *
+ * Opens accounts and moves money between them in ledger.accounts and
+ * ledger.transfers (schemas/sql/0002_ledger.sql), inside the transaction that
+ * the executor owns. Refusals a customer can cause (an account id that is
+ * taken, an unknown account, too little money) are REJECTED with a stable
+ * code; data that the job's JSON Schema should have refused is FAILED with
+ * "invalid_data". Not for: transaction control, the job ledger or retries
+ * (the executor's), nor validation beyond what keeps the handlers safe.
+ *
+ * Every statement takes text parameters; the SQL lives in the constants
+ * below so that a later pass can prepare it once per connection.
+ */
+#include "handlers.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+
+/* Opens an account unless the id is taken: a taken id inserts nothing and
+ * returns no row, without raising 23505 (which would abort the job's
+ * transaction and make the refusal look like a failure). */
+static const char sql_open[] =
+	"INSERT INTO ledger.accounts (id, balance) VALUES ($1::text, $2::bigint) "
+	"ON CONFLICT (id) DO NOTHING "
+	"RETURNING balance";
+
+/* Locks both accounts of a transfer in id order. The sort runs below the row
+ * locking, so every transfer takes its two locks in the same global order and
+ * two transfers between the same accounts, in whatever direction, queue
+ * instead of deadlocking. A missing account returns fewer rows. */
+static const char sql_lock[] =
+	"SELECT id, balance FROM ledger.accounts "
+	"WHERE id = ANY (ARRAY[$1::text, $2::text]) "
+	"ORDER BY id FOR UPDATE";
+
+/* Moves the amount in one statement; both rows are already locked, so it
+ * waits for nothing. A destination pushed past the bigint range fails with
+ * 22003, which makes the job FAILED. */
+static const char sql_move[] =
+	"UPDATE ledger.accounts AS a SET balance = a.balance + d.delta "
+	"FROM (VALUES ($1::text, -$3::bigint), ($2::text, $3::bigint)) AS d (id, delta) "
+	"WHERE a.id = d.id "
+	"RETURNING a.id, a.balance";
+
+/* Records the transfer under the job's identity; the primary key refuses a
+ * second application of the same job. */
+static const char sql_record[] =
+	"INSERT INTO ledger.transfers (job_source, job_id, from_account, to_account, amount) "
+	"VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint)";
+
+/* Room for any json_int_t in decimal, with its sign and the NUL. */
+#define INT_TEXT_SIZE 24
+
+/* Fails the job with "invalid_data" and jansson's words for what is wrong. */
+static enum sl_outcome
+fail_invalid(struct sl_job_ctx *ctx, const char *what)
+{
+	return sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_INVALID_DATA, "invalid data for %s: %s",
+	                   ctx->job_type ? ctx->job_type : "ledger job", what);
+}
+
+/* Returns 1 when an account id is usable as a text parameter: not empty and
+ * without an embedded NUL (jansson allows one; libpq would cut the id there). */
+static int
+account_ok(const char *id, size_t len)
+{
+	return len > 0 && strlen(id) == len;
+}
+
+/* Parses the server's text for a bigint into *out (OUT: set on every path,
+ * 0 on failure). Returns 0, or -1 when the text is not one. */
+static int
+parse_bigint(const char *text, long long *out)
+{
+	char *end;
+	long long v;
+
+	*out = 0;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* ledger.open: data {"account": string, "balance": integer >= 0}. Inserts the
+ * account; an existing id is REJECTED "account_exists". On SUCCEEDED the
+ * output is {"account": id, "balance": n}, a new reference. */
+enum sl_outcome
+sl_ledger_open(struct sl_job_ctx *ctx)
+{
+	const char *account = NULL;
+	size_t account_len = 0;
+	json_int_t balance = 0;
+	json_error_t jerr;
+	char balance_text[INT_TEXT_SIZE];
+	const char *params[2];
+	PGresult *res = NULL;
+	enum sl_outcome outcome;
+
+	assert(ctx != NULL && ctx->conn != NULL);
+	ctx->output = NULL;
+
+	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:I}", "account", &account, &account_len,
+	                   "balance", &balance) != 0) {
+		outcome = fail_invalid(ctx, jerr.text);
+		goto out;
+	}
+	if (!account_ok(account, account_len)) {
+		outcome = fail_invalid(ctx, "\"account\" must be a non-empty string without NUL characters");
+		goto out;
+	}
+	if (balance < 0) {
+		outcome = fail_invalid(ctx, "\"balance\" must not be negative");
+		goto out;
+	}
+
+	snprintf(balance_text, sizeof(balance_text), "%" JSON_INTEGER_FORMAT, balance);
+	params[0] = account;
+	params[1] = balance_text;
+	res = PQexecParams(ctx->conn, sql_open, 2, NULL, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		outcome = sl_job_sql_error(ctx, res, "insert account");
+		goto out;
+	}
+	if (PQntuples(res) == 0) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "account_exists",
+		                      "account \"%s\" already exists", account);
+		goto out;
+	}
+
+	/* New reference; json_pack copies the strings, so none of it points
+	 * into res or ctx->data. */
+	ctx->output = json_pack("{s:s, s:I}", "account", account, "balance", balance);
+	if (ctx->output == NULL) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+		                      "could not build the output of ledger.open: out of memory");
+		goto out;
+	}
+	outcome = SL_OUTCOME_SUCCEEDED;
+out:
+	PQclear(res);
+	return outcome;
+}
+
+/* ledger.transfer: data {"from": string, "to": string, "amount": integer > 0}.
+ * Locks both accounts in id order, refuses (REJECTED) a transfer to the same
+ * account ("same_account"), from or to a missing account ("unknown_account")
+ * or beyond the source's balance ("insufficient_funds"), else moves the
+ * amount and records the transfer under the job's identity. On SUCCEEDED
+ * the output is {"from": {"account", "balance"}, "to": {...}, "amount"} with
+ * the new balances, a new reference. */
+enum sl_outcome
+sl_ledger_transfer(struct sl_job_ctx *ctx)
+{
+	const char *from = NULL, *to = NULL;
+	size_t from_len = 0, to_len = 0;
+	json_int_t amount = 0;
+	json_error_t jerr;
+	char amount_text[INT_TEXT_SIZE];
+	const char *params[5];
+	PGresult *res = NULL;
+	long long from_balance = -1, to_balance = -1, value;
+	int have_from = 0, have_to = 0;
+	int i, n;
+	enum sl_outcome outcome;
+
+	assert(ctx != NULL && ctx->conn != NULL && ctx->job_source != NULL && ctx->job_id != NULL);
+	ctx->output = NULL;
+
+	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &from, &from_len, "to",
+	                   &to, &to_len, "amount", &amount) != 0) {
+		outcome = fail_invalid(ctx, jerr.text);
+		goto out;
+	}
+	if (!account_ok(from, from_len) || !account_ok(to, to_len)) {
+		outcome = fail_invalid(ctx, "\"from\" and \"to\" must be non-empty strings without NUL characters");
+		goto out;
+	}
+	if (amount <= 0) {
+		outcome = fail_invalid(ctx, "\"amount\" must be positive");
+		goto out;
+	}
+	if (strcmp(from, to) == 0) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "same_account",
+		                      "cannot transfer from account \"%s\" to itself", from);
+		goto out;
+	}
+	snprintf(amount_text, sizeof(amount_text), "%" JSON_INTEGER_FORMAT, amount);
+
+	params[0] = from;
+	params[1] = to;
+	res = PQexecParams(ctx->conn, sql_lock, 2, NULL, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		outcome = sl_job_sql_error(ctx, res, "lock accounts");
+		goto out;
+	}
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		const char *id = PQgetvalue(res, i, 0);
+
+		if (parse_bigint(PQgetvalue(res, i, 1), &value) != 0) {
+			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+			                      "could not read the balance of account \"%s\"", id);
+			goto out;
+		}
+		if (strcmp(id, from) == 0) {
+			have_from = 1;
+			from_balance = value;
+		} else if (strcmp(id, to) == 0) {
+			have_to = 1;
+			to_balance = value;
+		}
+	}
+	if (!have_from && !have_to) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
+		                      "accounts \"%s\" and \"%s\" do not exist", from, to);
+		goto out;
+	}
+	if (!have_from || !have_to) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
+		                      "account \"%s\" does not exist", have_from ? to : from);
+		goto out;
+	}
+	if (from_balance < amount) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "insufficient_funds",
+		                      "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
+		                      from, from_balance, amount);
+		goto out;
+	}
+	PQclear(res);
+
+	params[2] = amount_text;
+	res = PQexecParams(ctx->conn, sql_move, 3, NULL, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		outcome = sl_job_sql_error(ctx, res, "update account balances");
+		goto out;
+	}
+	/* Both rows are locked by this transaction, so both are updated. */
+	have_from = have_to = 0;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		const char *id = PQgetvalue(res, i, 0);
+
+		if (parse_bigint(PQgetvalue(res, i, 1), &value) != 0)
+			continue;
+		if (strcmp(id, from) == 0) {
+			have_from = 1;
+			from_balance = value;
+		} else if (strcmp(id, to) == 0) {
+			have_to = 1;
+			to_balance = value;
+		}
+	}
+	if (!have_from || !have_to) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+		                      "could not update accounts \"%s\" and \"%s\": %d rows changed", from,
+		                      to, n);
+		goto out;
+	}
+	PQclear(res);
+
+	params[0] = ctx->job_source;
+	params[1] = ctx->job_id;
+	params[2] = from;
+	params[3] = to;
+	params[4] = amount_text;
+	res = PQexecParams(ctx->conn, sql_record, 5, NULL, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		outcome = sl_job_sql_error(ctx, res, "record transfer");
+		goto out;
+	}
+
+	/* New reference; json_pack copies the strings. */
+	ctx->output = json_pack("{s:{s:s, s:I}, s:{s:s, s:I}, s:I}",
+	                        "from", "account", from, "balance", (json_int_t)from_balance,
+	                        "to", "account", to, "balance", (json_int_t)to_balance,
+	                        "amount", amount);
+	if (ctx->output == NULL) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+		                      "could not build the output of ledger.transfer: out of memory");
+		goto out;
+	}
+	outcome = SL_OUTCOME_SUCCEEDED;
+out:
+	PQclear(res);
+	return outcome;
+}
