@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "log.h"
 #include "version.h"
+#include "worker.h"
 
 static void
 usage(FILE *out)
@@ -39,8 +41,9 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = "worker.conf";
-	int ch, check_only = 0;
-	FILE *f;
+	struct sl_config *cfg;
+	char errbuf[1024];
+	int ch, check_only = 0, status;
 
 	sl_log_set_program("sluice-worker");
 	while ((ch = getopt_long(argc, argv, "c:nhV", longopts, NULL)) != -1) {
@@ -67,15 +70,18 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((f = fopen(path, "r")) == NULL) {
-		fprintf(stderr, "sluice-worker: could not open configuration file \"%s\": %m\n", path);
+	if ((cfg = sl_config_load(path, errbuf, sizeof(errbuf))) == NULL ||
+	    sl_worker_check(cfg, errbuf, sizeof(errbuf)) < 0) {
+		fprintf(stderr, "sluice-worker: %s\n", errbuf);
+		sl_config_destroy(cfg);
 		return 2;
 	}
-	fclose(f);
 	if (check_only) {
 		printf("%s: ok\n", path);
+		sl_config_destroy(cfg);
 		return 0;
 	}
-	sl_log_error("the job pipeline is not built yet");
-	return 1;
+	status = sl_worker_run(cfg);
+	sl_config_destroy(cfg);
+	return status;
 }

@@ -144,6 +144,18 @@ class Pg:
         rows = self.query(sql, *args)
         return rows[0][0] if rows else None
 
+    def reconnect(self, timeout=60):
+        """Reconnects after a server restart."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.conn = psycopg.connect(self.conninfo, autocommit=True)
+                return
+            except psycopg.OperationalError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def close(self):
         self.conn.close()
 
@@ -152,3 +164,177 @@ def _replace_dbname(conninfo, dbname):
     if re.search(r"\bdbname=\S+", conninfo):
         return re.sub(r"\bdbname=\S+", f"dbname={dbname}", conninfo)
     return f"{conninfo} dbname={dbname}"
+
+
+# ---- the worker ----------------------------------------------------------
+
+import json
+import os
+import signal
+import subprocess
+
+
+def conf_text(brokers, conninfo, topics, results, dlq, group, executors=4, max_in_flight=1000,
+              max_batch=1, shutdown_timeout=30.0, revoke_timeout=20.0, retry=None, extra="",
+              consumer_properties=(), producer_properties=(), http_listen=""):
+    """A worker.conf for a test: the ledger job types, with schemas from the
+    repository."""
+    retry = retry or {"max_attempts": 8, "initial_backoff": 0.05, "max_backoff": 1.0}
+    q = json.dumps
+    return f"""
+kafka: {{
+  brokers = {q(brokers)};
+  group = {q(group)};
+  topics = [ {", ".join(q(t) for t in topics)} ];
+  dlq_topic = {q(dlq)};
+  result_topic = {q(results)};
+  consumer_properties = [ {", ".join(q(p) for p in consumer_properties)} ];
+  producer_properties = [ {", ".join(q(p) for p in producer_properties)} ];
+}};
+postgres: {{ conninfo = {q(conninfo)}; }};
+executors = {executors};
+limits: {{
+  max_in_flight = {max_in_flight};
+  max_batch = {max_batch};
+  shutdown_timeout = {float(shutdown_timeout)};
+  revoke_timeout = {float(revoke_timeout)};
+}};
+retry: {{ max_attempts = {retry["max_attempts"]}; initial_backoff = {float(retry["initial_backoff"])}; max_backoff = {float(retry["max_backoff"])}; }};
+jobs = (
+  {{ type = "ledger.open"; handler = "ledger.open"; schema = {q(str(ROOT / "schemas/jobs/ledger.open.json"))}; }},
+  {{ type = "ledger.transfer"; handler = "ledger.transfer"; schema = {q(str(ROOT / "schemas/jobs/ledger.transfer.json"))}; }}
+);
+http: {{ listen = {q(http_listen)}; }};
+log: {{ level = "info"; }};
+{extra}
+"""
+
+
+class Worker:
+    """One sluice-worker process with its own config file and log file."""
+
+    def __init__(self, conf_path, log_path, env=None):
+        self.conf_path = str(conf_path)
+        self.log_path = str(log_path)
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("SLUICE_KAFKA_BROKERS", "SLUICE_PG_CONNINFO")}
+        self.env.update(env or {})
+        self.proc = None
+
+    def start(self):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(ROOT / "build" / "sluice-worker"), "-c", self.conf_path],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        return self.wait(30)
+
+    def stop(self, timeout=60):
+        """SIGTERM and wait; returns the exit status."""
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def log(self):
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+    def wait_for_log(self, text, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log():
+                return True
+            if not self.alive():
+                raise AssertionError(f"worker exited ({self.proc.returncode}) before logging {text!r}:\n"
+                                     + self.log()[-3000:])
+            time.sleep(0.1)
+        raise AssertionError(f"worker did not log {text!r} within {timeout}s:\n" + self.log()[-3000:])
+
+
+def migrate(conninfo):
+    r = subprocess.run([str(ROOT / "build" / "sluicectl"), "migrate", "--conninfo", conninfo,
+                        "--dir", str(ROOT / "schemas" / "sql")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def cloudevent(job_type, data, job_id=None, source="tests"):
+    return {"specversion": "1.0", "id": job_id or uuid.uuid4().hex, "source": source, "type": job_type,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "datacontenttype": "application/json", "data": data}
+
+
+class Results:
+    """Every result event read from a topic, grouped by job id."""
+
+    def __init__(self, messages):
+        self.raw = [m.value() for m in messages]
+        self.by_job = {}
+        self.unparsed = []
+        for m in messages:
+            ev = json.loads(m.value())
+            # A message that was not a CloudEvent has no job id: its result's
+            # own id (its coordinates) stands for it.
+            job = ev["data"].get("id") or "result:" + ev["id"]
+            self.by_job.setdefault(job, []).append((m.value(), ev))
+
+    def status_counts(self):
+        counts = {}
+        for copies in self.by_job.values():
+            st = copies[0][1]["data"]["status"]
+            counts[st] = counts.get(st, 0) + 1
+        return counts
+
+    def assert_copies_identical(self):
+        for job_id, copies in self.by_job.items():
+            first = copies[0][0]
+            for raw, _ in copies[1:]:
+                assert raw == first, f"job {job_id}: result copies differ:\n{first}\n{raw}"
+
+    def first(self, job_id):
+        return self.by_job[job_id][0][1]
+
+
+def read_results(kafka, topic, expected_jobs, timeout=180):
+    """Reads `topic` until results for `expected_jobs` distinct job ids have
+    arrived (or timeout), then returns Results."""
+    deadline = time.time() + timeout
+    msgs = []
+    seen = set()
+    c = Consumer({"bootstrap.servers": kafka.brokers, "group.id": "results-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    md = kafka.admin.list_topics(topic, timeout=10)
+    c.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
+    try:
+        while time.time() < deadline and len(seen) < expected_jobs:
+            batch = c.consume(1000, 0.5)
+            for m in batch:
+                if m.error():
+                    raise KafkaException(m.error())
+                msgs.append(m)
+                ev = json.loads(m.value())
+                seen.add(ev["data"].get("id") or "result:" + ev["id"])
+        # Pick up duplicates already on their way.
+        end = time.time() + 1.0
+        while time.time() < end:
+            for m in c.consume(1000, 0.2):
+                if not m.error():
+                    msgs.append(m)
+    finally:
+        c.close()
+    return Results(msgs)

@@ -1,0 +1,161 @@
+/* executor.c -- the pool of executor threads.
+ *
+ * Each executor is a thread with its own PostgreSQL connection and a FIFO of
+ * jobs. The consumer thread picks the executor from the job's Kafka key, so
+ * jobs of one key run one after another in offset order, and jobs of
+ * different keys run in parallel on as many executors as configured,
+ * whatever the partition count. The queues need no bound of their own: the
+ * consumer thread bounds the jobs in flight and pauses partitions above it.
+ *
+ * Not for: what a job does (job.c) or what happens to it after (worker.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "worker_int.h"
+
+static void *
+executor_main(void *arg)
+{
+	struct sl_executor *ex = arg;
+	struct sl_job *job;
+
+	for (;;) {
+		pthread_mutex_lock(&ex->mu);
+		while (ex->head == NULL && !ex->stop)
+			pthread_cond_wait(&ex->cv, &ex->mu);
+		if (ex->head == NULL) {
+			pthread_mutex_unlock(&ex->mu);
+			break;
+		}
+		job = ex->head;
+		ex->head = job->next;
+		if (ex->head == NULL)
+			ex->tail = NULL;
+		ex->queued--;
+		job->next = NULL;
+		pthread_mutex_unlock(&ex->mu);
+
+		atomic_store(&ex->busy, 1);
+		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
+		/* Jobs of a revoked partition or an abandoning worker are handed
+		 * back unrun; the next owner gets them again. */
+		if (atomic_load(&ex->w->abandon) || atomic_load(&job->part->revoked))
+			job->end = SL_JOB_END_SKIPPED;
+		else
+			sl_job_run(ex, job);
+		atomic_store(&ex->busy, 0);
+		atomic_fetch_add(&ex->done, 1);
+		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
+		sl_worker_job_done(ex->w, job);
+	}
+
+	pthread_mutex_lock(&ex->mu);
+	if (ex->cancel != NULL)
+		PQfreeCancel(ex->cancel);
+	ex->cancel = NULL;
+	pthread_mutex_unlock(&ex->mu);
+	PQfinish(ex->conn);
+	ex->conn = NULL;
+	return NULL;
+}
+
+int
+sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
+{
+	unsigned i;
+	int err;
+
+	w->n_executors = (unsigned)w->cfg->executors;
+	w->executors = calloc(w->n_executors, sizeof(*w->executors));
+	if (w->executors == NULL) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < w->n_executors; i++) {
+		struct sl_executor *ex = &w->executors[i];
+		ex->w = w;
+		ex->index = i;
+		pthread_mutex_init(&ex->mu, NULL);
+		pthread_cond_init(&ex->cv, NULL);
+		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
+		if ((err = pthread_create(&ex->thread, NULL, executor_main, ex)) != 0) {
+			snprintf(errbuf, errbuf_size, "could not start executor thread: %s", strerror(err));
+			w->n_executors = i;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job)
+{
+	struct sl_executor *ex = &w->executors[index % w->n_executors];
+
+	job->next = NULL;
+	pthread_mutex_lock(&ex->mu);
+	if (ex->tail != NULL)
+		ex->tail->next = job;
+	else
+		ex->head = job;
+	ex->tail = job;
+	ex->queued++;
+	pthread_cond_signal(&ex->cv);
+	pthread_mutex_unlock(&ex->mu);
+}
+
+/* Asks every busy executor's server to cancel the running statement, so an
+ * abandoned job does not hold the stop up on a lock wait. Consumer thread. */
+void
+sl_executors_cancel_all(struct sl_worker *w)
+{
+	unsigned i;
+	char errbuf[256];
+
+	for (i = 0; i < w->n_executors; i++) {
+		struct sl_executor *ex = &w->executors[i];
+		pthread_mutex_lock(&ex->mu);
+		if (ex->cancel != NULL && atomic_load(&ex->busy))
+			(void)PQcancel(ex->cancel, errbuf, sizeof(errbuf));
+		pthread_mutex_unlock(&ex->mu);
+	}
+}
+
+/* Stops the executors once their queues are empty and joins them, waiting at
+ * most wait_seconds in all; executors still running after that are left to
+ * the process exit (their transactions roll back when the connection
+ * closes). */
+void
+sl_executors_stop(struct sl_worker *w, double wait_seconds)
+{
+	struct timespec deadline;
+	unsigned i;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += (time_t)wait_seconds;
+	deadline.tv_nsec += (long)((wait_seconds - (double)(time_t)wait_seconds) * 1e9);
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	for (i = 0; i < w->n_executors; i++) {
+		struct sl_executor *ex = &w->executors[i];
+		pthread_mutex_lock(&ex->mu);
+		ex->stop = 1;
+		pthread_cond_signal(&ex->cv);
+		pthread_mutex_unlock(&ex->mu);
+	}
+	for (i = 0; i < w->n_executors; i++) {
+		if (pthread_timedjoin_np(w->executors[i].thread, NULL, &deadline) != 0) {
+			sl_log_warn("executor %u did not stop in time; leaving it to the process exit", i);
+			continue;
+		}
+		pthread_mutex_destroy(&w->executors[i].mu);
+		pthread_cond_destroy(&w->executors[i].cv);
+	}
+}

@@ -1,0 +1,24 @@
+/* worker.h -- the worker runtime: consume, execute, publish, commit.
+ *
+ * One call runs a worker until it is told to stop. The calling thread becomes
+ * the consumer thread; executor threads are started and joined inside.
+ */
+#ifndef SL_WORKER_H
+#define SL_WORKER_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Checks what the configuration names beyond its syntax: handlers exist and
+ * schemas load. Returns 0, or -1 with `file:line: what is wrong` in errbuf. */
+int sl_worker_check(const struct sl_config *cfg, char *errbuf, size_t errbuf_size);
+
+/* Runs the worker with cfg (borrowed; must outlive the call) until SIGTERM or
+ * SIGINT (installed here), then drains and stops. Returns the process exit
+ * status: 0 after a clean stop (also when the drain deadline abandoned jobs:
+ * they are redelivered), 1 when the worker could not start or hit a fatal
+ * error, with the reason logged. */
+int sl_worker_run(struct sl_config *cfg);
+
+#endif

@@ -1,0 +1,133 @@
+/* worker_int.h -- private structures shared by the worker's modules.
+ *
+ * The consumer thread (worker.c) owns partitions, offsets, the producer's
+ * delivery reports and every job's life from fetch to acknowledgement.
+ * Executor threads (executor.c) own their PostgreSQL connection and run one
+ * job at a time (job.c); they touch a job only between taking it from their
+ * queue and handing it back through the done queue. Fields are annotated
+ * with the thread that may write them.
+ */
+#ifndef SL_WORKER_INT_H
+#define SL_WORKER_INT_H
+
+#include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "offsets.h"
+#include "schema.h"
+
+struct sl_worker;
+
+/* A partition while assigned, and as long as any of its jobs is alive. A
+ * partition assigned again after a revoke gets a new struct, so late jobs of
+ * the old assignment can never move the new one's offsets. */
+struct sl_partition {
+	char *topic;
+	int32_t partition;
+	sl_offsets_t *offsets;         /* consumer thread */
+	int jobs;                      /* consumer thread: live jobs of this struct */
+	int assigned;                  /* consumer thread */
+	int64_t stored;                /* consumer thread: last offset stored, -1 none */
+	atomic_int revoked;            /* set by the consumer thread, read by executors */
+	struct sl_partition *next;     /* consumer thread: assignment list */
+};
+
+/* What became of a job, decided by its executor. */
+enum sl_job_end {
+	SL_JOB_END_RESULT = 0,         /* publish `result` (and a dead letter if dlq_code) */
+	SL_JOB_END_SKIPPED,            /* not run (revoked or abandoned): redelivered later */
+};
+
+/* One fetched message, from fetch to acknowledgement. */
+struct sl_job {
+	struct sl_job *next;           /* queue link: owner of the queue */
+	rd_kafka_message_t *msg;       /* owned: destroyed when the job is released */
+	struct sl_partition *part;     /* the partition struct it was fetched under */
+	int64_t offset;
+	double fetched_at;             /* monotonic seconds */
+
+	/* Written by the executor, read by the consumer thread after hand-back. */
+	enum sl_job_end end;
+	char *result;                  /* result event text, malloc'ed */
+	const char *result_topic;      /* borrowed from the configuration */
+	const char *type;              /* borrowed from the configuration, NULL if unknown */
+	const char *status;            /* "succeeded", "rejected", "failed" (static) */
+	char *dlq_code;                /* malloc'ed; non-NULL: also publish a dead letter */
+	char *dlq_message;             /* malloc'ed */
+	int attempts;
+	int duplicate;                 /* the ledger already had the result */
+
+	/* Consumer thread only. */
+	int pending_acks;
+	int result_acked;
+	int dlq_acked;
+};
+
+struct sl_executor {
+	struct sl_worker *w;
+	unsigned index;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct sl_job *head, *tail;    /* under mu */
+	size_t queued;                 /* under mu */
+	int stop;                      /* under mu */
+	PGconn *conn;                  /* executor thread */
+	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
+	atomic_int busy;               /* running a job right now */
+	atomic_llong done;             /* jobs handed back */
+	atomic_llong progress_at;      /* monotonic ms of the last step forward */
+};
+
+struct sl_job_type_rt {
+	const struct sl_job_type *conf;
+	const void *handler;           /* const struct sl_handler * */
+	sl_schema_t *schema;           /* NULL: no schema */
+};
+
+struct sl_worker {
+	struct sl_config *cfg;
+	rd_kafka_t *consumer;
+	rd_kafka_t *producer;
+	rd_kafka_queue_t *consumer_q;  /* for waking the consumer thread */
+
+	struct sl_job_type_rt *types;
+	size_t n_types;
+
+	struct sl_executor *executors;
+	unsigned n_executors;
+
+	pthread_mutex_t done_mu;
+	struct sl_job *done_head, *done_tail; /* under done_mu */
+
+	struct sl_partition *parts;    /* consumer thread: current assignment */
+	long in_flight;                /* consumer thread: jobs fetched, not yet released */
+	int paused;                    /* consumer thread */
+
+	atomic_int abandon;            /* executors stop starting and committing jobs */
+	atomic_int fatal;              /* the producer hit a fatal error */
+
+	/* Counters (any thread). */
+	atomic_llong n_fetched, n_succeeded, n_rejected, n_failed, n_dead_letters, n_duplicates,
+		n_retries, n_skipped;
+};
+
+/* executor.c */
+int sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size);
+void sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job);
+void sl_executors_stop(struct sl_worker *w, double wait_seconds);
+void sl_executors_cancel_all(struct sl_worker *w);
+
+/* job.c: runs one job on ex's connection and fills the job's outcome. */
+void sl_job_run(struct sl_executor *ex, struct sl_job *job);
+
+/* worker.c: hands a finished job back to the consumer thread. Any thread. */
+void sl_worker_job_done(struct sl_worker *w, struct sl_job *job);
+
+double sl_now(void);
+
+#endif

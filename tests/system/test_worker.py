@@ -1,0 +1,251 @@
+"""The worker against the real broker and server: the guarantees of DESIGN.md
+under load, crashes, restarts and bad input.
+
+Invariants checked after every run (check_ledger): every job has a result,
+copies of one job's result are byte-identical, the sum of balances is
+unchanged, transfers applied == `succeeded` results, no job applied twice.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from harness import ROOT, Worker, cloudevent, conf_text, migrate, read_results
+
+ACCOUNTS = 100
+BALANCE = 1000
+
+
+class Env:
+    def __init__(self, kafka, pg, tmp_path, partitions=6):
+        self.kafka = kafka
+        self.pg = pg
+        self.tmp = tmp_path
+        self.jobs = kafka.create_topic("jobs", partitions=partitions)
+        self.results = kafka.create_topic("results", partitions=3)
+        self.dlq = kafka.create_topic("dlq", partitions=1)
+        self.group = "g-" + uuid.uuid4().hex[:8]
+        self.n = 0
+        migrate(pg.conninfo)
+
+    def worker(self, **kw):
+        self.n += 1
+        conf = self.tmp / f"worker{self.n}.conf"
+        conf.write_text(conf_text(self.kafka.brokers, self.pg.conninfo, [self.jobs], self.results, self.dlq,
+                                  self.group, **kw))
+        return Worker(conf, self.tmp / f"worker{self.n}.log")
+
+    def produce_jobs(self, events, key_of):
+        for ev in events:
+            self.kafka.produce(self.jobs, json.dumps(ev).encode(), key=key_of(ev), flush=False)
+        self.kafka.flush()
+
+    def open_accounts(self, n=ACCOUNTS, balance=BALANCE):
+        evs = [cloudevent("ledger.open", {"account": f"acc-{i:03d}", "balance": balance}) for i in range(n)]
+        self.produce_jobs(evs, lambda ev: ev["data"]["account"].encode())
+        return evs
+
+    def transfers(self, n, seed=1):
+        rnd = random.Random(seed)
+        evs = []
+        for _ in range(n):
+            a, b = rnd.sample(range(ACCOUNTS), 2)
+            evs.append(cloudevent("ledger.transfer", {"from": f"acc-{a:03d}", "to": f"acc-{b:03d}",
+                                                      "amount": rnd.randint(1, 300)}))
+        return evs
+
+    def check_ledger(self, results, job_ids):
+        missing = [j for j in job_ids if j not in results.by_job]
+        assert not missing, f"{len(missing)} jobs without a result, e.g. {missing[:3]}"
+        results.assert_copies_identical()
+        total = self.pg.scalar("select sum(balance) from ledger.accounts")
+        assert total == ACCOUNTS * BALANCE
+        transfer_ids = {j for j in job_ids if results.first(j)["type"] == "ledger.transfer.result"}
+        succeeded = sum(1 for j in transfer_ids if results.first(j)["data"]["status"] == "succeeded")
+        rows = self.pg.scalar("select count(*) from ledger.transfers")
+        distinct = self.pg.scalar("select count(distinct (job_source, job_id)) from ledger.transfers")
+        assert rows == distinct
+        assert rows == succeeded, f"{rows} transfer rows but {succeeded} succeeded results"
+        # Every succeeded transfer is in the ledger under its own job id.
+        ledger_ids = {r[0] for r in self.pg.query("select job_id from ledger.transfers")}
+        assert ledger_ids == {j for j in transfer_ids if results.first(j)["data"]["status"] == "succeeded"}
+        return succeeded
+
+
+@pytest.fixture
+def env(kafka, pg, tmp_path):
+    return Env(kafka, pg, tmp_path)
+
+
+def run_ledger(env, n_transfers, chaos=None, workers=1, **worker_kw):
+    """Opens the accounts, then runs n_transfers through the worker(s) while
+    `chaos(ws, env)` is called repeatedly (it may kill and restart workers).
+    Returns (results, job ids)."""
+    opens = env.open_accounts()
+    ws = [env.worker(**worker_kw).start() for _ in range(workers)]
+    res = read_results(env.kafka, env.results, len(opens), timeout=120)
+    assert len(res.by_job) >= len(opens), "accounts were not opened:\n" + ws[0].log()[-3000:]
+    transfers = env.transfers(n_transfers)
+    env.produce_jobs(transfers, lambda ev: ev["data"]["from"].encode())
+    ids = [ev["id"] for ev in opens + transfers]
+    if chaos is not None:
+        chaos(ws, env, ids)
+    res = read_results(env.kafka, env.results, len(ids), timeout=240)
+    for w in ws:
+        if w.alive():
+            assert w.stop(90) == 0, w.log()[-3000:]
+    return res, ids
+
+
+def test_ten_thousand_transfers(env):
+    res, ids = run_ledger(env, 10_000, executors=4)
+    succeeded = env.check_ledger(res, ids)
+    counts = res.status_counts()
+    assert counts.get("failed", 0) == 0, counts
+    assert succeeded > 0 and counts.get("rejected", 0) >= 0
+    # A clean run publishes each result once.
+    assert len(res.raw) == len(ids)
+
+
+def test_sigkill_three_times(env):
+    def chaos(ws, env, ids):
+        rnd = random.Random(7)
+        for i in range(3):
+            time.sleep(rnd.uniform(0.5, 2.5))
+            ws[0].kill()
+            ws[0] = env.worker(executors=4).start()
+    res, ids = run_ledger(env, 10_000, chaos=chaos, executors=4)
+    env.check_ledger(res, ids)
+    assert res.status_counts().get("failed", 0) == 0
+
+
+def test_postgres_restart(env):
+    services = os.environ["SLUICE_SERVICES_DIR"]
+
+    def chaos(ws, env, ids):
+        time.sleep(1.5)
+        version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v))[-1]
+        # -l: the restarted server must not inherit our pipes.
+        cmd = [f"/usr/lib/postgresql/{version}/bin/pg_ctl", "-D", f"{services}/pg/data", "-l",
+               f"{services}/pg/server.log", "-m", "fast", "-w", "restart"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        env.pg.reconnect()
+    res, ids = run_ledger(env, 5_000, chaos=chaos, executors=4)
+    env.check_ledger(res, ids)
+    assert res.status_counts().get("failed", 0) == 0
+
+
+def test_two_workers_one_killed(env):
+    def chaos(ws, env, ids):
+        time.sleep(2.0)
+        ws[1].kill()
+    res, ids = run_ledger(env, 8_000, chaos=chaos, workers=2, executors=2)
+    env.check_ledger(res, ids)
+    assert res.status_counts().get("failed", 0) == 0
+
+
+def test_sigterm_during_load_drains_and_resumes(env):
+    def chaos(ws, env, ids):
+        time.sleep(1.0)
+        t0 = time.time()
+        rc = ws[0].stop(60)
+        took = time.time() - t0
+        assert rc == 0, ws[0].log()[-3000:]
+        assert took < 30 + 10, f"stop took {took:.1f}s"
+        assert "stopped" in ws[0].log()
+        ws[0] = env.worker(executors=4).start()
+    res, ids = run_ledger(env, 6_000, chaos=chaos, executors=4)
+    env.check_ledger(res, ids)
+    assert res.status_counts().get("failed", 0) == 0
+
+
+POISON = [
+    # (value bytes, expected error code)
+    (b'{"specversion":"1.0","id":"x","source":"s","type":"ledger.transfer","data":{"from":"a"', "invalid_json"),
+    (b"not json at all", "invalid_json"),
+    (b"[1,2,3]", "not_an_object"),
+    (b'{"id":"p1","source":"s","type":"ledger.open","data":{}}', "missing_attribute"),
+    (json.dumps({"specversion": "1.0", "id": 17, "source": "s", "type": "ledger.open", "data": {}}).encode(),
+     "invalid_attribute"),
+    (json.dumps({"specversion": "0.3", "id": "p2", "source": "s", "type": "ledger.open", "data": {}}).encode(),
+     "unsupported_specversion"),
+    (json.dumps({"specversion": "1.0", "id": "p3", "source": "s", "type": "ledger.open", "data": "x"}).encode(),
+     "invalid_data"),
+    (json.dumps({"specversion": "1.0", "id": "p4", "source": "s", "type": "no.such.type", "data": {}}).encode(),
+     "unknown_type"),
+    (json.dumps({"specversion": "1.0", "id": "p5", "source": "s", "type": "ledger.transfer",
+                 "data": {"from": "acc-001", "to": "acc-002", "amount": "10"}}).encode(), "schema_violation"),
+    (json.dumps({"specversion": "1.0", "id": "p6", "source": "s", "type": "ledger.transfer",
+                 "data": {"from": "acc-001", "to": "acc-002"}}).encode(), "schema_violation"),
+    (json.dumps({"specversion": "1.0", "id": "p7", "source": "s", "type": "ledger.transfer",
+                 "data": {"from": "acc-001", "to": "acc-002", "amount": 10 ** 20}}).encode(),
+     "number_out_of_range"),
+    (json.dumps({"specversion": "1.0", "id": "p8", "source": "s", "type": "ledger.transfer",
+                 "data": {"from": "acc-001", "to": "acc-002", "amount": -5}}).encode(), "schema_violation"),
+    (b'{"specversion":"1.0","id":"p9","source":"s","type":"ledger.open","data":{"account":"\xff\xfe","balance":1}}',
+     "invalid_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
+    (json.dumps({"specversion": "1.0", "id": "p10", "source": "s", "type": "ledger.open",
+                 "data": {"account": "x" * (1024 * 1024), "balance": 1}}).encode(), "message_too_large"),
+    (b"", "empty_message"),
+    (json.dumps({"specversion": "1.0", "id": "p11", "source": "s", "type": "ledger.open",
+                 "data": {"account": "'; drop table ledger.accounts; --", "balance": 0}}).encode(), None),
+    (json.dumps({"specversion": "1.0", "id": "p12", "source": "s", "type": "ledger.transfer",
+                 "data": {"from": "acc-001", "to": "acc-002", "amount": 1e400 if False else 1.5}}).encode(),
+     "schema_violation"),
+]
+
+
+def test_poison_corpus(env):
+    opens = env.open_accounts()
+    w = env.worker(executors=4).start()
+    res = read_results(env.kafka, env.results, len(opens), timeout=120)
+    assert len(res.by_job) >= len(opens)
+    good = env.transfers(200, seed=3)
+    # Interleave: a bad message after every ~10 good ones, same partitions.
+    expected_bad = []
+    gi = 0
+    for i, (value, code) in enumerate(POISON):
+        for ev in good[gi:gi + 10]:
+            env.kafka.produce(env.jobs, json.dumps(ev).encode(), key=ev["data"]["from"].encode(), flush=False)
+        gi += 10
+        env.kafka.produce(env.jobs, value, key=b"acc-001", headers=[("trace", b"t-%d" % i)], flush=False)
+        expected_bad.append(code)
+    for ev in good[gi:]:
+        env.kafka.produce(env.jobs, json.dumps(ev).encode(), key=ev["data"]["from"].encode(), flush=False)
+    env.kafka.flush()
+
+    n_dead = sum(1 for c in expected_bad if c is not None)
+    dead = env.kafka.consume(env.dlq, count=n_dead, timeout=120)
+    results = read_results(env.kafka, env.results, len(opens) + len(good) + len(POISON), timeout=120)
+    assert w.alive(), w.log()[-3000:]
+    assert w.stop(60) == 0
+
+    # Every good job succeeded or was rejected by the business rules.
+    for ev in good:
+        st = results.first(ev["id"])["data"]["status"]
+        assert st in ("succeeded", "rejected"), results.first(ev["id"])
+    # Each bad message: a failed result and a dead letter with the right code.
+    codes = sorted(dict(m.headers())["sluice-error-code"].decode() for m in dead)
+    assert codes == sorted(c for c in expected_bad if c is not None)
+    failed = [ev for copies in results.by_job.values() for _, ev in copies if ev["data"]["status"] == "failed"]
+    assert sorted(ev["data"]["error"]["code"] for ev in failed) == codes
+    for m in dead:
+        h = dict(m.headers())
+        assert h["sluice-source-topic"].decode() == env.jobs
+        assert int(h["sluice-source-offset"]) >= 0
+        assert h["trace"].startswith(b"t-")
+        assert m.key() == b"acc-001"
+        for name in ("sluice-error-message", "sluice-source-partition", "sluice-attempts"):
+            assert name in h
+    # The SQL-looking account name is just data.
+    assert env.pg.scalar("select count(*) from ledger.accounts where id like '%%drop table%%'") == 1
+    env.check_ledger(results, [ev["id"] for ev in opens + good])
