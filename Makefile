@@ -53,10 +53,10 @@ CTL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .DELETE_ON_ERROR:
-.PHONY: all deps check-deps unit test system demo bench fuzz install clean
+.PHONY: all deps check-deps unit test system demo bench bench-schema fuzz install clean
 
 all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
-ifneq ($(BUILD),build)
+ifneq ($(SANITIZE),)
 	@mkdir -p build && ln -sf $(abspath $(BUILD)/sluice-worker) build/sluice-worker \
 		&& ln -sf $(abspath $(BUILD)/sluicectl) build/sluicectl
 endif
@@ -87,13 +87,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(BUILD)/libsluice.a \
 		$(ALL_LDFLAGS) $(PC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC)) -lm
 
+# The probe the ledger system tests drive: runs one handler in a transaction.
+$(BUILD)/tests/ledger_probe: tests/tools/ledger_probe.c $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(ALL_LDFLAGS) $(PC_LIBS) -lm
+
 # Unit tests: no services; each binary is one module's cmocka suite.
 unit: check-deps $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)
 
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
-system: all
-	@tests/run-system
+system: all $(BUILD)/tests/ledger_probe
+	@SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -104,16 +109,62 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo
 
+# Fuzzing: libFuzzer targets built with clang (make deps installs it), run for
+# FUZZ_TIME seconds each. New inputs go to build/fuzz/corpus; the regression
+# and seed inputs kept in git are in tests/fuzz/corpus/ and are replayed too.
+FUZZ_CC    ?= clang
+FUZZ_TIME  ?= 60
+FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
+FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
+
+build/fuzz/fuzz_schema: tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c common/schema*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c) $(FUZZ_LIBS)
+
+fuzz: build/fuzz/fuzz_schema
+	@mkdir -p build/fuzz/corpus/schema
+	build/fuzz/fuzz_schema -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=build/fuzz/ build/fuzz/corpus/schema tests/fuzz/corpus/schema
+
+# Benchmarks: microseconds per validation with the shipped job schemas.
+$(BUILD)/bench/bench_schema: tests/bench/bench_schema.c $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(ALL_LDFLAGS) $(PC_LIBS) -lm
+
+bench-schema: check-deps $(BUILD)/bench/bench_schema
+	@$(BUILD)/bench/bench_schema
+
+# Units, man pages and the sample configuration name the installed paths:
+# @SBINDIR@, @BINDIR@, @SYSCONFDIR@, @DATADIR@ and @VERSION@ in their sources
+# are replaced here, and the sample's relative schema paths point at
+# $(DATADIR)/sluice/jobs. An existing worker.conf is never overwritten.
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice \
+		$(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/jobs \
+		$(DESTDIR)$(DATADIR)/sluice/events $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BUILD)/sluice-worker $(DESTDIR)$(SBINDIR)/sluice-worker
 	install -m 755 $(BUILD)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
-	install -d $(DESTDIR)$(SYSCONFDIR)/sluice
-	install -m 644 worker.conf $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf
-	install -d $(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/jobs $(DESTDIR)$(DATADIR)/sluice/events
+	test -e $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf || { \
+		sed 's|"schemas/jobs/|"$(DATADIR)/sluice/jobs/|' worker.conf \
+			> $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf && \
+		chmod 644 $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf; }
 	install -m 644 schemas/sql/*.sql $(DESTDIR)$(DATADIR)/sluice/sql/
-	-install -m 644 schemas/jobs/*.json $(DESTDIR)$(DATADIR)/sluice/jobs/ 2>/dev/null
-	-install -m 644 schemas/events/*.json $(DESTDIR)$(DATADIR)/sluice/events/ 2>/dev/null
+	$(if $(wildcard schemas/jobs/*.json),install -m 644 $(wildcard schemas/jobs/*.json) $(DESTDIR)$(DATADIR)/sluice/jobs/)
+	$(if $(wildcard schemas/events/*.json),install -m 644 $(wildcard schemas/events/*.json) $(DESTDIR)$(DATADIR)/sluice/events/)
+	@version=$$(sed -n 's/^#define SL_VERSION "\(.*\)"/\1/p' common/version.h); \
+	for src in systemd/sluice-worker@.service systemd/sluice-workers.target \
+	           man/sluicectl.1 man/sluice.conf.5 man/sluice-worker.8; do \
+		case $$src in \
+		systemd/*) dst=$(DESTDIR)$(UNITDIR)/$${src#systemd/} ;; \
+		*) dst=$(DESTDIR)$(MANDIR)/man$${src##*.}/$${src#man/} ;; \
+		esac; \
+		echo "install $$src $$dst"; \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+		    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+		    -e "s|@VERSION@|$$version|g" $$src > $$dst && chmod 644 $$dst || exit 1; \
+	done
 
 clean:
 	rm -rf build
