@@ -385,6 +385,7 @@ set_defaults(struct sl_config *cfg)
 	cfg->max_batch = 1;
 	cfg->shutdown_timeout = 30.0;
 	cfg->revoke_timeout = 20.0;
+	cfg->stall_timeout = 60.0;
 	cfg->retry.max_attempts = 8;
 	cfg->retry.initial_backoff = 0.1;
 	cfg->retry.max_backoff = 5.0;
@@ -405,7 +406,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 		                                   NULL };
 	static const char *const pg_known[] = { "conninfo", NULL };
 	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_batch",
-		                                    "shutdown_timeout", "revoke_timeout", NULL };
+		                                    "shutdown_timeout", "revoke_timeout", "stall_timeout", NULL };
 	static const char *const results_known[] = { "source", NULL };
 	static const char *const http_known[] = { "listen", NULL };
 	static const char *const log_known[] = { "level", "format", NULL };
@@ -449,6 +450,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	    get_int(r, limits, "max_batch", 1, 1000, &cfg->max_batch) < 0 ||
 	    get_double(r, limits, "shutdown_timeout", 0, 3600, &cfg->shutdown_timeout) < 0 ||
 	    get_double(r, limits, "revoke_timeout", 0, 3600, &cfg->revoke_timeout) < 0 ||
+	    get_double(r, limits, "stall_timeout", 0.1, 86400, &cfg->stall_timeout) < 0 ||
 	    get_retry(r, lookup(root, "retry"), &cfg->retry) < 0 || get_jobs(r, root, cfg) < 0 ||
 	    get_string(r, results, "source", &cfg->result_source) < 0 ||
 	    get_string(r, http, "listen", &cfg->http_listen) < 0 || get_string(r, logg, "level", &level) < 0 ||

@@ -60,6 +60,7 @@ struct sl_config {
 	int max_batch;
 	double shutdown_timeout;
 	double revoke_timeout;
+	double stall_timeout;      /* a job running longer, or a partition stuck longer, stops WATCHDOG=1 */
 
 	struct sl_retry_policy retry;
 	struct sl_job_type *jobs;

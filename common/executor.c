@@ -23,6 +23,9 @@ executor_main(void *arg)
 {
 	struct sl_executor *ex = arg;
 	struct sl_job *job;
+	double started;
+	const char *wedge = getenv("SLUICE_TEST_WEDGE_EXECUTOR");
+	int wedge_index = wedge != NULL && *wedge ? atoi(wedge) : -1;
 
 	for (;;) {
 		pthread_mutex_lock(&ex->mu);
@@ -40,14 +43,23 @@ executor_main(void *arg)
 		job->next = NULL;
 		pthread_mutex_unlock(&ex->mu);
 
+		started = sl_now();
 		atomic_store(&ex->busy, 1);
-		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
+		atomic_store(&ex->progress_at, (long long)(started * 1000));
+		if (wedge_index == (int)ex->index) {
+			/* Test hook (SLUICE_TEST_WEDGE_EXECUTOR): this executor hangs
+			 * on its first job until the worker abandons it. */
+			while (!atomic_load(&ex->w->abandon))
+				nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+		}
 		/* Jobs of a revoked partition or an abandoning worker are handed
 		 * back unrun; the next owner gets them again. */
 		if (atomic_load(&ex->w->abandon) || atomic_load(&job->part->revoked))
 			job->end = SL_JOB_END_SKIPPED;
 		else
 			sl_job_run(ex, job);
+		job->run_seconds = sl_now() - started;
+		atomic_fetch_add(&ex->busy_ns, (long long)(job->run_seconds * 1e9));
 		atomic_store(&ex->busy, 0);
 		atomic_fetch_add(&ex->done, 1);
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));

@@ -185,6 +185,8 @@ attempt_once(struct sl_executor *ex, struct sl_job *job, const struct sl_event *
 	char *result = NULL;
 
 	if (ensure_connection(ex, errbuf, errbuf_size) < 0) {
+		atomic_store(&w->ops.pg_ok, 0);
+		sl_metrics_counter_inc(w->ops.m_pg[0]);
 		snprintf(code, code_size, "db_unavailable");
 		return ATTEMPT_RETRY;
 	}
@@ -276,9 +278,11 @@ attempt_once(struct sl_executor *ex, struct sl_job *job, const struct sl_event *
 	job->status = r.status;
 	result = NULL;
 	json_decref(ctx.output);
+	atomic_store(&w->ops.pg_ok, 1);
 	return ATTEMPT_DONE;
 
 sql_error:
+	sl_metrics_counter_inc(w->ops.m_pg[cls == SL_PG_TRANSIENT ? 0 : 1]);
 	snprintf(code, code_size, "%s", cls == SL_PG_TRANSIENT ? "db_transient" : SL_ERR_HANDLER_ERROR);
 	rc = cls == SL_PG_TRANSIENT ? ATTEMPT_RETRY : ATTEMPT_FAILED;
 rollback:
@@ -389,6 +393,7 @@ sl_job_run(struct sl_executor *ex, struct sl_job *job)
 	struct sl_schema_error serrs[3];
 	size_t i, n_serrs = 0;
 	enum attempt a = ATTEMPT_RETRY;
+	struct sl_retry_policy policy;
 
 	job->end = SL_JOB_END_RESULT;
 	if (sl_event_decode(msg->payload, msg->len, (size_t)w->cfg->max_job_bytes, &ev, code, errbuf,
@@ -433,16 +438,20 @@ sl_job_run(struct sl_executor *ex, struct sl_job *job)
 			fail_with_ledger(ex, job, &ev, code, errbuf);
 			goto out;
 		}
-		if (job->attempts >= jt->conf->retry.max_attempts) {
+		pthread_mutex_lock(&w->reload_mu);
+		policy = jt->retry;
+		pthread_mutex_unlock(&w->reload_mu);
+		if (job->attempts >= policy.max_attempts) {
 			char msg2[1200];
 			snprintf(msg2, sizeof(msg2), "gave up after %d attempts: %s: %s", job->attempts, code, errbuf);
 			fail_with_ledger(ex, job, &ev, SL_ERR_RETRIES_EXHAUSTED, msg2);
 			goto out;
 		}
 		atomic_fetch_add(&w->n_retries, 1);
+		sl_metrics_counter_inc(jt->m_retries);
 		sl_log_job_info(ev.id, "retrying job (attempt %d of %d): %s: %s", job->attempts + 1,
-		                jt->conf->retry.max_attempts, code, errbuf);
-		if (backoff(ex, job, &jt->conf->retry, job->attempts) < 0) {
+		                policy.max_attempts, code, errbuf);
+		if (backoff(ex, job, &policy, job->attempts) < 0) {
 			job->end = SL_JOB_END_SKIPPED;
 			goto out;
 		}

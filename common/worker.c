@@ -27,7 +27,9 @@
 #include <time.h>
 
 #include "event.h"
+#include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "pg.h"
 #include "registry.h"
 #include "version.h"
@@ -132,6 +134,14 @@ job_release(struct sl_worker *w, struct sl_job *job)
 {
 	struct sl_partition *p = job->part;
 
+	if (job->p_prev != NULL)
+		job->p_prev->p_next = job->p_next;
+	else
+		p->oldest = job->p_next;
+	if (job->p_next != NULL)
+		job->p_next->p_prev = job->p_prev;
+	else
+		p->newest = job->p_prev;
 	p->jobs--;
 	w->in_flight--;
 	if (!p->assigned && p->jobs == 0)
@@ -149,8 +159,13 @@ job_complete(struct sl_worker *w, struct sl_job *job)
 {
 	struct sl_partition *p = job->part;
 
-	if (sl_offsets_done(p->offsets, job->offset) == 0)
+	int64_t before = sl_offsets_committable(p->offsets);
+
+	if (sl_offsets_done(p->offsets, job->offset) == 0) {
+		if (sl_offsets_committable(p->offsets) != before)
+			p->progress_at = sl_now();
 		store_offset(w, p);
+	}
 	job_release(w, job);
 }
 
@@ -224,6 +239,7 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 		rd_kafka_poll(w->producer, 10);
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		sl_ops_kafka_error(w, rd_kafka_err2name(err));
 		sl_log_error("could not produce the %s of %s [%d] offset %" PRId64 " to \"%s\": %s",
 		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
 		             job->offset, topic, rd_kafka_err2str(err));
@@ -297,6 +313,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 				retry_later(job, REC_DLQ, "too large for the dead-letter topic");
 			return;
 		}
+		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
 		sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
 		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
 		             job->offset, rd_kafka_err2str(m->err));
@@ -336,6 +353,7 @@ drain_done(struct sl_worker *w)
 			atomic_fetch_add(&w->n_rejected, 1);
 		else
 			atomic_fetch_add(&w->n_failed, 1);
+		sl_ops_job_done(w, job);
 		job->pending_acks = job->dlq_code ? 2 : 1;
 		if (produce_record(w, job, REC_RESULT, NULL) < 0)
 			retry_later(job, REC_RESULT, NULL);
@@ -403,8 +421,10 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 	struct sl_job *job;
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
 			sl_log_warn("consumer error: %s", rd_kafka_message_errstr(m));
+		}
 		rd_kafka_message_destroy(m);
 		return;
 	}
@@ -423,6 +443,15 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 	job->offset = m->offset;
 	job->fetched_at = sl_now();
 	job->result_topic = w->cfg->result_topic;
+	job->p_prev = p->newest;
+	if (p->newest != NULL)
+		p->newest->p_next = job;
+	else
+		p->oldest = job;
+	p->newest = job;
+	p->last_fetched_ts = rd_kafka_message_timestamp(m, NULL);
+	if (p->jobs == 0)
+		p->progress_at = job->fetched_at;
 	p->jobs++;
 	w->in_flight++;
 	atomic_fetch_add(&w->n_fetched, 1);
@@ -444,6 +473,7 @@ on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 		p->partition = parts->elems[i].partition;
 		p->assigned = 1;
 		p->stored = -1;
+		p->progress_at = sl_now();
 		p->next = w->parts;
 		w->parts = p;
 	}
@@ -452,6 +482,7 @@ on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 		sl_log_error("could not assign %d partitions", parts->cnt);
 	if (w->paused)
 		rd_kafka_pause_partitions(w->consumer, parts);
+	atomic_store(&w->ops.joined, 1);
 	sl_log_info("assigned %d partitions", parts->cnt);
 }
 
@@ -464,7 +495,7 @@ on_revoke(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts, int aband
 	rd_kafka_topic_partition_list_t *commit;
 	struct sl_partition *p, **pp;
 	int lost = rd_kafka_assignment_lost(w->consumer), i, busy;
-	double deadline = sl_now() + (abandon ? 0 : w->cfg->revoke_timeout);
+	double deadline = sl_now() + (abandon ? 0 : w->revoke_timeout);
 	rd_kafka_resp_err_t err;
 
 	for (i = 0; i < parts->cnt; i++)
@@ -481,7 +512,7 @@ on_revoke(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts, int aband
 	} while (busy > 0 && !lost && sl_now() < deadline && stop_signals < 2);
 	if (busy > 0 && !lost)
 		sl_log_warn("revoke: %d jobs still in flight after %.1f s; the next owner gets them again", busy,
-		            w->cfg->revoke_timeout);
+		            w->revoke_timeout);
 
 	commit = rd_kafka_topic_partition_list_new(parts->cnt);
 	for (i = 0; i < parts->cnt; i++) {
@@ -545,6 +576,7 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		atomic_store(&w->fatal, 1);
 		return;
 	}
+	sl_ops_kafka_error(w, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 	sl_log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -680,6 +712,12 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 int
 sl_worker_check(const struct sl_config *cfg, char *errbuf, size_t errbuf_size)
 {
+	char err[512];
+
+	if (*cfg->http_listen != '\0' && sl_http_listen_check(cfg->http_listen, err, sizeof(err)) < 0) {
+		snprintf(errbuf, errbuf_size, "%s: http.listen: %s", cfg->path, err);
+		return -1;
+	}
 	return resolve_types(cfg, NULL, errbuf, errbuf_size);
 }
 
@@ -696,6 +734,7 @@ wait_for_postgres(struct sl_worker *w)
 
 	for (;;) {
 		conn = sl_pg_connect(w->cfg->pg_conninfo, "sluice-worker", errbuf, sizeof(errbuf));
+		atomic_store(&w->ops.pg_ok, conn != NULL);
 		if (conn != NULL) {
 			res = PQexec(conn, "select to_regclass('sluice.jobs') is not null");
 			ok = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -731,6 +770,86 @@ log_progress(struct sl_worker *w)
 	            (long long)atomic_load(&w->n_retries), w->in_flight);
 }
 
+/* SIGHUP: applies what can change without a restart (log level and format,
+ * limits other than executors, batch and message size, retry policies) and
+ * names what it could not apply. Consumer thread. */
+static void
+reload(struct sl_worker *w)
+{
+	const struct sl_config *old = w->cfg;
+	struct sl_config *cfg;
+	char errbuf[1024], skipped[512] = "";
+	size_t i, j;
+	int same;
+
+	sl_notify("RELOADING=1");
+	if ((cfg = sl_config_load(old->path, errbuf, sizeof(errbuf))) == NULL ||
+	    sl_worker_check(cfg, errbuf, sizeof(errbuf)) < 0) {
+		sl_log_error("could not reload the configuration, keeping the running one: %s", errbuf);
+		sl_config_destroy(cfg);
+		sl_notify("READY=1");
+		return;
+	}
+	sl_log_set_level((enum sl_log_level)cfg->log_level);
+	sl_log_set_format((enum sl_log_format)cfg->log_format);
+	w->max_in_flight = cfg->max_in_flight;
+	w->shutdown_timeout = cfg->shutdown_timeout;
+	w->revoke_timeout = cfg->revoke_timeout;
+	w->stall_timeout = cfg->stall_timeout;
+	pthread_mutex_lock(&w->reload_mu);
+	for (i = 0; i < w->n_types; i++) {
+		const struct sl_job_type *jt = sl_config_job_type(cfg, w->types[i].conf->type);
+		if (jt != NULL)
+			w->types[i].retry = jt->retry;
+	}
+	pthread_mutex_unlock(&w->reload_mu);
+
+#define CHANGED(cond, name) \
+	if (cond)           \
+		snprintf(skipped + strlen(skipped), sizeof(skipped) - strlen(skipped), "%s%s", *skipped ? ", " : "", name)
+	CHANGED(strcmp(cfg->brokers, old->brokers) != 0, "kafka.brokers");
+	CHANGED(strcmp(cfg->group, old->group) != 0, "kafka.group");
+	same = cfg->n_topics == old->n_topics;
+	for (i = 0; same && i < cfg->n_topics; i++)
+		same = strcmp(cfg->topics[i], old->topics[i]) == 0;
+	CHANGED(!same, "kafka.topics");
+	CHANGED(strcmp(cfg->dlq_topic, old->dlq_topic) != 0, "kafka.dlq_topic");
+	same = cfg->n_kafka_props == old->n_kafka_props && cfg->n_consumer_props == old->n_consumer_props &&
+	       cfg->n_producer_props == old->n_producer_props;
+	for (i = 0; same && i < cfg->n_kafka_props; i++)
+		same = strcmp(cfg->kafka_props[i].key, old->kafka_props[i].key) == 0 &&
+		       strcmp(cfg->kafka_props[i].value, old->kafka_props[i].value) == 0;
+	for (i = 0; same && i < cfg->n_consumer_props; i++)
+		same = strcmp(cfg->consumer_props[i].key, old->consumer_props[i].key) == 0 &&
+		       strcmp(cfg->consumer_props[i].value, old->consumer_props[i].value) == 0;
+	for (i = 0; same && i < cfg->n_producer_props; i++)
+		same = strcmp(cfg->producer_props[i].key, old->producer_props[i].key) == 0 &&
+		       strcmp(cfg->producer_props[i].value, old->producer_props[i].value) == 0;
+	CHANGED(!same, "kafka properties");
+	CHANGED(strcmp(cfg->pg_conninfo, old->pg_conninfo) != 0, "postgres.conninfo");
+	CHANGED(cfg->executors != old->executors, "executors");
+	CHANGED(cfg->max_job_bytes != old->max_job_bytes, "limits.max_job_bytes");
+	CHANGED(cfg->max_batch != old->max_batch, "limits.max_batch");
+	same = cfg->n_jobs == old->n_jobs;
+	for (i = 0; same && i < cfg->n_jobs; i++) {
+		const struct sl_job_type *a = &cfg->jobs[i], *b = sl_config_job_type(old, a->type);
+		same = b != NULL && strcmp(a->handler, b->handler) == 0 && strcmp(a->result_topic, b->result_topic) == 0 &&
+		       (a->schema_path == NULL) == (b->schema_path == NULL) &&
+		       (a->schema_path == NULL || strcmp(a->schema_path, b->schema_path) == 0);
+	}
+	CHANGED(!same, "jobs (types, handlers, schemas, result topics)");
+	CHANGED(strcmp(cfg->result_source, old->result_source) != 0, "results.source");
+	CHANGED(strcmp(cfg->http_listen, old->http_listen) != 0, "http.listen");
+#undef CHANGED
+	(void)j;
+	if (*skipped)
+		sl_log_warn("reloaded %s; not applied until a restart: %s", old->path, skipped);
+	else
+		sl_log_info("reloaded %s", old->path);
+	sl_config_destroy(cfg);
+	sl_notify("READY=1");
+}
+
 static void
 install_signals(void)
 {
@@ -761,7 +880,12 @@ sl_worker_run(struct sl_config *cfg)
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
+	w->max_in_flight = cfg->max_in_flight;
+	w->shutdown_timeout = cfg->shutdown_timeout;
+	w->revoke_timeout = cfg->revoke_timeout;
+	w->stall_timeout = cfg->stall_timeout;
 	pthread_mutex_init(&w->done_mu, NULL);
+	pthread_mutex_init(&w->reload_mu, NULL);
 	sl_log_set_level((enum sl_log_level)cfg->log_level);
 	sl_log_set_format((enum sl_log_format)cfg->log_format);
 	install_signals();
@@ -770,6 +894,12 @@ sl_worker_run(struct sl_config *cfg)
 	if ((w->types = calloc(cfg->n_jobs, sizeof(*w->types))) == NULL)
 		abort();
 	if (resolve_types(cfg, w->types, errbuf, sizeof(errbuf)) < 0) {
+		sl_log_error("%s", errbuf);
+		goto out;
+	}
+	for (i = 0; i < w->n_types; i++)
+		w->types[i].retry = w->types[i].conf->retry;
+	if (sl_ops_start(w, errbuf, sizeof(errbuf)) < 0) {
 		sl_log_error("%s", errbuf);
 		goto out;
 	}
@@ -802,10 +932,11 @@ sl_worker_run(struct sl_config *cfg)
 	for (;;) {
 		if (stop_signals && !draining) {
 			draining = 1;
-			drain_deadline = sl_now() + cfg->shutdown_timeout;
+			drain_deadline = sl_now() + w->shutdown_timeout;
 			set_paused(w, 1);
+			sl_notify("STOPPING=1\nSTATUS=stopping: draining %ld jobs", w->in_flight);
 			sl_log_info("stopping: draining %ld jobs in flight (deadline %.1f s)", w->in_flight,
-			            cfg->shutdown_timeout);
+			            w->shutdown_timeout);
 		}
 		if (atomic_load(&w->fatal)) {
 			sl_log_error("stopping after a fatal kafka error; unfinished jobs are redelivered");
@@ -827,9 +958,9 @@ sl_worker_run(struct sl_config *cfg)
 		retry_due(w);
 		rd_kafka_poll(w->producer, 0);
 		if (!draining) {
-			if (!w->paused && w->in_flight >= cfg->max_in_flight)
+			if (!w->paused && w->in_flight >= w->max_in_flight)
 				set_paused(w, 1);
-			else if (w->paused && w->in_flight <= cfg->max_in_flight / 2)
+			else if (w->paused && w->in_flight <= w->max_in_flight / 2)
 				set_paused(w, 0);
 		}
 		if (sl_now() - last_progress_log >= 10) {
@@ -838,8 +969,9 @@ sl_worker_run(struct sl_config *cfg)
 		}
 		if (reload_signals) {
 			reload_signals = 0;
-			sl_log_info("SIGHUP: nothing to reload in this build");
+			reload(w);
 		}
+		sl_ops_tick(w, draining);
 	}
 
 	/* Stop: abandoned jobs roll back (their executors are cancelled);
@@ -848,7 +980,7 @@ sl_worker_run(struct sl_config *cfg)
 		atomic_store(&w->abandon, 1);
 		sl_executors_cancel_all(w);
 	}
-	sl_executors_stop(w, abandoning ? 5.0 : cfg->shutdown_timeout);
+	sl_executors_stop(w, abandoning ? 5.0 : w->shutdown_timeout);
 	drain_done(w);
 	retry_due(w);
 	if (rd_kafka_flush(w->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -872,6 +1004,7 @@ out:
 	}
 	if (w->producer != NULL)
 		rd_kafka_destroy(w->producer);
+	sl_ops_stop(w);
 	for (i = 0; i < w->n_types; i++)
 		sl_schema_destroy(w->types[i].schema);
 	free(w->types);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "offsets.h"
 #include "schema.h"
 
@@ -34,6 +35,9 @@ struct sl_partition {
 	int64_t stored;                /* consumer thread: last offset stored, -1 none */
 	atomic_int revoked;            /* set by the consumer thread, read by executors */
 	struct sl_partition *next;     /* consumer thread: assignment list */
+	struct sl_job *oldest, *newest; /* consumer thread: live jobs in offset order */
+	double progress_at;            /* consumer thread: committable last moved (or idle) */
+	int64_t last_fetched_ts;       /* consumer thread: Kafka timestamp (ms) of the last fetch */
 };
 
 /* What became of a job, decided by its executor. */
@@ -45,6 +49,7 @@ enum sl_job_end {
 /* One fetched message, from fetch to acknowledgement. */
 struct sl_job {
 	struct sl_job *next;           /* queue link: owner of the queue */
+	struct sl_job *p_prev, *p_next; /* consumer thread: the partition's job list */
 	rd_kafka_message_t *msg;       /* owned: destroyed when the job is released */
 	struct sl_partition *part;     /* the partition struct it was fetched under */
 	int64_t offset;
@@ -60,6 +65,7 @@ struct sl_job {
 	char *dlq_message;             /* malloc'ed */
 	int attempts;
 	int duplicate;                 /* the ledger already had the result */
+	double run_seconds;            /* time the executor spent on it */
 
 	/* Consumer thread only. */
 	int pending_acks;
@@ -79,6 +85,7 @@ struct sl_executor {
 	PGconn *conn;                  /* executor thread */
 	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
 	atomic_int busy;               /* running a job right now */
+	atomic_llong busy_ns;          /* total time spent running jobs */
 	atomic_llong done;             /* jobs handed back */
 	atomic_llong progress_at;      /* monotonic ms of the last step forward */
 };
@@ -87,6 +94,25 @@ struct sl_job_type_rt {
 	const struct sl_job_type *conf;
 	const void *handler;           /* const struct sl_handler * */
 	sl_schema_t *schema;           /* NULL: no schema */
+	struct sl_retry_policy retry;  /* under sl_worker.reload_mu: SIGHUP may change it */
+	sl_metrics_series_t *m_ok, *m_rejected, *m_failed, *m_retries, *m_duration;
+};
+
+/* The worker's operations surface (ops.c): metrics, HTTP, systemd. */
+struct sl_ops {
+	sl_metrics_t *metrics;
+	void *http;                    /* sl_http_t * */
+	sl_metrics_series_t *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[2];
+	sl_metrics_family_t *f_dead_letters, *f_kafka_errors;
+	pthread_mutex_t lag_mu;
+	struct sl_lag { char *topic; int32_t partition; int64_t messages; double seconds; } *lag;
+	size_t n_lag;                  /* under lag_mu */
+	atomic_int joined;             /* the first assignment arrived */
+	atomic_int pg_ok;              /* the last PostgreSQL contact worked */
+	double next_snapshot, next_status, next_watchdog, last_util_at;
+	long long last_busy_ns, last_done;
+	double rate;                   /* jobs/s over the last snapshot interval */
+	int ready_sent;
 };
 
 struct sl_worker {
@@ -108,6 +134,13 @@ struct sl_worker {
 	long in_flight;                /* consumer thread: jobs fetched, not yet released */
 	int paused;                    /* consumer thread */
 
+	/* What SIGHUP may change (consumer thread, except retry policies). */
+	int max_in_flight;
+	double shutdown_timeout, revoke_timeout, stall_timeout;
+	pthread_mutex_t reload_mu;
+
+	struct sl_ops ops;
+
 	atomic_int abandon;            /* executors stop starting and committing jobs */
 	atomic_int fatal;              /* the producer hit a fatal error */
 
@@ -124,6 +157,15 @@ void sl_executors_cancel_all(struct sl_worker *w);
 
 /* job.c: runs one job on ex's connection and fills the job's outcome. */
 void sl_job_run(struct sl_executor *ex, struct sl_job *job);
+
+/* ops.c: metrics, HTTP listener, sd_notify and the watchdog. sl_ops_start
+ * and sl_ops_stop run on the consumer thread before and after the loop;
+ * sl_ops_tick on every loop iteration. */
+int sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size);
+void sl_ops_tick(struct sl_worker *w, int draining);
+void sl_ops_job_done(struct sl_worker *w, const struct sl_job *job);
+void sl_ops_kafka_error(struct sl_worker *w, const char *name);
+void sl_ops_stop(struct sl_worker *w);
 
 /* worker.c: hands a finished job back to the consumer thread. Any thread. */
 void sl_worker_job_done(struct sl_worker *w, struct sl_job *job);
