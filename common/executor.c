@@ -22,12 +22,17 @@ static void *
 executor_main(void *arg)
 {
 	struct sl_executor *ex = arg;
-	struct sl_job *job;
-	double started;
+	size_t max = (size_t)ex->w->cfg->max_batch, n, i;
+	struct sl_job **batch = calloc(max, sizeof(*batch));
+	double started, took;
 	const char *wedge = getenv("SLUICE_TEST_WEDGE_EXECUTOR");
 	int wedge_index = wedge != NULL && *wedge ? atoi(wedge) : -1;
 
+	if (batch == NULL)
+		abort();
 	for (;;) {
+		/* Take what is queued, up to max_batch jobs: they share one
+		 * transaction, in queue (so per key, offset) order. */
 		pthread_mutex_lock(&ex->mu);
 		while (ex->head == NULL && !ex->stop)
 			pthread_cond_wait(&ex->cv, &ex->mu);
@@ -35,12 +40,14 @@ executor_main(void *arg)
 			pthread_mutex_unlock(&ex->mu);
 			break;
 		}
-		job = ex->head;
-		ex->head = job->next;
+		for (n = 0; n < max && ex->head != NULL; n++) {
+			batch[n] = ex->head;
+			ex->head = batch[n]->next;
+			batch[n]->next = NULL;
+			ex->queued--;
+		}
 		if (ex->head == NULL)
 			ex->tail = NULL;
-		ex->queued--;
-		job->next = NULL;
 		pthread_mutex_unlock(&ex->mu);
 
 		started = sl_now();
@@ -53,18 +60,19 @@ executor_main(void *arg)
 				nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
 		}
 		/* Jobs of a revoked partition or an abandoning worker are handed
-		 * back unrun; the next owner gets them again. */
-		if (atomic_load(&ex->w->abandon) || atomic_load(&job->part->revoked))
-			job->end = SL_JOB_END_SKIPPED;
-		else
-			sl_job_run(ex, job);
-		job->run_seconds = sl_now() - started;
-		atomic_fetch_add(&ex->busy_ns, (long long)(job->run_seconds * 1e9));
+		 * back unrun (sl_job_run_batch checks); the next owner gets them. */
+		sl_job_run_batch(ex, batch, n);
+		took = sl_now() - started;
+		atomic_fetch_add(&ex->busy_ns, (long long)(took * 1e9));
 		atomic_store(&ex->busy, 0);
-		atomic_fetch_add(&ex->done, 1);
+		atomic_fetch_add(&ex->done, (long long)n);
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
-		sl_worker_job_done(ex->w, job);
+		for (i = 0; i < n; i++) {
+			batch[i]->run_seconds = took / (double)n;
+			sl_worker_job_done(ex->w, batch[i]);
+		}
 	}
+	free(batch);
 
 	pthread_mutex_lock(&ex->mu);
 	if (ex->cancel != NULL)

@@ -83,6 +83,8 @@ struct sl_executor {
 	size_t queued;                 /* under mu */
 	int stop;                      /* under mu */
 	PGconn *conn;                  /* executor thread */
+	const char *prepared[32];      /* executor thread: statements prepared on conn, by address */
+	int n_prepared;
 	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
 	atomic_int busy;               /* running a job right now */
 	atomic_llong busy_ns;          /* total time spent running jobs */
@@ -155,8 +157,9 @@ void sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job
 void sl_executors_stop(struct sl_worker *w, double wait_seconds);
 void sl_executors_cancel_all(struct sl_worker *w);
 
-/* job.c: runs one job on ex's connection and fills the job's outcome. */
-void sl_job_run(struct sl_executor *ex, struct sl_job *job);
+/* job.c: runs jobs (in queue order, up to limits.max_batch of them in one
+ * transaction) on ex's connection and fills each job's outcome. */
+void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
 
 /* ops.c: metrics, HTTP listener, sd_notify and the watchdog. sl_ops_start
  * and sl_ops_stop run on the consumer thread before and after the loop;

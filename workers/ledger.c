@@ -124,7 +124,7 @@ sl_ledger_open(struct sl_job_ctx *ctx)
 	snprintf(balance_text, sizeof(balance_text), "%" JSON_INTEGER_FORMAT, balance);
 	params[0] = account;
 	params[1] = balance_text;
-	res = PQexecParams(ctx->conn, sql_open, 2, NULL, params, NULL, NULL, 0);
+	res = sl_job_exec(ctx, sql_open, 2, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		outcome = sl_job_sql_error(ctx, res, "insert account");
 		goto out;
@@ -196,7 +196,7 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 
 	params[0] = from;
 	params[1] = to;
-	res = PQexecParams(ctx->conn, sql_lock, 2, NULL, params, NULL, NULL, 0);
+	res = sl_job_exec(ctx, sql_lock, 2, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		outcome = sl_job_sql_error(ctx, res, "lock accounts");
 		goto out;
@@ -237,7 +237,7 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	PQclear(res);
 
 	params[2] = amount_text;
-	res = PQexecParams(ctx->conn, sql_move, 3, NULL, params, NULL, NULL, 0);
+	res = sl_job_exec(ctx, sql_move, 3, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		outcome = sl_job_sql_error(ctx, res, "update account balances");
 		goto out;
@@ -271,7 +271,7 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	params[2] = from;
 	params[3] = to;
 	params[4] = amount_text;
-	res = PQexecParams(ctx->conn, sql_record, 5, NULL, params, NULL, NULL, 0);
+	res = sl_job_exec(ctx, sql_record, 5, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		outcome = sl_job_sql_error(ctx, res, "record transfer");
 		goto out;

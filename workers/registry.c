@@ -86,6 +86,7 @@ sl_job_sql_error(struct sl_job_ctx *ctx, const PGresult *res, const char *what)
 	const char *words = NULL;
 	char msg[384];
 
+	snprintf(ctx->sqlstate, sizeof(ctx->sqlstate), "%s", state);
 	if (res != NULL)
 		words = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	if (words == NULL || *words == '\0')

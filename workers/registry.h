@@ -41,6 +41,8 @@ struct sl_job_ctx {
 	json_t *output;            /* OUT: new reference on SUCCEEDED, else NULL */
 	char error_code[64];       /* OUT: on REJECTED, FAILED and RETRY */
 	char error_message[512];
+	char sqlstate[6];          /* OUT: set by sl_job_sql_error(), "" otherwise */
+	void *executor;            /* borrowed: the executor's statement cache, or NULL */
 };
 
 typedef enum sl_outcome (*sl_handler_fn)(struct sl_job_ctx *ctx);
@@ -60,6 +62,14 @@ const struct sl_handler *sl_registry_all(size_t *n);
  * so that handlers can `return sl_job_fail(ctx, SL_OUTCOME_REJECTED, ...)`. */
 enum sl_outcome sl_job_fail(struct sl_job_ctx *ctx, enum sl_outcome outcome, const char *code,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Runs one of the handler's statements on ctx->conn: `sql` must be a string
+ * with static storage (its address names the prepared statement), params are
+ * text. On an executor the statement is prepared once per connection and
+ * executed by name; without one (ctx->executor NULL) it is sent with
+ * PQexecParams. Returns the result (the caller PQclears it), NULL when libpq
+ * returned none. Defined in common/job.c. */
+PGresult *sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params);
 
 /* Turns a failed libpq call into an outcome: classifies `res` (NULL when the
  * call returned no result) with sl_pg_classify(), fills the error with code

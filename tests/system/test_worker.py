@@ -102,8 +102,14 @@ def run_ledger(env, n_transfers, chaos=None, workers=1, **worker_kw):
     return res, ids
 
 
-def test_ten_thousand_transfers(env):
-    res, ids = run_ledger(env, 10_000, executors=4)
+# Every guarantee is checked per job (max_batch 1) and with jobs grouped into
+# shared transactions (max_batch 32, a savepoint per job).
+batch_modes = pytest.mark.parametrize("max_batch", [1, 32], ids=["per-job", "grouped"])
+
+
+@batch_modes
+def test_ten_thousand_transfers(env, max_batch):
+    res, ids = run_ledger(env, 10_000, executors=4, max_batch=max_batch)
     succeeded = env.check_ledger(res, ids)
     counts = res.status_counts()
     assert counts.get("failed", 0) == 0, counts
@@ -112,19 +118,21 @@ def test_ten_thousand_transfers(env):
     assert len(res.raw) == len(ids)
 
 
-def test_sigkill_three_times(env):
+@batch_modes
+def test_sigkill_three_times(env, max_batch):
     def chaos(ws, env, ids):
         rnd = random.Random(7)
         for i in range(3):
             time.sleep(rnd.uniform(0.5, 2.5))
             ws[0].kill()
-            ws[0] = env.worker(executors=4).start()
-    res, ids = run_ledger(env, 10_000, chaos=chaos, executors=4)
+            ws[0] = env.worker(executors=4, max_batch=max_batch).start()
+    res, ids = run_ledger(env, 10_000, chaos=chaos, executors=4, max_batch=max_batch)
     env.check_ledger(res, ids)
     assert res.status_counts().get("failed", 0) == 0
 
 
-def test_postgres_restart(env):
+@batch_modes
+def test_postgres_restart(env, max_batch):
     services = os.environ["SLUICE_SERVICES_DIR"]
 
     def chaos(ws, env, ids):
@@ -138,21 +146,23 @@ def test_postgres_restart(env):
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         env.pg.reconnect()
-    res, ids = run_ledger(env, 5_000, chaos=chaos, executors=4)
+    res, ids = run_ledger(env, 5_000, chaos=chaos, executors=4, max_batch=max_batch)
     env.check_ledger(res, ids)
     assert res.status_counts().get("failed", 0) == 0
 
 
-def test_two_workers_one_killed(env):
+@batch_modes
+def test_two_workers_one_killed(env, max_batch):
     def chaos(ws, env, ids):
         time.sleep(2.0)
         ws[1].kill()
-    res, ids = run_ledger(env, 8_000, chaos=chaos, workers=2, executors=2)
+    res, ids = run_ledger(env, 8_000, chaos=chaos, workers=2, executors=2, max_batch=max_batch)
     env.check_ledger(res, ids)
     assert res.status_counts().get("failed", 0) == 0
 
 
-def test_sigterm_during_load_drains_and_resumes(env):
+@batch_modes
+def test_sigterm_during_load_drains_and_resumes(env, max_batch):
     def chaos(ws, env, ids):
         time.sleep(1.0)
         t0 = time.time()
@@ -161,8 +171,8 @@ def test_sigterm_during_load_drains_and_resumes(env):
         assert rc == 0, ws[0].log()[-3000:]
         assert took < 30 + 10, f"stop took {took:.1f}s"
         assert "stopped" in ws[0].log()
-        ws[0] = env.worker(executors=4).start()
-    res, ids = run_ledger(env, 6_000, chaos=chaos, executors=4)
+        ws[0] = env.worker(executors=4, max_batch=max_batch).start()
+    res, ids = run_ledger(env, 6_000, chaos=chaos, executors=4, max_batch=max_batch)
     env.check_ledger(res, ids)
     assert res.status_counts().get("failed", 0) == 0
 
@@ -204,9 +214,10 @@ POISON = [
 ]
 
 
-def test_poison_corpus(env):
+@batch_modes
+def test_poison_corpus(env, max_batch):
     opens = env.open_accounts()
-    w = env.worker(executors=4).start()
+    w = env.worker(executors=4, max_batch=max_batch).start()
     res = read_results(env.kafka, env.results, len(opens), timeout=120)
     assert len(res.by_job) >= len(opens)
     good = env.transfers(200, seed=3)
