@@ -1,7 +1,8 @@
 /* ctl_common.c -- helpers shared by the sluicectl subcommands.
  *
  * Small things three or more subcommands would otherwise each repeat: error
- * lines, option numbers, the Kafka client settings and topic metadata.
+ * lines, option numbers, the Kafka client settings, assign-only readers,
+ * topic metadata, times (--since/--until, RFC 3339 output) and bytes in JSON.
  * Subcommand logic stays in its own cmd/ctl_<name>.c.
  */
 #include "ctl_common.h"
@@ -13,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "event.h"
 
 static const char *ctl_command = "sluicectl";
 
@@ -228,4 +232,159 @@ sl_ctl_base64(const void *data, size_t len)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+rd_kafka_t *
+sl_ctl_reader_new(const char *brokers, const char *what, int partition_eof, char *errbuf,
+                  size_t errbuf_size)
+{
+	char uuid[37], group[96];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+
+	conf = sl_ctl_kafka_conf(brokers, errbuf, errbuf_size);
+	if (conf == NULL)
+		return NULL;
+	/* The consumer API wants a group id, but assign() never joins it and
+	 * nothing is committed, so it leaves no trace on the brokers. */
+	sl_event_uuid(uuid);
+	snprintf(group, sizeof(group), "sluicectl-%s-%s", what, uuid);
+	if (sl_ctl_kafka_set(conf, "group.id", group, errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "enable.auto.commit", "false", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", errbuf,
+	                     errbuf_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	/* conf is now owned by rk. */
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
+}
+
+const char *
+sl_ctl_format_ms(int64_t ms, char *buf, size_t buf_size)
+{
+	time_t secs;
+	struct tm tm;
+	char day[32];
+
+	if (ms < 0) {
+		snprintf(buf, buf_size, "-");
+		return buf;
+	}
+	secs = (time_t)(ms / 1000);
+	gmtime_r(&secs, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, buf_size, "%s.%03dZ", day, (int)(ms % 1000));
+	return buf;
+}
+
+int64_t
+sl_ctl_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses the RFC 3339 form of sl_ctl_parse_time(). */
+static int
+parse_rfc3339(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *p;
+	int64_t frac_ms = 0, offset_s = 0;
+	int digits = 0, oh, om;
+	time_t secs;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (p == NULL)
+		p = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+	if (p == NULL)
+		return -1;
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				frac_ms = frac_ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			frac_ms *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 &&
+	           strlen(p) == 6 && oh < 24 && om < 60) {
+		offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return -1;
+	}
+	if (*p != '\0')
+		return -1;
+	secs = timegm(&tm);
+	if (secs == (time_t)-1)
+		return -1;
+	/* 12:00+02:00 is 10:00Z. */
+	*ms = ((int64_t)secs - offset_s) * 1000 + frac_ms;
+	return 0;
+}
+
+int
+sl_ctl_parse_time(const char *s, int64_t *ms)
+{
+	char *end;
+	double v, unit = 1;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (strchr(s, 'T') != NULL || strchr(s, ' ') != NULL || strchr(s, ':') != NULL)
+		return parse_rfc3339(s, ms);
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || !isfinite(v) || v < 0)
+		return -1;
+	if (strcmp(end, "s") == 0 || *end == '\0')
+		unit = 1;
+	else if (strcmp(end, "m") == 0)
+		unit = 60;
+	else if (strcmp(end, "h") == 0)
+		unit = 3600;
+	else if (strcmp(end, "d") == 0)
+		unit = 86400;
+	else
+		return -1;
+	if (v * unit > 1e11)
+		return -1;
+	*ms = sl_ctl_now_ms() - (int64_t)(v * unit * 1000);
+	return 0;
+}
+
+int
+sl_ctl_json_set_bytes(json_t *obj, const char *name, const char *name_base64, const void *p, size_t len)
+{
+	json_t *v;
+	char *b64;
+
+	if (p == NULL)
+		return json_object_set_new(obj, name, json_null());
+	v = json_stringn(p, len);
+	if (v != NULL)
+		return json_object_set_new(obj, name, v);
+	/* json_stringn() refuses invalid UTF-8: say so with base64 rather than guess. */
+	b64 = sl_ctl_base64(p, len);
+	if (b64 == NULL)
+		return -1;
+	v = json_string(b64);
+	free(b64);
+	return json_object_set_new(obj, name_base64, v);
 }

@@ -1,0 +1,842 @@
+/* ctl_dlq.c -- `sluicectl dlq list|replay`: inspect dead letters and send them back.
+ *
+ * Both read the dead-letter topic the same way: every partition from its low
+ * to its high watermark as they were when the command started, then stop, so
+ * a run sees a fixed snapshot even while workers keep writing. A dead letter
+ * is the original message (key, value, headers) plus the worker's sluice-*
+ * headers (common/worker.c, dead_letter_headers()); filters select by the
+ * sluice-error-code header, by the job type read from the original value
+ * when it is a JSON object with a string "type" (anything else has type ""),
+ * and by the message timestamp.
+ *
+ * Replaying produces the original key, value and non-sluice headers back to
+ * the source topic, on the source partition (so per-key order holds whatever
+ * partitioner the original producer used), with acks=all and idempotence.
+ * It is safe to repeat: the worker's ledger runs a job id at most once and
+ * republishes the stored result of a finished one. Letters whose value was
+ * omitted (too large for the dead-letter topic) are skipped with a warning:
+ * their original is still in the source topic at the offset they name.
+ *
+ * The reader assigns partitions and never commits: no consumer group is
+ * joined or left behind. Not for: deleting dead letters (topic retention
+ * does) or editing a letter before replaying it (use kcat).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "ctl.h"
+#include "ctl_common.h"
+
+#define DEFAULT_DLQ_TOPIC  "jobs.dlq"
+#define POLL_MS            200
+#define METADATA_MS        10000
+/* A partition that has more to give but sends nothing for this long means
+ * the brokers are gone; say so rather than hang. */
+#define IDLE_TIMEOUT_MS    30000
+#define MESSAGE_TIMEOUT_MS 30000
+#define MESSAGE_WIDTH      60
+
+/* Set by SIGINT/SIGTERM: stop reading; a replay still waits for what it produced. */
+static volatile sig_atomic_t interrupted;
+
+struct filter {
+	const char **codes;        /* borrowed from argv; n_codes == 0: any code */
+	size_t n_codes;
+	const char *type;          /* borrowed; NULL: any type */
+	int64_t since_ms;          /* INT64_MIN: no lower bound */
+	int64_t until_ms;          /* INT64_MAX: no upper bound */
+	long limit;                /* -1: no limit */
+};
+
+/* A header value: bytes borrowed from the message, not NUL-terminated. */
+struct hval {
+	const char *p;             /* NULL when the header is absent */
+	size_t len;
+};
+
+/* One dead letter as the filters and printers see it. Everything is borrowed
+ * from the message except `value`, which the letter owns (letter_clear()). */
+struct letter {
+	const rd_kafka_message_t *m;
+	int64_t ts_ms;             /* -1 when the message has none */
+	struct hval code, message, topic, partition, offset, attempts, omitted;
+	char source_topic[256];    /* NUL-terminated copy of `topic`; "" when absent */
+	int32_t source_partition;  /* -1 when absent or not a number */
+	int64_t source_offset;     /* -1 when absent or not a number */
+	json_t *value;             /* new reference: the decoded value, or NULL */
+	const char *type;          /* borrowed from value; "" when undecodable */
+	const char *id;            /* borrowed from value; NULL when absent */
+};
+
+/* Called for each selected letter; returns 0 to go on, -1 to stop the read
+ * (after reporting why). */
+typedef int (*letter_fn)(const struct letter *l, void *arg);
+
+static void
+handle_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void
+header(rd_kafka_headers_t *hdrs, const char *name, struct hval *out)
+{
+	const void *p;
+	size_t len;
+
+	out->p = NULL;
+	out->len = 0;
+	if (hdrs != NULL && rd_kafka_header_get_last(hdrs, name, &p, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* A header present with a NULL value reads as present and empty. */
+		out->p = p ? p : "";
+		out->len = p ? len : 0;
+	}
+}
+
+/* Parses a header holding a decimal number; -1 when absent or not one. */
+static int64_t
+header_number(const struct hval *h)
+{
+	char buf[32];
+	long v;
+
+	if (h->p == NULL || h->len == 0 || h->len >= sizeof(buf))
+		return -1;
+	memcpy(buf, h->p, h->len);
+	buf[h->len] = '\0';
+	if (sl_ctl_parse_long(buf, 0, LONG_MAX, &v) != 0)
+		return -1;
+	return v;
+}
+
+/* Fills *l (OUT) from message m (borrowed; must outlive l); release it with
+ * letter_clear(). A value that does not decode (or memory that runs out while
+ * decoding it) gives a letter without type and id. This function can't fail. */
+static void
+letter_init(struct letter *l, const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *hdrs = NULL;
+	rd_kafka_timestamp_type_t tstype;
+	int64_t n;
+	json_t *v;
+
+	memset(l, 0, sizeof(*l));
+	l->m = m;
+	l->ts_ms = rd_kafka_message_timestamp(m, &tstype);
+	if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+		l->ts_ms = -1;
+	/* Borrowed from m; a message without headers leaves hdrs NULL. */
+	if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		hdrs = NULL;
+	header(hdrs, "sluice-error-code", &l->code);
+	header(hdrs, "sluice-error-message", &l->message);
+	header(hdrs, "sluice-source-topic", &l->topic);
+	header(hdrs, "sluice-source-partition", &l->partition);
+	header(hdrs, "sluice-source-offset", &l->offset);
+	header(hdrs, "sluice-attempts", &l->attempts);
+	header(hdrs, "sluice-value-omitted", &l->omitted);
+	if (l->topic.p != NULL && l->topic.len < sizeof(l->source_topic) &&
+	    memchr(l->topic.p, '\0', l->topic.len) == NULL) {
+		memcpy(l->source_topic, l->topic.p, l->topic.len);
+		l->source_topic[l->topic.len] = '\0';
+	}
+	n = header_number(&l->partition);
+	l->source_partition = n > INT32_MAX ? -1 : (int32_t)n;
+	l->source_offset = header_number(&l->offset);
+	l->type = "";
+	if (m->payload == NULL || m->len == 0)
+		return;
+	v = json_loadb(m->payload, m->len, 0, NULL);
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return;
+	}
+	l->value = v;
+	if (json_is_string(json_object_get(v, "type")))
+		l->type = json_string_value(json_object_get(v, "type"));
+	if (json_is_string(json_object_get(v, "id")))
+		l->id = json_string_value(json_object_get(v, "id"));
+}
+
+static void
+letter_clear(struct letter *l)
+{
+	json_decref(l->value);
+	l->value = NULL;
+}
+
+static int
+hval_equals(const struct hval *h, const char *s)
+{
+	return h->p != NULL && h->len == strlen(s) && memcmp(h->p, s, h->len) == 0;
+}
+
+/* Returns 1 when l passes every filter. */
+static int
+selected(const struct filter *f, const struct letter *l)
+{
+	size_t i;
+
+	if (f->n_codes > 0) {
+		for (i = 0; i < f->n_codes; i++)
+			if (hval_equals(&l->code, f->codes[i]))
+				break;
+		if (i == f->n_codes)
+			return 0;
+	}
+	if (f->type != NULL && strcmp(f->type, l->type) != 0)
+		return 0;
+	/* A letter without a timestamp matches no time bound. */
+	if ((f->since_ms != INT64_MIN || f->until_ms != INT64_MAX) &&
+	    (l->ts_ms < 0 || l->ts_ms < f->since_ms || l->ts_ms > f->until_ms))
+		return 0;
+	return 1;
+}
+
+/* Reads `topic` from its low to its high watermarks as they are now and calls
+ * fn for each letter that passes f, up to f->limit. Sets *n_read and
+ * *n_selected (OUT). Returns 0 (also when interrupted), or -1 with the reason
+ * reported (sl_ctl_error). */
+static int
+read_letters(const char *brokers, const char *topic, const struct filter *f, letter_fn fn, void *arg,
+             long *n_read, long *n_selected)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	rd_kafka_message_t *m = NULL;
+	rd_kafka_resp_err_t err;
+	rd_kafka_t *rk = NULL;
+	struct letter l;
+	int64_t *ends = NULL, lo, hi, last = 0, now;
+	char *done = NULL, errbuf[1024];
+	int partitions, i, remaining = 0, rc = -1;
+
+	*n_read = 0;
+	*n_selected = 0;
+	memset(&l, 0, sizeof(l));
+	rk = sl_ctl_reader_new(brokers, "dlq", 1, errbuf, sizeof(errbuf));
+	if (rk == NULL) {
+		sl_ctl_error("could not create the kafka consumer: %s", errbuf);
+		goto out;
+	}
+	if (sl_ctl_topic_partitions(rk, topic, METADATA_MS, &partitions, errbuf, sizeof(errbuf)) != 0) {
+		sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
+		goto out;
+	}
+	ends = calloc((size_t)partitions, sizeof(*ends));
+	done = calloc((size_t)partitions, 1);
+	parts = rd_kafka_topic_partition_list_new(partitions);
+	if (ends == NULL || done == NULL) {
+		sl_ctl_error("out of memory");
+		goto out;
+	}
+	for (i = 0; i < partitions; i++) {
+		err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, METADATA_MS);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			sl_ctl_error("could not read the offsets of \"%s\" [%d]: %s", topic, i, rd_kafka_err2str(err));
+			goto out;
+		}
+		ends[i] = hi;
+		if (hi <= lo) {
+			done[i] = 1;
+			continue;
+		}
+		rd_kafka_topic_partition_list_add(parts, topic, i)->offset = lo;
+		remaining++;
+	}
+	if (remaining == 0) {
+		rc = 0;
+		goto out;
+	}
+	err = rd_kafka_assign(rk, parts);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		sl_ctl_error("could not assign the partitions of \"%s\": %s", topic, rd_kafka_err2str(err));
+		goto out;
+	}
+	last = sl_ctl_now_ms();
+	while (remaining > 0 && !interrupted && (f->limit < 0 || *n_selected < f->limit)) {
+		m = rd_kafka_consumer_poll(rk, POLL_MS);
+		now = sl_ctl_now_ms();
+		if (m == NULL) {
+			if (now - last > IDLE_TIMEOUT_MS) {
+				sl_ctl_error("no message from \"%s\" for %d s with %d partition%s still to read "
+				             "(brokers \"%s\")", topic, IDLE_TIMEOUT_MS / 1000, remaining,
+				             remaining == 1 ? "" : "s", brokers);
+				goto out;
+			}
+			continue;
+		}
+		last = now;
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* The end, also when the last offsets are transaction markers. */
+			if (m->partition >= 0 && m->partition < partitions && !done[m->partition]) {
+				done[m->partition] = 1;
+				remaining--;
+			}
+		} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			sl_ctl_error("kafka: %s", rd_kafka_message_errstr(m));
+			if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+			    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+				goto out;
+		} else if (m->partition >= 0 && m->partition < partitions && !done[m->partition] &&
+		           m->offset < ends[m->partition]) {
+			/* Messages past the starting high watermark came in while
+			 * we read: not part of this run's snapshot. */
+			if (m->offset >= ends[m->partition] - 1) {
+				done[m->partition] = 1;
+				remaining--;
+			}
+			(*n_read)++;
+			letter_init(&l, m);
+			if (selected(f, &l)) {
+				(*n_selected)++;
+				if (fn(&l, arg) != 0) {
+					letter_clear(&l);
+					goto out;
+				}
+			}
+			letter_clear(&l);
+		}
+		rd_kafka_message_destroy(m);
+		m = NULL;
+	}
+	rc = 0;
+out:
+	if (m != NULL)
+		rd_kafka_message_destroy(m);
+	if (parts != NULL)
+		rd_kafka_topic_partition_list_destroy(parts);
+	if (rk != NULL) {
+		rd_kafka_consumer_close(rk);
+		rd_kafka_destroy(rk);
+	}
+	free(ends);
+	free(done);
+	return rc;
+}
+
+/* ---- list ---------------------------------------------------------------- */
+
+struct list {
+	int json;
+	int header_done;
+};
+
+/* Copies bytes into buf for a table cell: control characters become spaces,
+ * and past `width` bytes the text is cut at a character boundary and ends
+ * with "...". NULL bytes give "-". Returns buf. */
+static const char *
+cell(const char *p, size_t len, size_t width, char *buf, size_t buf_size)
+{
+	size_t i, k, need, n = 0;
+	unsigned char lead;
+
+	if (p == NULL || len == 0) {
+		snprintf(buf, buf_size, "-");
+		return buf;
+	}
+	if (width + 4 > buf_size)
+		width = buf_size - 4;
+	for (i = 0; i < len && n < width; i++)
+		buf[n++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? ' ' : p[i];
+	if (i < len) {
+		/* Do not end inside a UTF-8 sequence: find where the last
+		 * character starts and drop it when it was cut short. */
+		for (k = n; k > 0 && ((unsigned char)buf[k - 1] & 0xc0) == 0x80; k--)
+			;
+		if (k > 0) {
+			lead = (unsigned char)buf[k - 1];
+			need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+			if (n - (k - 1) < need)
+				n = k - 1;
+		}
+		memcpy(buf + n, "...", 3);
+		n += 3;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Builds the JSON line of a letter: a new reference, or NULL when out of memory. */
+static json_t *
+letter_json(const struct letter *l)
+{
+	const rd_kafka_message_t *m = l->m;
+	char ts[40];
+	json_t *o;
+	int r = 0;
+
+	o = json_object();
+	if (o == NULL)
+		return NULL;
+	r |= json_object_set_new(o, "partition", json_integer(m->partition));
+	r |= json_object_set_new(o, "offset", json_integer(m->offset));
+	r |= json_object_set_new(o, "timestamp", l->ts_ms < 0 ? json_null()
+	                                                      : json_string(sl_ctl_format_ms(l->ts_ms, ts, sizeof(ts))));
+	r |= sl_ctl_json_set_bytes(o, "code", "code_base64", l->code.p, l->code.len);
+	r |= sl_ctl_json_set_bytes(o, "message", "message_base64", l->message.p, l->message.len);
+	r |= json_object_set_new(o, "type", json_string(l->type));
+	r |= json_object_set_new(o, "id", l->id ? json_string(l->id) : json_null());
+	r |= sl_ctl_json_set_bytes(o, "key", "key_base64", m->key, m->key_len);
+	r |= sl_ctl_json_set_bytes(o, "source_topic", "source_topic_base64", l->topic.p, l->topic.len);
+	r |= json_object_set_new(o, "source_partition",
+	                         l->source_partition < 0 ? json_null() : json_integer(l->source_partition));
+	r |= json_object_set_new(o, "source_offset",
+	                         l->source_offset < 0 ? json_null() : json_integer(l->source_offset));
+	r |= json_object_set_new(o, "attempts",
+	                         header_number(&l->attempts) < 0 ? json_null()
+	                                                         : json_integer(header_number(&l->attempts)));
+	r |= json_object_set_new(o, "value_omitted", json_boolean(l->omitted.p != NULL));
+	if (r != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int
+list_one(const struct letter *l, void *arg)
+{
+	struct list *ls = arg;
+	char where[48], ts[40], code[32], type[32], id[40], msg[MESSAGE_WIDTH + 8];
+	json_t *o;
+	char *s;
+
+	if (ls->json) {
+		o = letter_json(l);
+		s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		if (s == NULL) {
+			sl_ctl_error("out of memory");
+			return -1;
+		}
+		puts(s);
+		free(s);
+		return 0;
+	}
+	if (!ls->header_done) {
+		printf("%-14s %-24s %-24s %-20s %-36s %s\n", "PARTITION/OFF", "TIME", "CODE", "TYPE", "ID",
+		       "MESSAGE");
+		ls->header_done = 1;
+	}
+	snprintf(where, sizeof(where), "%d/%" PRId64, (int)l->m->partition, l->m->offset);
+	printf("%-14s %-24s %-24s %-20s %-36s %s\n", where, sl_ctl_format_ms(l->ts_ms, ts, sizeof(ts)),
+	       cell(l->code.p, l->code.len, 24, code, sizeof(code)),
+	       cell(l->type, strlen(l->type), 20, type, sizeof(type)),
+	       cell(l->id, l->id ? strlen(l->id) : 0, 36, id, sizeof(id)),
+	       cell(l->message.p, l->message.len, MESSAGE_WIDTH, msg, sizeof(msg)));
+	return 0;
+}
+
+/* ---- replay -------------------------------------------------------------- */
+
+struct target {
+	char *topic;               /* owned */
+	int partitions;            /* -1: the topic could not be used */
+	long produced, delivered, failed;
+};
+
+struct replay {
+	rd_kafka_t *rk;            /* the producer */
+	const char *brokers;       /* borrowed */
+	const char *to;            /* --to, borrowed; NULL: each letter's source topic */
+	int dry_run;
+	struct target *t;          /* owned, n_t of them */
+	size_t n_t;
+	long skipped;
+	char first_failure[512];
+};
+
+/* Delivery report; the opaque is the target's index + 1. Runs on the main
+ * thread inside rd_kafka_poll()/rd_kafka_flush(). */
+static void
+dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct replay *r = opaque;
+	size_t idx = (size_t)(uintptr_t)m->_private - 1;
+	char reason[256];
+
+	if (idx >= r->n_t)
+		return;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		r->t[idx].delivered++;
+		return;
+	}
+	r->t[idx].failed++;
+	if (r->first_failure[0] == '\0') {
+		if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+			rd_kafka_fatal_error(rk, reason, sizeof(reason));
+		else
+			snprintf(reason, sizeof(reason), "%s", rd_kafka_err2str(m->err));
+		snprintf(r->first_failure, sizeof(r->first_failure), "could not deliver to \"%s\": %s",
+		         r->t[idx].topic, reason);
+	}
+}
+
+/* Returns the index of topic's target, adding it (and looking the topic up)
+ * when new; (size_t)-1 when out of memory. */
+static size_t
+target_of(struct replay *r, const char *topic)
+{
+	struct target *t;
+	char errbuf[512];
+	size_t i;
+
+	for (i = 0; i < r->n_t; i++)
+		if (strcmp(r->t[i].topic, topic) == 0)
+			return i;
+	t = realloc(r->t, (r->n_t + 1) * sizeof(*t));
+	if (t == NULL)
+		return (size_t)-1;
+	r->t = t;
+	t = &r->t[r->n_t];
+	memset(t, 0, sizeof(*t));
+	t->topic = strdup(topic);
+	if (t->topic == NULL)
+		return (size_t)-1;
+	if (sl_ctl_topic_partitions(r->rk, topic, METADATA_MS, &t->partitions, errbuf, sizeof(errbuf)) != 0) {
+		sl_ctl_error("cannot replay to \"%s\": %s", topic, errbuf);
+		t->partitions = -1;
+	}
+	return r->n_t++;
+}
+
+/* Returns new headers: those of m (borrowed) without any sluice-* header. */
+static rd_kafka_headers_t *
+clean_headers(const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *orig = NULL, *h;
+	const char *name;
+	const void *val;
+	size_t i, size;
+
+	if (rd_kafka_message_headers(m, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		orig = NULL;
+	h = rd_kafka_headers_new(orig ? rd_kafka_header_cnt(orig) : 0);
+	for (i = 0; orig != NULL && rd_kafka_header_get_all(orig, i, &name, &val, &size) ==
+	                                    RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+		if (strncmp(name, "sluice-", 7) != 0)
+			rd_kafka_header_add(h, name, -1, val, val ? (ssize_t)size : 0);
+	return h;
+}
+
+static int
+replay_one(const struct letter *l, void *arg)
+{
+	struct replay *r = arg;
+	const rd_kafka_message_t *m = l->m;
+	rd_kafka_headers_t *hdrs;
+	rd_kafka_resp_err_t err;
+	const char *topic = r->to ? r->to : l->source_topic;
+	struct target *t;
+	int32_t partition = RD_KAFKA_PARTITION_UA;
+	size_t idx;
+
+	if (l->omitted.p != NULL) {
+		sl_ctl_error("skipping the dead letter at partition %d offset %" PRId64 ": its value was omitted "
+		             "(%.*s); the original is in \"%s\" [%d] at offset %" PRId64,
+		             (int)m->partition, m->offset, (int)l->omitted.len, l->omitted.p,
+		             l->source_topic, (int)l->source_partition, l->source_offset);
+		r->skipped++;
+		return 0;
+	}
+	if (*topic == '\0') {
+		sl_ctl_error("skipping the dead letter at partition %d offset %" PRId64 ": it has no "
+		             "sluice-source-topic header (use --to)", (int)m->partition, m->offset);
+		r->skipped++;
+		return 0;
+	}
+	idx = target_of(r, topic);
+	if (idx == (size_t)-1) {
+		sl_ctl_error("out of memory");
+		return -1;
+	}
+	t = &r->t[idx];
+	if (t->partitions < 0) {
+		t->failed++;
+		return 0;
+	}
+	/* Back to the partition it came from: the worker orders jobs per
+	 * partition, and the original producer's partitioner is unknown. */
+	if (r->to == NULL && l->source_partition >= 0 && l->source_partition < t->partitions)
+		partition = l->source_partition;
+	if (r->dry_run) {
+		printf("would replay %d/%" PRId64 " (type %s, id %s) to \"%s\" ", (int)m->partition, m->offset,
+		       *l->type ? l->type : "-", l->id ? l->id : "-", topic);
+		if (partition == RD_KAFKA_PARTITION_UA)
+			printf("by key\n");
+		else
+			printf("[%d]\n", (int)partition);
+		t->produced++;
+		return 0;
+	}
+	hdrs = clean_headers(m);
+	for (;;) {
+		err = rd_kafka_producev(r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+		                        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+		                        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(idx + 1)), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(r->rk, 50);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+		sl_ctl_error("could not replay the dead letter at partition %d offset %" PRId64 " to \"%s\": %s",
+		             (int)m->partition, m->offset, topic, rd_kafka_err2str(err));
+		t->failed++;
+		return 0;
+	}
+	/* hdrs is now owned by the message. */
+	t->produced++;
+	rd_kafka_poll(r->rk, 0);
+	return 0;
+}
+
+static rd_kafka_t *
+new_producer(struct replay *r, char *errbuf, size_t errbuf_size)
+{
+	char timeout[32];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+
+	conf = sl_ctl_kafka_conf(r->brokers, errbuf, errbuf_size);
+	if (conf == NULL)
+		return NULL;
+	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
+	if (sl_ctl_kafka_set(conf, "acks", "all", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "linger.ms", "5", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) != 0 ||
+	    /* With --to, keys are partitioned as Java (and sluicectl enqueue) do. */
+	    sl_ctl_kafka_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rd_kafka_conf_set_opaque(conf, r);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	/* conf is now owned by rk. */
+	return rk;
+}
+
+/* Waits for every delivery report; see ctl_enqueue.c's flush_all(). */
+static void
+flush_all(rd_kafka_t *rk)
+{
+	time_t deadline = time(NULL) + MESSAGE_TIMEOUT_MS / 1000 + 30;
+
+	while (rd_kafka_outq_len(rk) > 0 && time(NULL) < deadline)
+		rd_kafka_flush(rk, 500);
+	if (rd_kafka_outq_len(rk) > 0) {
+		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_flush(rk, 5000);
+	}
+	rd_kafka_poll(rk, 0);
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: sluicectl dlq list   [FILTERS] [--json] [--topic T] [--brokers B]\n"
+	        "       sluicectl dlq replay [FILTERS] [--dry-run] [--to TOPIC] [--topic T] [--brokers B]\n"
+	        "\n"
+	        "Reads the dead-letter topic from its start to its end as they are when the\n"
+	        "command starts. `list` prints the selected dead letters; `replay` sends\n"
+	        "each back to its source topic and partition with its original key, value\n"
+	        "and headers (sluice-* headers removed), with acks=all. Replaying twice is\n"
+	        "safe: the worker's ledger runs each job id at most once.\n"
+	        "\n"
+	        "Filters (all must match):\n"
+	        "  --code CODE      sluice-error-code is CODE; repeat for any of several\n"
+	        "  --type TYPE      the job's CloudEvents type (\"\" selects values that\n"
+	        "                   are not JSON objects with a type)\n"
+	        "  --since WHEN     message time at or after WHEN: RFC 3339\n"
+	        "                   (2024-05-01T12:00:00Z) or a duration ago (90s, 15m, 2h, 7d)\n"
+	        "  --until WHEN     message time at or before WHEN\n"
+	        "  --limit N        at most N dead letters\n"
+	        "\n"
+	        "  --topic T        dead-letter topic (default \"" DEFAULT_DLQ_TOPIC "\")\n"
+	        "  --brokers B      Kafka brokers (default: $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
+	        "  --json           list: one JSON object per line\n"
+	        "  --dry-run        replay: print what would be replayed, produce nothing\n"
+	        "  --to TOPIC       replay: to TOPIC (partitioned by key) instead of each\n"
+	        "                   letter's source topic and partition\n"
+	        "\n"
+	        "Letters whose value was omitted (sluice-value-omitted) are not replayed:\n"
+	        "their original is still in the source topic, at the offset they name.\n"
+	        "Exit status: 0, 1 when a replayed letter was not delivered, 2 usage or\n"
+	        "connection error.\n");
+}
+
+int
+sl_ctl_dlq(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "topic", required_argument, NULL, 't' },
+		{ "brokers", required_argument, NULL, 'b' },
+		{ "code", required_argument, NULL, 'c' },
+		{ "type", required_argument, NULL, 'T' },
+		{ "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "to", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1 };
+	struct replay r;
+	struct list ls = { 0, 0 };
+	struct sigaction sa;
+	const char *topic = DEFAULT_DLQ_TOPIC, *brokers = NULL, *action;
+	char errbuf[1024];
+	long n_read = 0, n_selected = 0, produced = 0, delivered = 0, failed = 0;
+	int opt, is_replay, read_failed, rc = 2;
+	size_t i;
+
+	memset(&r, 0, sizeof(r));
+	sl_ctl_set_command("dlq");
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	action = argv[1];
+	if (strcmp(action, "list") != 0 && strcmp(action, "replay") != 0) {
+		sl_ctl_error("unknown action \"%s\": expected list or replay", action);
+		return 2;
+	}
+	is_replay = action[0] == 'r';
+	sl_ctl_set_command(is_replay ? "dlq replay" : "dlq list");
+	f.codes = calloc((size_t)argc, sizeof(*f.codes));
+	if (f.codes == NULL) {
+		sl_ctl_error("out of memory");
+		return 2;
+	}
+	/* Options start after the action. */
+	argc--;
+	argv++;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+		switch (opt) {
+		case 't': topic = optarg; break;
+		case 'b': brokers = optarg; break;
+		case 'c': f.codes[f.n_codes++] = optarg; break;
+		case 'T': f.type = optarg; break;
+		case 'j': ls.json = 1; break;
+		case 'n': r.dry_run = 1; break;
+		case 'o': r.to = optarg; break;
+		case 's':
+		case 'u':
+			if (sl_ctl_parse_time(optarg, opt == 's' ? &f.since_ms : &f.until_ms) != 0) {
+				sl_ctl_error("--%s must be an RFC 3339 time or a duration (90s, 15m, 2h, 7d), not \"%s\"",
+				             opt == 's' ? "since" : "until", optarg);
+				goto out;
+			}
+			break;
+		case 'l':
+			if (sl_ctl_parse_long(optarg, 1, LONG_MAX, &f.limit) != 0) {
+				sl_ctl_error("--limit must be a positive number, not \"%s\"", optarg);
+				goto out;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			rc = 0;
+			goto out;
+		default:
+			rc = sl_ctl_option_error(opt, argc, argv);
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl dlq --help')", argv[optind]);
+		goto out;
+	}
+	if (!is_replay && (r.dry_run || r.to != NULL)) {
+		sl_ctl_error("--dry-run and --to are options of 'dlq replay'");
+		goto out;
+	}
+	if (is_replay && ls.json) {
+		sl_ctl_error("--json is an option of 'dlq list'");
+		goto out;
+	}
+	if (*topic == '\0' || (r.to != NULL && *r.to == '\0')) {
+		sl_ctl_error("--topic and --to must not be empty");
+		goto out;
+	}
+	brokers = sl_ctl_brokers(brokers);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handle_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (!is_replay) {
+		if (read_letters(brokers, topic, &f, list_one, &ls, &n_read, &n_selected) != 0)
+			goto out;
+		fflush(stdout);
+		fprintf(stderr, "%ld of %ld dead letters in \"%s\" selected%s\n", n_selected, n_read, topic,
+		        interrupted ? " (interrupted)" : "");
+		rc = interrupted ? 130 : 0;
+		goto out;
+	}
+
+	r.brokers = brokers;
+	r.rk = new_producer(&r, errbuf, sizeof(errbuf));
+	if (r.rk == NULL) {
+		sl_ctl_error("could not create the kafka producer: %s", errbuf);
+		goto out;
+	}
+	/* After a read error, what was produced is still delivered and counted. */
+	read_failed = read_letters(brokers, topic, &f, replay_one, &r, &n_read, &n_selected) != 0;
+	flush_all(r.rk);
+	for (i = 0; i < r.n_t; i++) {
+		if (r.dry_run)
+			printf("would replay %ld to \"%s\"\n", r.t[i].produced, r.t[i].topic);
+		else if (r.t[i].failed == 0)
+			printf("replayed %ld to \"%s\"\n", r.t[i].delivered, r.t[i].topic);
+		else
+			printf("replayed %ld to \"%s\" (%ld failed)\n", r.t[i].delivered, r.t[i].topic,
+			       r.t[i].failed);
+		produced += r.t[i].produced;
+		delivered += r.t[i].delivered;
+		failed += r.t[i].failed;
+	}
+	if (r.first_failure[0] != '\0')
+		sl_ctl_error("%s", r.first_failure);
+	if (r.dry_run)
+		printf("%ld would be replayed, %ld skipped (%ld of %ld dead letters selected)\n", produced,
+		       r.skipped, n_selected, n_read);
+	else
+		printf("%ld replayed, %ld failed, %ld skipped (%ld of %ld dead letters selected)\n", delivered,
+		       failed, r.skipped, n_selected, n_read);
+	rc = read_failed ? 2 : failed > 0 ? 1 : interrupted ? 130 : 0;
+out:
+	fflush(stdout);
+	if (r.rk != NULL)
+		rd_kafka_destroy(r.rk);
+	for (i = 0; i < r.n_t; i++)
+		free(r.t[i].topic);
+	free(r.t);
+	free(f.codes);
+	return rc;
+}
