@@ -135,6 +135,13 @@ $(BUILD)/bench/bench_schema: tests/bench/bench_schema.c $(BUILD)/libsluice.a
 bench-schema: check-deps $(BUILD)/bench/bench_schema
 	@$(BUILD)/bench/bench_schema
 
+# The throughput benchmark of issue 5 on throwaway services: jobs/s, latency,
+# CPU and RSS per job beside pgbench's ceiling. BENCH_ARGS go to
+# tests/bench/bench.py (e.g. BENCH_ARGS="--jobs 20000 --scaling").
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run $(BENCH_ARGS)
+
 # Units, man pages and the sample configuration name the installed paths:
 # @SBINDIR@, @BINDIR@, @SYSCONFDIR@, @DATADIR@ and @VERSION@ in their sources
 # are replaced here, and the sample's relative schema paths point at

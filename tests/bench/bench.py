@@ -1,0 +1,728 @@
+"""The throughput benchmark behind `make bench` (issue 5).
+
+Run by tests/bench/run with fresh services, or directly with the environment
+the system tests have (SLUICE_KAFKA_BROKERS, SLUICE_PG_CONNINFO,
+SLUICE_SERVICES_DIR). For every mode (a name plus worker settings):
+
+1. a fresh database (migrated with sluicectl, accounts inserted in SQL) and
+   fresh topics;
+2. --jobs ledger.transfer CloudEvents preloaded into the jobs topic, keyed by
+   the paying account;
+3. the worker started on them: throughput is jobs / (last result received by a
+   live consumer - the worker's first partition assignment, as seen in its
+   log), CPU is the worker's user+sys time over the whole run divided by the
+   jobs, peak RSS is VmHWM, both read just before SIGTERM;
+4. unless --skip-latency, a fresh worker on fresh topics and database gets jobs
+   at a steady half of that throughput for --latency-seconds; latency is the
+   time a result reaches the driver's consumer minus the job's CloudEvent
+   `time` (millisecond precision, set when the driver produces the job);
+5. the ceiling: pgbench running tests/bench/ledger_job.sql, the same SQL
+   transaction as one job, with as many connections as the worker has
+   executors and as many transactions as there are jobs, over the worker's
+   protocol (-M extended for PQexecParams, -M prepared once the sources
+   prepare statements; --ceiling-protocol overrides).
+
+--scaling adds throughput runs with 1, 2 and 4 executors and with 2 worker
+processes in one group; --inflight-test adds a run with max_in_flight=10000
+over 50,000 preloaded jobs, whose peak RSS is the memory figure of issue 5
+(the jobs in flight are sampled from the worker's /metrics).
+
+Prints a table and one `BENCH {json}` line per run. Timings are wall-clock on a
+machine shared with PostgreSQL, Kafka and this driver.
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
+import psycopg  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from harness import ROOT, Kafka, Pg, Worker, conf_text, migrate  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PGBENCH_SCRIPT = os.path.join(BENCH_DIR, "ledger_job.sql")
+THROUGHPUT_DEFINITION = ("jobs / (last result received by a live consumer - first partition "
+                         "assignment in the worker log)")
+LATENCY_DEFINITION = "result received by a live consumer - CloudEvent time of the job"
+KNOWN_MODES = {
+    "per-job": {"max_batch": 1},
+    "grouped": {"max_batch": 32},
+}
+SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---- modes ---------------------------------------------------------------
+
+def parse_modes(text):
+    """`per-job,grouped,name:max_batch=8:max_in_flight=2000` -> [(name, settings)].
+    A known name takes its defaults; settings after it override them."""
+    modes = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, *pairs = item.split(":")
+        settings = dict(KNOWN_MODES.get(name, {}))
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in SETTING_KEYS:
+                raise SystemExit(f"bench: mode {item!r}: expected {'|'.join(SETTING_KEYS)}=VALUE, got {pair!r}")
+            if key in ("producer", "consumer"):
+                settings.setdefault(key, []).append(value)
+            else:
+                settings[key] = int(value)
+        if name not in KNOWN_MODES and not pairs:
+            raise SystemExit(f"bench: unknown mode {name!r}: known are {', '.join(KNOWN_MODES)}, "
+                             "or give settings (name:max_batch=8)")
+        modes.append((name, settings))
+    if not modes:
+        raise SystemExit("bench: --modes is empty")
+    return modes
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "mode"
+
+
+# ---- machine and process figures ------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_mib": mem, "kernel": platform.release()}
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a live process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+# ---- the environment -------------------------------------------------------
+
+class Env:
+    def __init__(self, args):
+        self.brokers = os.environ.get("SLUICE_KAFKA_BROKERS")
+        self.conninfo = os.environ.get("SLUICE_PG_CONNINFO")
+        services = os.environ.get("SLUICE_SERVICES_DIR")
+        if not self.brokers or not self.conninfo or not services:
+            raise SystemExit("bench: SLUICE_KAFKA_BROKERS, SLUICE_PG_CONNINFO and SLUICE_SERVICES_DIR must be set; "
+                             "run tests/bench/run (or make bench)")
+        self.args = args
+        self.tag = args.tag
+        self.work = os.path.join(services, "bench" + (f"-{self.tag}" if self.tag else ""))
+        os.makedirs(self.work, exist_ok=True)
+        self.pgbench = find_pgbench()
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            self.pg_version = c.execute("show server_version").fetchone()[0]
+        self.ceilings = {}
+        self.result_sample = None
+
+    def dbname(self, base):
+        return "bench_" + slug(base) + (f"_{slug(self.tag)}" if self.tag else "")
+
+    def fresh_db(self, base):
+        """A new migrated database with the accounts opened; returns a Pg."""
+        name = self.dbname(base)
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            c.execute(f"drop database if exists {name} with (force)")
+            c.execute(f"create database {name}")
+        db = Pg(self.conninfo, name)
+        migrate(db.conninfo)
+        # acc-1 .. acc-N with balances no transfer of this benchmark can drain.
+        db.query("insert into ledger.accounts (id, balance) "
+                 "select 'acc-' || i, 1000000000000 from generate_series(1, %s) i", self.args.accounts)
+        db.query("vacuum analyze ledger.accounts")
+        return db
+
+    def drop_db(self, db):
+        db.close()
+        if self.args.keep:
+            return
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            c.execute(f"drop database if exists {db.dbname} with (force)")
+
+    def checkpoint(self):
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            c.execute("checkpoint")
+
+
+def worker_protocol():
+    """pgbench's -M that matches how the worker talks to PostgreSQL: `prepared`
+    once the sources prepare statements, else `extended` (PQexecParams sends
+    unnamed statements with parameters, as pgbench -M extended does)."""
+    for path in glob.glob(str(ROOT / "common" / "*.c")) + glob.glob(str(ROOT / "workers" / "*.c")):
+        with open(path, errors="replace") as f:
+            if re.search(r"\bPQ(send)?[Pp]repare\b", f.read()):
+                return "prepared"
+    return "extended"
+
+
+def find_pgbench():
+    """The newest versioned pgbench, else Debian's wrapper, else None."""
+    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"),
+                   key=lambda p: [int(x) for x in re.findall(r"\d+", p)], reverse=True) + ["/usr/bin/pgbench"]
+    for p in cands:
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+# ---- jobs ------------------------------------------------------------------
+
+def event_time(ms):
+    secs, milli = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{milli:03d}Z"
+
+
+def transfer(rnd, accounts, job_id, ms):
+    a = rnd.randint(1, accounts)
+    b = 1 + (a + rnd.randint(0, accounts - 2)) % accounts
+    key = f"acc-{a}"
+    value = json.dumps({"specversion": "1.0", "id": job_id, "source": "bench", "type": "ledger.transfer",
+                        "time": event_time(ms), "datacontenttype": "application/json",
+                        "data": {"from": key, "to": f"acc-{b}", "amount": rnd.randint(1, 100)}},
+                       separators=(",", ":"))
+    return key, value
+
+
+def new_producer(brokers, linger_ms):
+    return Producer({"bootstrap.servers": brokers, "acks": "all", "enable.idempotence": True,
+                     "linger.ms": linger_ms, "batch.num.messages": 10000, "batch.size": 1000000,
+                     "queue.buffering.max.messages": 500000, "queue.buffering.max.kbytes": 1048576})
+
+
+def produce(producer, topic, key, value):
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def preload(env, topic, n, prefix):
+    rnd = random.Random(1)
+    p = new_producer(env.brokers, 50)
+    t0 = time.time()
+    ms = int(t0 * 1000)
+    for i in range(n):
+        key, value = transfer(rnd, env.args.accounts, f"{prefix}-{i}", ms)
+        produce(p, topic, key, value)
+        if i % 10000 == 0:
+            p.poll(0)
+    left = p.flush(120)
+    if left:
+        raise BenchError(f"{left} jobs not delivered to {topic}")
+    log(f"preloaded {n} jobs into {topic} in {time.time() - t0:.1f} s")
+
+
+def results_consumer(brokers, topic, partitions):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5,
+                  "fetch.min.bytes": 1})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    return c
+
+
+# ---- one worker run ----------------------------------------------------------
+
+class Run:
+    """Topics, a database and the worker processes of one measured phase."""
+
+    def __init__(self, env, name, settings, executors, workers, watch_in_flight=False):
+        self.env, self.name, self.settings = env, name, settings
+        self.http_port = free_port() if watch_in_flight else None
+        self.in_flight_max = None
+        self.executors, self.workers_n = executors, workers
+        self.kafka = Kafka(env.brokers, prefix="bench")
+        parts = env.args.partitions
+        self.jobs_topic = self.kafka.create_topic("bench-jobs", partitions=parts)
+        self.results_topic = self.kafka.create_topic("bench-results", partitions=parts)
+        self.dlq_topic = self.kafka.create_topic("bench-dlq", partitions=1)
+        self.db = env.fresh_db(name)
+        self.workers = []
+
+    def conf(self):
+        s = self.settings
+        kw = {"executors": self.executors}
+        for k in ("max_batch", "max_in_flight"):
+            if k in s:
+                kw[k] = s[k]
+        return conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
+                         self.dlq_topic, "bench-" + uuid.uuid4().hex[:8],
+                         consumer_properties=s.get("consumer", ()), producer_properties=s.get("producer", ()),
+                         http_listen=f"127.0.0.1:{self.http_port}" if self.http_port else "", **kw)
+
+    def check_conf(self, path):
+        r = subprocess.run([str(ROOT / "build" / "sluice-worker"), "-n", "-c", path], capture_output=True,
+                           text=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError("the worker refuses the settings: " + (r.stderr or r.stdout).strip())
+
+    def start(self):
+        base = os.path.join(self.env.work, f"{slug(self.name)}-{uuid.uuid4().hex[:6]}")
+        conf = base + ".conf"
+        with open(conf, "w") as f:
+            f.write(self.conf())
+        self.check_conf(conf)
+        for i in range(self.workers_n):
+            self.workers.append(Worker(conf, f"{base}-w{i}.log").start())
+        log(f"worker{'s' if self.workers_n > 1 else ''} started: {conf} ({self.executors} executors, "
+            f"{self.workers_n} process{'es' if self.workers_n > 1 else ''}, logs {base}-w*.log)")
+
+    def watch_in_flight(self):
+        """Samples the worker's sluice_jobs_in_flight gauge every 0.2 s into
+        self.in_flight_max, from a daemon thread, while the worker runs."""
+        def sample():
+            url = f"http://127.0.0.1:{self.http_port}/metrics"
+            while all(w.alive() for w in self.workers):
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        m = re.search(rb"^sluice_jobs_in_flight(?:\{[^}]*\})? ([0-9.e+]+)", r.read(), re.M)
+                    if m:
+                        v = int(float(m.group(1)))
+                        self.in_flight_max = v if self.in_flight_max is None else max(self.in_flight_max, v)
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.2)
+        threading.Thread(target=sample, daemon=True).start()
+
+    def check_alive(self):
+        for w in self.workers:
+            if not w.alive():
+                raise BenchError(f"worker exited ({w.proc.returncode}):\n" + w.log()[-2000:])
+
+    def assigned(self):
+        return any("assigned" in w.log() for w in self.workers)
+
+    def wait_assigned(self, timeout=60):
+        deadline = time.time() + timeout
+        while not self.assigned():
+            self.check_alive()
+            if time.time() > deadline:
+                raise BenchError("no worker was assigned partitions within %d s" % timeout)
+            time.sleep(0.005)
+        return time.time()
+
+    def figures(self):
+        """CPU seconds (sum) and peak RSS (max over processes), read while the
+        workers still run."""
+        cpu = sum(proc_cpu_seconds(w.proc.pid) for w in self.workers)
+        rss = max(proc_hwm_mib(w.proc.pid) for w in self.workers)
+        return cpu, rss
+
+    def max_in_flight_logged(self):
+        seen = [int(x) for w in self.workers for x in re.findall(r"in_flight=(\d+)", w.log())]
+        return max(seen) if seen else None
+
+    def stop(self):
+        codes = []
+        for w in self.workers:
+            w.signal(15)
+        for w in self.workers:
+            try:
+                codes.append(w.wait(90))
+            except subprocess.TimeoutExpired:
+                codes.append(w.kill())
+        return codes
+
+    def close(self):
+        for w in self.workers:
+            if w.alive():
+                w.kill()
+        self.kafka.close()
+        self.env.drop_db(self.db)
+
+
+def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight=False):
+    """Preloads n jobs, runs the worker(s) over them; returns a dict of figures."""
+    run = Run(env, name, settings, executors, workers, watch_in_flight)
+    try:
+        preload(env, run.jobs_topic, n, f"{slug(name)}-{uuid.uuid4().hex[:6]}")
+        c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
+        env.checkpoint()
+        try:
+            run.start()
+            if watch_in_flight:
+                run.watch_in_flight()
+            # The assignment is watched in a thread so that the results can be
+            # read meanwhile; both are stamped within a few milliseconds.
+            stamp = {}
+
+            def watch():
+                try:
+                    stamp["t"] = run.wait_assigned()
+                except BenchError as e:
+                    stamp["error"] = e
+            t = threading.Thread(target=watch, daemon=True)
+            t.start()
+            count, values, first_ts, last_ts = 0, [], None, None
+            timeout = env.args.phase_timeout or 60 + n / 100.0
+            deadline = time.time() + timeout
+            last_check = 0
+            while count < n:
+                batch = c.consume(1000, 0.02)
+                now = time.time()
+                for m in batch:
+                    if m.error():
+                        raise KafkaException(m.error())
+                    values.append(m.value())
+                    ts = m.timestamp()[1]
+                    first_ts = ts if first_ts is None else min(first_ts, ts)
+                    last_ts = ts if last_ts is None else max(last_ts, ts)
+                count += len(batch)
+                if now - last_check > 1:
+                    last_check = now
+                    run.check_alive()
+                    if now > deadline:
+                        raise BenchError(f"only {count} of {n} results within {timeout:.0f} s")
+            t_end = now
+            cpu, rss = run.figures()
+            in_flight_seen = run.max_in_flight_logged()
+            t.join(5)
+            if "error" in stamp:
+                raise stamp["error"]
+        finally:
+            c.close()
+        codes = run.stop()
+        t_start = stamp["t"]
+        statuses, subjects = {}, set()
+        for v in values:
+            ev = json.loads(v)
+            subjects.add(ev.get("subject"))
+            st = ev["data"]["status"]
+            statuses[st] = statuses.get(st, 0) + 1
+            if env.result_sample is None and st == "succeeded":
+                env.result_sample = v.decode()
+        elapsed = t_end - t_start
+        steady = (n - 1) / ((last_ts - first_ts) / 1000.0) if last_ts and last_ts > first_ts else None
+        return {
+            "jobs": n,
+            "results": len(values),
+            "distinct_jobs": len(subjects),
+            "statuses": statuses,
+            "seconds": round(elapsed, 3),
+            "jobs_per_s": round(n / elapsed, 1),
+            "jobs_per_s_first_to_last_result": round(steady, 1) if steady else None,
+            "cpu_us_per_job": round(cpu * 1e6 / n, 1),
+            "peak_rss_mib": round(rss, 1),
+            "max_in_flight_logged": in_flight_seen,
+            "max_in_flight_sampled": run.in_flight_max,
+            "exit_codes": codes,
+        }
+    finally:
+        run.close()
+
+
+def latency_phase(env, name, settings, rate, seconds, executors):
+    """Offers `rate` jobs/s for `seconds` to a fresh worker; returns latency figures."""
+    run = Run(env, name + "-lat", settings, executors, 1)
+    try:
+        c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
+        p = new_producer(env.brokers, 1)
+        rnd = random.Random(2)
+        prefix = f"{slug(name)}-lat-{uuid.uuid4().hex[:6]}"
+        sent = {}
+        lat = []
+        try:
+            run.start()
+            run.wait_assigned()
+
+            def receive(timeout):
+                m = c.poll(timeout)
+                while m is not None:
+                    now = time.time()
+                    if m.error():
+                        raise KafkaException(m.error())
+                    job = json.loads(m.value())["data"].get("id")
+                    t_sent = sent.pop(job, None)
+                    if t_sent is not None:
+                        lat.append(now * 1000.0 - t_sent)
+                    elif job is not None and job.startswith("warm-"):
+                        warm.discard(job)
+                    m = c.poll(0)
+
+            # Warm-up, not measured: connections, the first fetches.
+            warm = set()
+            for i in range(max(8, executors * 4)):
+                ms = int(time.time() * 1000)
+                key, value = transfer(rnd, env.args.accounts, f"warm-{prefix}-{i}", ms)
+                warm.add(f"warm-{prefix}-{i}")
+                produce(p, run.jobs_topic, key, value)
+            p.flush(30)
+            deadline = time.time() + 60
+            while warm and time.time() < deadline:
+                receive(0.05)
+                run.check_alive()
+            if warm:
+                raise BenchError("the warm-up jobs got no results within 60 s")
+
+            total = max(1, int(rate * seconds))
+            log(f"latency: offering {rate:.0f} jobs/s for {seconds:.0f} s ({total} jobs)")
+            t0 = time.time()
+            i = 0
+            while i < total:
+                now = time.time()
+                due = min(total, int((now - t0) * rate) + 1)
+                while i < due:
+                    ms = int(time.time() * 1000)
+                    job = f"{prefix}-{i}"
+                    key, value = transfer(rnd, env.args.accounts, job, ms)
+                    sent[job] = ms
+                    produce(p, run.jobs_topic, key, value)
+                    i += 1
+                p.poll(0)
+                next_at = t0 + i / rate
+                receive(max(0.0, min(0.002, next_at - time.time())))
+            p.flush(30)
+            offered = total / (time.time() - t0)
+            deadline = time.time() + 60
+            while sent and time.time() < deadline:
+                receive(0.01)
+            _, rss = run.figures()
+            missing = len(sent)
+        finally:
+            c.close()
+        run.stop()
+        lat.sort()
+        r = lambda v: round(v, 1) if v is not None else None  # noqa: E731
+        return {"offered_per_s": round(offered, 1), "latency_jobs": len(lat), "latency_missing": missing,
+                "p50_ms": r(percentile(lat, 0.50)), "p95_ms": r(percentile(lat, 0.95)),
+                "p99_ms": r(percentile(lat, 0.99)), "max_ms": r(lat[-1] if lat else None),
+                "latency_phase_peak_rss_mib": round(rss, 1)}
+    finally:
+        run.close()
+
+
+def ceiling(env, connections, n):
+    """pgbench with the job's transaction: connections clients, n transactions in all."""
+    if connections in env.ceilings:
+        return env.ceilings[connections]
+    if env.pgbench is None:
+        log("pgbench not found: no ceiling")
+        return None
+    db = env.fresh_db("ceiling")
+    try:
+        sample = env.result_sample or json.dumps({"specversion": "1.0", "pad": "x" * 400})
+        per_client = max(1, math.ceil(n / connections))
+        cmd = [env.pgbench, "-n", "-M", env.protocol, "-c", str(connections), "-j", str(min(connections, 2)),
+               "-t", str(per_client), "-f", PGBENCH_SCRIPT, "-D", f"accounts={env.args.accounts}",
+               "-D", f"result={sample}", db.conninfo]
+        env.checkpoint()
+        log(f"ceiling: pgbench -M {env.protocol} -c {connections} -j {min(connections, 2)} -t {per_client} "
+            f"-f {os.path.relpath(PGBENCH_SCRIPT, ROOT)}")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+        if r.returncode != 0 or m is None:
+            raise BenchError("pgbench failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
+        failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+        if failed and int(failed.group(1)):
+            raise BenchError("pgbench: failed transactions:\n" + r.stdout[-2000:])
+        tps = float(m.group(1))
+        env.ceilings[connections] = tps
+        return tps
+    finally:
+        env.drop_db(db)
+
+
+# ---- reporting ---------------------------------------------------------------
+
+COLUMNS = [("mode", "mode", "{}"), ("jobs", "jobs", "{}"), ("ex x w", None, "{}"),
+           ("jobs/s", "jobs_per_s", "{:.0f}"), ("ceiling", "ceiling_tps", "{:.0f}"),
+           ("ratio", "ratio", "{:.2f}"), ("cpu us/job", "cpu_us_per_job", "{:.1f}"),
+           ("rss MiB", "peak_rss_mib", "{:.1f}"), ("p50 ms", "p50_ms", "{:.1f}"),
+           ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"), ("max ms", "max_ms", "{:.1f}")]
+
+
+def table(rows):
+    cells = [[h for h, _, _ in COLUMNS]]
+    for r in rows:
+        line = []
+        for h, key, fmt in COLUMNS:
+            if key is None:
+                v = f"{r['executors']}x{r['workers']}"
+            else:
+                v = r.get(key)
+                v = "-" if v is None else fmt.format(v)
+            line.append(v)
+        cells.append(line)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    out = []
+    for k, row in enumerate(cells):
+        out.append("  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(row)))
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def measure(env, mode, settings, n, executors, workers, latency=True, with_ceiling=True, watch_in_flight=False):
+    args = env.args
+    row = {"mode": mode, "jobs": n, "executors": executors, "workers": workers,
+           "max_batch": settings.get("max_batch", 1), "max_in_flight": settings.get("max_in_flight", 1000),
+           "partitions": args.partitions, "accounts": args.accounts,
+           "jobs_per_s": None, "ceiling_tps": None, "ratio": None, "cpu_us_per_job": None,
+           "peak_rss_mib": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    try:
+        log(f"{mode}: throughput, {n} jobs, {executors} executors x {workers} worker(s), settings {settings}")
+        row.update(throughput_phase(env, mode, settings, n, executors, workers, watch_in_flight))
+        log(f"{mode}: {row['jobs_per_s']:.0f} jobs/s, {row['cpu_us_per_job']} us CPU/job, "
+            f"peak RSS {row['peak_rss_mib']} MiB, statuses {row['statuses']}"
+            + (f", most jobs in flight seen {row['max_in_flight_sampled']}" if watch_in_flight else ""))
+        if latency:
+            row.update(latency_phase(env, mode, settings, row["jobs_per_s"] / 2, args.latency_seconds, executors))
+            log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms")
+        if with_ceiling:
+            row["ceiling_tps"] = ceiling(env, executors * workers, n)
+            if row["ceiling_tps"]:
+                row["ceiling_tps"] = round(row["ceiling_tps"], 1)
+                row["ratio"] = round(row["jobs_per_s"] / row["ceiling_tps"], 3)
+                log(f"{mode}: ceiling {row['ceiling_tps']:.0f} tps, ratio {row['ratio']:.2f}")
+    except BenchError as e:
+        log(f"{mode}: FAILED: {e}")
+        row["error"] = str(e).splitlines()[0] if str(e) else "failed"
+    row.update({"throughput_definition": THROUGHPUT_DEFINITION,
+                "latency_definition": LATENCY_DEFINITION if latency else None,
+                "ceiling": f"pgbench -M {env.protocol}, tests/bench/ledger_job.sql, clients = executors x workers"
+                if with_ceiling else None,
+                "ceiling_protocol": env.protocol if with_ceiling else None,
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "machine": env.machine, "postgres": env.pg_version, "sluice": env.rev})
+    print("BENCH " + json.dumps(row, separators=(", ", ": ")), flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=100000, help="jobs per throughput run (default 100000)")
+    ap.add_argument("--accounts", type=int, default=1000)
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--executors", type=int, default=4)
+    ap.add_argument("--modes", default="per-job,grouped",
+                    help="comma list: per-job, grouped, or NAME:max_batch=N:max_in_flight=N:executors=N:"
+                         "workers=N:producer=PROP=V:consumer=PROP=V")
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also 1, 2, 4 executors and 2 worker processes, with the first mode's settings")
+    ap.add_argument("--inflight-test", action="store_true",
+                    help="also peak RSS with max_in_flight=10000 over --inflight-jobs preloaded jobs")
+    ap.add_argument("--inflight-jobs", type=int, default=50000)
+    ap.add_argument("--ceiling-protocol", choices=("auto", "simple", "extended", "prepared"), default="auto",
+                    help="pgbench -M; auto: prepared if the worker prepares statements, else extended")
+    ap.add_argument("--phase-timeout", type=float, default=0,
+                    help="seconds to wait for all results of a throughput run before failing the mode "
+                         "(default 60 + jobs/100)")
+    ap.add_argument("--tag", default="", help="suffix for database names and the work folder")
+    ap.add_argument("--keep", action="store_true", help="keep the bench databases")
+    args = ap.parse_args()
+    if args.accounts < 2 or args.jobs < 1 or args.partitions < 1 or args.executors < 1:
+        raise SystemExit("bench: --accounts must be >= 2 and --jobs, --partitions, --executors >= 1")
+    modes = parse_modes(args.modes)
+    for w in ("sluice-worker", "sluicectl"):
+        if not (ROOT / "build" / w).exists():
+            raise SystemExit(f"bench: build/{w} is missing; run make")
+
+    env = Env(args)
+    env.machine = machine()
+    env.rev = git_rev()
+    env.protocol = worker_protocol() if args.ceiling_protocol == "auto" else args.ceiling_protocol
+    log(f"machine: {env.machine['nproc']} CPUs ({env.machine['cpu']}), PostgreSQL {env.pg_version}, "
+        f"sluice {env.rev}, pgbench {env.pgbench} -M {env.protocol}")
+    rows = []
+    for name, settings in modes:
+        executors = settings.get("executors", args.executors)
+        rows.append(measure(env, name, settings, args.jobs, executors, settings.get("workers", 1),
+                            latency=not args.skip_latency, with_ceiling=not args.skip_ceiling))
+    if args.scaling:
+        name, settings = modes[0]
+        for executors, workers in ((1, 1), (2, 1), (4, 1), (args.executors, 2)):
+            rows.append(measure(env, f"{name}-e{executors}w{workers}", settings, args.jobs, executors, workers,
+                                latency=False, with_ceiling=not args.skip_ceiling))
+    if args.inflight_test:
+        name, settings = modes[0]
+        s = dict(settings, max_in_flight=10000)
+        rows.append(measure(env, "inflight-10k", s, args.inflight_jobs, args.executors, 1,
+                            latency=False, with_ceiling=False, watch_in_flight=True))
+
+    m = env.machine
+    print()
+    print(f"sluice bench {rows[0]['date']}, {m['nproc']} CPUs {m['cpu']}, {m['mem_mib']} MiB, "
+          f"PostgreSQL {env.pg_version}, sluice {env.rev}")
+    print(table(rows))
+    print(f"jobs/s: {THROUGHPUT_DEFINITION}; ceiling: pgbench, same SQL transaction, same connections and "
+          "transactions; latency (ms): " + LATENCY_DEFINITION + ", at half the measured throughput")
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
