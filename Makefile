@@ -56,10 +56,6 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 .PHONY: all deps check-deps unit test system demo bench bench-schema fuzz install clean
 
 all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
-ifneq ($(SANITIZE),)
-	@mkdir -p build && ln -sf $(abspath $(BUILD)/sluice-worker) build/sluice-worker \
-		&& ln -sf $(abspath $(BUILD)/sluicectl) build/sluicectl
-endif
 
 # One clear line instead of a page of missing-header errors.
 check-deps:
@@ -98,7 +94,7 @@ unit: check-deps $(UNIT_BIN)
 
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
 system: all $(BUILD)/tests/ledger_probe
-	@SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
+	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
 
 test: deps
 	@$(MAKE) --no-print-directory all

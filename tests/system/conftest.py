@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from harness import Kafka, Pg, ROOT
+from harness import BIN, Kafka, Pg
 
 
 def _require_env(name):
@@ -53,7 +53,7 @@ def pg(admin_conninfo):
 
 @pytest.fixture(scope="session")
 def bin_dir():
-    d = ROOT / "build"
+    d = BIN
     for b in ("sluice-worker", "sluicectl"):
         if not (d / b).exists():
             pytest.fail(f"{d / b} is missing; run 'make' first")

@@ -4,6 +4,7 @@ Kafka: topic creation with unique names, producing and reading back with
 confluent-kafka (its own bundled librdkafka, so the tests do not share the
 worker's client library). Pg: a per-test database and a psycopg connection.
 """
+import os
 import pathlib
 import re
 import time
@@ -14,6 +15,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The binaries under test: build/, or build/san for `make test SANITIZE=...`.
+BIN = pathlib.Path(os.environ.get("SLUICE_BIN_DIR") or ROOT / "build")
 
 
 class Kafka:
@@ -223,7 +226,7 @@ class Worker:
 
     def start(self):
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(ROOT / "build" / "sluice-worker"), "-c", self.conf_path],
+        self.proc = subprocess.Popen([str(BIN / "sluice-worker"), "-c", self.conf_path],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         return self
 
@@ -267,7 +270,7 @@ class Worker:
 
 
 def migrate(conninfo):
-    r = subprocess.run([str(ROOT / "build" / "sluicectl"), "migrate", "--conninfo", conninfo,
+    r = subprocess.run([str(BIN / "sluicectl"), "migrate", "--conninfo", conninfo,
                         "--dir", str(ROOT / "schemas" / "sql")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr + r.stdout
