@@ -121,13 +121,8 @@ sl_ctl_check_config(int argc, char **argv)
 			return sl_ctl_option_error(opt, argc, argv);
 		}
 	}
-	if (optind < argc) {
-		if (path != NULL || optind + 1 < argc) {
-			sl_ctl_error("expected one configuration file (see 'sluicectl %s --help')", argv[0]);
-			return 2;
-		}
-		path = argv[optind];
-	}
+	if (sl_ctl_operand(argc, argv, "configuration file", &path) != 0)
+		return 2;
 	if (path == NULL)
 		path = DEFAULT_CONFIG;
 

@@ -1,8 +1,9 @@
 /* ctl_common.c -- helpers shared by the sluicectl subcommands.
  *
- * Small things three or more subcommands would otherwise each repeat: error
- * lines, option numbers, the Kafka client settings, assign-only readers,
- * topic metadata, times (--since/--until, RFC 3339 output) and bytes in JSON.
+ * Small things two or more subcommands would otherwise each repeat: error
+ * lines, operands and option numbers, interrupts, the Kafka client settings,
+ * assign-only readers, the producer, topic metadata, times (--since/--until,
+ * RFC 3339 output) and bytes in JSON.
  * Subcommand logic stays in its own cmd/ctl_<name>.c.
  */
 #include "ctl_common.h"
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,9 @@ static const char *ctl_command = "sluicectl";
  * a command-line user. Only touched from the polling (main) thread. */
 static rd_kafka_resp_err_t seen_errors[32];
 static size_t n_seen_errors;
+
+/* Set by SIGINT/SIGTERM once sl_ctl_catch_interrupts() ran. */
+static volatile sig_atomic_t interrupted;
 
 void
 sl_ctl_set_command(const char *cmd)
@@ -56,6 +61,51 @@ sl_ctl_option_error(int opt, int argc, char **argv)
 	else
 		sl_ctl_error("unknown option \"%s\" (see 'sluicectl %s --help')", arg, ctl_command);
 	return 2;
+}
+
+int
+sl_ctl_argument_error(const char *arg)
+{
+	sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl %s --help')", arg, ctl_command);
+	return 2;
+}
+
+int
+sl_ctl_operand(int argc, char **argv, const char *what, const char **value)
+{
+	if (optind >= argc)
+		return 0;
+	if (*value != NULL || optind + 1 < argc) {
+		sl_ctl_error("expected one %s (see 'sluicectl %s --help')", what, ctl_command);
+		return 2;
+	}
+	*value = argv[optind];
+	return 0;
+}
+
+static void
+handle_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+void
+sl_ctl_catch_interrupts(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handle_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+sl_ctl_interrupted(void)
+{
+	return interrupted != 0;
 }
 
 int
@@ -157,6 +207,17 @@ err:
 	return NULL;
 }
 
+rd_kafka_t *
+sl_ctl_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+{
+	rd_kafka_t *rk = rd_kafka_new(type, conf, errbuf, errbuf_size);
+
+	/* rd_kafka_new() takes conf over only when it succeeds. */
+	if (rk == NULL)
+		rd_kafka_conf_destroy(conf);
+	return rk;
+}
+
 int
 sl_ctl_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
                         char *errbuf, size_t errbuf_size)
@@ -199,6 +260,19 @@ out:
 	return rc;
 }
 
+int
+sl_ctl_topic_add_partitions(rd_kafka_t *rk, const char *topic, int64_t offset, int timeout_ms,
+                            rd_kafka_topic_partition_list_t *parts, char *errbuf, size_t errbuf_size)
+{
+	int i, partitions;
+
+	if (sl_ctl_topic_partitions(rk, topic, timeout_ms, &partitions, errbuf, errbuf_size) != 0)
+		return -1;
+	for (i = 0; i < partitions; i++)
+		rd_kafka_topic_partition_list_add(parts, topic, i)->offset = offset;
+	return 0;
+}
+
 char *
 sl_ctl_base64(const void *data, size_t len)
 {
@@ -235,8 +309,7 @@ sl_ctl_base64(const void *data, size_t len)
 }
 
 rd_kafka_t *
-sl_ctl_reader_new(const char *brokers, const char *what, int partition_eof, char *errbuf,
-                  size_t errbuf_size)
+sl_ctl_reader_new(const char *brokers, const char *what, int flags, char *errbuf, size_t errbuf_size)
 {
 	char uuid[37], group[96];
 	rd_kafka_conf_t *conf;
@@ -252,20 +325,92 @@ sl_ctl_reader_new(const char *brokers, const char *what, int partition_eof, char
 	if (sl_ctl_kafka_set(conf, "group.id", group, errbuf, errbuf_size) != 0 ||
 	    sl_ctl_kafka_set(conf, "enable.auto.commit", "false", errbuf, errbuf_size) != 0 ||
 	    sl_ctl_kafka_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", errbuf,
-	                     errbuf_size) != 0) {
+	    ((flags & SL_CTL_READER_EARLIEST) &&
+	     sl_ctl_kafka_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) != 0) ||
+	    sl_ctl_kafka_set(conf, "enable.partition.eof", (flags & SL_CTL_READER_EOF) ? "true" : "false",
+	                     errbuf, errbuf_size) != 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
-	if (rk == NULL) {
-		rd_kafka_conf_destroy(conf);
+	rk = sl_ctl_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
+	conf = NULL; /* now owned by rk, or destroyed */
+	if (rk == NULL)
 		return NULL;
-	}
-	/* conf is now owned by rk. */
 	rd_kafka_poll_set_consumer(rk);
 	return rk;
+}
+
+void
+sl_ctl_consumer_destroy(rd_kafka_t *rk)
+{
+	if (rk == NULL)
+		return;
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+}
+
+int
+sl_ctl_consumer_error(const rd_kafka_message_t *m)
+{
+	/* Consumer errors are events, not messages: most pass (a broker
+	 * reconnects), but not these. */
+	sl_ctl_error("kafka: %s", rd_kafka_message_errstr(m));
+	if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+		return -1;
+	return 0;
+}
+
+rd_kafka_t *
+sl_ctl_producer_new(const char *brokers,
+                    void (*dr_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque),
+                    void *opaque, char *errbuf, size_t errbuf_size)
+{
+	char timeout[32];
+	rd_kafka_conf_t *conf;
+
+	conf = sl_ctl_kafka_conf(brokers, errbuf, errbuf_size);
+	if (conf == NULL)
+		return NULL;
+	snprintf(timeout, sizeof(timeout), "%d", SL_CTL_MESSAGE_TIMEOUT_MS);
+	if (sl_ctl_kafka_set(conf, "acks", "all", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "linger.ms", "5", errbuf, errbuf_size) != 0 ||
+	    sl_ctl_kafka_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) != 0 ||
+	    /* Java's partitioner: a key lands on the same partition whichever
+	     * client produced it, so per-key order holds across producers. */
+	    sl_ctl_kafka_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size) != 0) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	rd_kafka_conf_set_opaque(conf, opaque);
+	return sl_ctl_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+}
+
+void
+sl_ctl_producer_flush(rd_kafka_t *rk)
+{
+	time_t deadline = time(NULL) + SL_CTL_MESSAGE_TIMEOUT_MS / 1000 + 30;
+
+	while (rd_kafka_outq_len(rk) > 0 && time(NULL) < deadline)
+		rd_kafka_flush(rk, 500);
+	if (rd_kafka_outq_len(rk) > 0) {
+		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_flush(rk, 5000);
+	}
+	/* Reports already queued for the application are served by one more poll. */
+	rd_kafka_poll(rk, 0);
+}
+
+const char *
+sl_ctl_delivery_error(rd_kafka_t *rk, const rd_kafka_message_t *m, char *buf, size_t buf_size)
+{
+	if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+		rd_kafka_fatal_error(rk, buf, buf_size);
+	else
+		snprintf(buf, buf_size, "%s", rd_kafka_err2str(m->err));
+	return buf;
 }
 
 const char *

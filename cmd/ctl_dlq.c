@@ -24,11 +24,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -42,11 +40,7 @@
 /* A partition that has more to give but sends nothing for this long means
  * the brokers are gone; say so rather than hang. */
 #define IDLE_TIMEOUT_MS    30000
-#define MESSAGE_TIMEOUT_MS 30000
 #define MESSAGE_WIDTH      60
-
-/* Set by SIGINT/SIGTERM: stop reading; a replay still waits for what it produced. */
-static volatile sig_atomic_t interrupted;
 
 struct filter {
 	const char **codes;        /* borrowed from argv; n_codes == 0: any code */
@@ -80,13 +74,6 @@ struct letter {
 /* Called for each selected letter; returns 0 to go on, -1 to stop the read
  * (after reporting why). */
 typedef int (*letter_fn)(const struct letter *l, void *arg);
-
-static void
-handle_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
 
 static void
 header(rd_kafka_headers_t *hdrs, const char *name, struct hval *out)
@@ -223,7 +210,8 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 	*n_read = 0;
 	*n_selected = 0;
 	memset(&l, 0, sizeof(l));
-	rk = sl_ctl_reader_new(brokers, "dlq", 1, errbuf, sizeof(errbuf));
+	rk = sl_ctl_reader_new(brokers, "dlq", SL_CTL_READER_EOF | SL_CTL_READER_EARLIEST, errbuf,
+	                       sizeof(errbuf));
 	if (rk == NULL) {
 		sl_ctl_error("could not create the kafka consumer: %s", errbuf);
 		goto out;
@@ -263,7 +251,8 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 		goto out;
 	}
 	last = sl_ctl_now_ms();
-	while (remaining > 0 && !interrupted && (f->limit < 0 || *n_selected < f->limit)) {
+	/* SIGINT/SIGTERM stops the read; a replay still waits for what it produced. */
+	while (remaining > 0 && !sl_ctl_interrupted() && (f->limit < 0 || *n_selected < f->limit)) {
 		m = rd_kafka_consumer_poll(rk, POLL_MS);
 		now = sl_ctl_now_ms();
 		if (m == NULL) {
@@ -283,9 +272,7 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 				remaining--;
 			}
 		} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			sl_ctl_error("kafka: %s", rd_kafka_message_errstr(m));
-			if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-			    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+			if (sl_ctl_consumer_error(m) != 0)
 				goto out;
 		} else if (m->partition >= 0 && m->partition < partitions && !done[m->partition] &&
 		           m->offset < ends[m->partition]) {
@@ -315,10 +302,7 @@ out:
 		rd_kafka_message_destroy(m);
 	if (parts != NULL)
 		rd_kafka_topic_partition_list_destroy(parts);
-	if (rk != NULL) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
+	sl_ctl_consumer_destroy(rk);
 	free(ends);
 	free(done);
 	return rc;
@@ -447,7 +431,6 @@ struct target {
 
 struct replay {
 	rd_kafka_t *rk;            /* the producer */
-	const char *brokers;       /* borrowed */
 	const char *to;            /* --to, borrowed; NULL: each letter's source topic */
 	int dry_run;
 	struct target *t;          /* owned, n_t of them */
@@ -473,12 +456,8 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 	r->t[idx].failed++;
 	if (r->first_failure[0] == '\0') {
-		if (m->err == RD_KAFKA_RESP_ERR__FATAL)
-			rd_kafka_fatal_error(rk, reason, sizeof(reason));
-		else
-			snprintf(reason, sizeof(reason), "%s", rd_kafka_err2str(m->err));
 		snprintf(r->first_failure, sizeof(r->first_failure), "could not deliver to \"%s\": %s",
-		         r->t[idx].topic, reason);
+		         r->t[idx].topic, sl_ctl_delivery_error(rk, m, reason, sizeof(reason)));
 	}
 }
 
@@ -602,52 +581,6 @@ replay_one(const struct letter *l, void *arg)
 	return 0;
 }
 
-static rd_kafka_t *
-new_producer(struct replay *r, char *errbuf, size_t errbuf_size)
-{
-	char timeout[32];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-
-	conf = sl_ctl_kafka_conf(r->brokers, errbuf, errbuf_size);
-	if (conf == NULL)
-		return NULL;
-	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
-	if (sl_ctl_kafka_set(conf, "acks", "all", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "linger.ms", "5", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) != 0 ||
-	    /* With --to, keys are partitioned as Java (and sluicectl enqueue) do. */
-	    sl_ctl_kafka_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size) != 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_conf_set_opaque(conf, r);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
-	if (rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	/* conf is now owned by rk. */
-	return rk;
-}
-
-/* Waits for every delivery report; see ctl_enqueue.c's flush_all(). */
-static void
-flush_all(rd_kafka_t *rk)
-{
-	time_t deadline = time(NULL) + MESSAGE_TIMEOUT_MS / 1000 + 30;
-
-	while (rd_kafka_outq_len(rk) > 0 && time(NULL) < deadline)
-		rd_kafka_flush(rk, 500);
-	if (rd_kafka_outq_len(rk) > 0) {
-		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_flush(rk, 5000);
-	}
-	rd_kafka_poll(rk, 0);
-}
-
 /* ---- the command --------------------------------------------------------- */
 
 static void
@@ -705,7 +638,6 @@ sl_ctl_dlq(int argc, char **argv)
 	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1 };
 	struct replay r;
 	struct list ls = { 0, 0 };
-	struct sigaction sa;
 	const char *topic = DEFAULT_DLQ_TOPIC, *brokers = NULL, *action;
 	char errbuf[1024];
 	long n_read = 0, n_selected = 0, produced = 0, delivered = 0, failed = 0;
@@ -784,31 +716,27 @@ sl_ctl_dlq(int argc, char **argv)
 	}
 	brokers = sl_ctl_brokers(brokers);
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handle_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	sl_ctl_catch_interrupts();
 
 	if (!is_replay) {
 		if (read_letters(brokers, topic, &f, list_one, &ls, &n_read, &n_selected) != 0)
 			goto out;
 		fflush(stdout);
 		fprintf(stderr, "%ld of %ld dead letters in \"%s\" selected%s\n", n_selected, n_read, topic,
-		        interrupted ? " (interrupted)" : "");
-		rc = interrupted ? 130 : 0;
+		        sl_ctl_interrupted() ? " (interrupted)" : "");
+		rc = sl_ctl_interrupted() ? 130 : 0;
 		goto out;
 	}
 
-	r.brokers = brokers;
-	r.rk = new_producer(&r, errbuf, sizeof(errbuf));
+	/* With --to, keys are partitioned as Java (and sluicectl enqueue) do. */
+	r.rk = sl_ctl_producer_new(brokers, dr_msg_cb, &r, errbuf, sizeof(errbuf));
 	if (r.rk == NULL) {
 		sl_ctl_error("could not create the kafka producer: %s", errbuf);
 		goto out;
 	}
 	/* After a read error, what was produced is still delivered and counted. */
 	read_failed = read_letters(brokers, topic, &f, replay_one, &r, &n_read, &n_selected) != 0;
-	flush_all(r.rk);
+	sl_ctl_producer_flush(r.rk);
 	for (i = 0; i < r.n_t; i++) {
 		if (r.dry_run)
 			printf("would replay %ld to \"%s\"\n", r.t[i].produced, r.t[i].topic);
@@ -829,7 +757,7 @@ sl_ctl_dlq(int argc, char **argv)
 	else
 		printf("%ld replayed, %ld failed, %ld skipped (%ld of %ld dead letters selected)\n", delivered,
 		       failed, r.skipped, n_selected, n_read);
-	rc = read_failed ? 2 : failed > 0 ? 1 : interrupted ? 130 : 0;
+	rc = read_failed ? 2 : failed > 0 ? 1 : sl_ctl_interrupted() ? 130 : 0;
 out:
 	fflush(stdout);
 	if (r.rk != NULL)

@@ -17,11 +17,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -35,14 +33,6 @@
 #define DEFAULT_TOPIC      "jobs"
 #define DEFAULT_SOURCE     "sluicectl"
 #define DEFAULT_SCHEMA_DIR "schemas/jobs"
-
-/* How long a message may wait for its acknowledgement before it is reported
- * as failed. librdkafka's default (5 minutes) is long for an interactive
- * command facing an unreachable broker. */
-#define MESSAGE_TIMEOUT_MS 30000
-
-/* Set by SIGINT/SIGTERM: stop reading input, deliver what was produced. */
-static volatile sig_atomic_t interrupted;
 
 /* ---- schemas ------------------------------------------------------------
  * Each job type's schema (DIR/<type>.json) is compiled on first use and kept
@@ -217,13 +207,6 @@ usage(FILE *out)
 	        "130 interrupted (what was already produced is delivered first).\n");
 }
 
-static void
-handle_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
 /* Delivery report: counts the outcome, prints the job with --verbose, and
  * frees the job_ref the message carried. Runs on the main thread, inside
  * rd_kafka_poll()/rd_kafka_flush(). */
@@ -239,12 +222,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		if (e->failed++ == 0) {
-			if (m->err == RD_KAFKA_RESP_ERR__FATAL)
-				rd_kafka_fatal_error(rk, reason, sizeof(reason));
-			else
-				snprintf(reason, sizeof(reason), "%s", rd_kafka_err2str(m->err));
 			snprintf(e->first_failure, sizeof(e->first_failure),
-			         "could not deliver job \"%s\" to topic \"%s\": %s", id, e->topic, reason);
+			         "could not deliver job \"%s\" to topic \"%s\": %s", id, e->topic,
+			         sl_ctl_delivery_error(rk, m, reason, sizeof(reason)));
 		}
 		goto out;
 	}
@@ -470,7 +450,8 @@ enqueue_stdin(struct enqueue *e)
 		}
 		errno = 0;
 		n = getline(&line, &cap, stdin);
-		if (interrupted) {
+		/* SIGINT/SIGTERM: stop reading input, deliver what was produced. */
+		if (sl_ctl_interrupted()) {
 			rc = -3;
 			break;
 		}
@@ -509,57 +490,6 @@ enqueue_stdin(struct enqueue *e)
 	return rc;
 }
 
-/* Waits until every produced message has its delivery report. Messages carry
- * MESSAGE_TIMEOUT_MS, so this ends; the deadline is a second guard, after
- * which what is left is purged so that its reports (failures) still count
- * and free their job_refs. */
-static void
-flush_all(struct enqueue *e)
-{
-	time_t deadline = time(NULL) + MESSAGE_TIMEOUT_MS / 1000 + 30;
-
-	while (rd_kafka_outq_len(e->rk) > 0 && time(NULL) < deadline)
-		rd_kafka_flush(e->rk, 500);
-	if (rd_kafka_outq_len(e->rk) > 0) {
-		rd_kafka_purge(e->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_flush(e->rk, 5000);
-	}
-	/* Reports already queued for the application are served by one more poll. */
-	rd_kafka_poll(e->rk, 0);
-}
-
-static rd_kafka_t *
-new_producer(struct enqueue *e, char *errbuf, size_t errbuf_size)
-{
-	char timeout[32];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-
-	conf = sl_ctl_kafka_conf(e->brokers, errbuf, errbuf_size);
-	if (conf == NULL)
-		return NULL;
-	snprintf(timeout, sizeof(timeout), "%d", MESSAGE_TIMEOUT_MS);
-	if (sl_ctl_kafka_set(conf, "acks", "all", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "linger.ms", "5", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) != 0 ||
-	    /* Java's partitioner: a key lands on the same partition whichever
-	     * client produced it, so per-key order holds across producers. */
-	    sl_ctl_kafka_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size) != 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_conf_set_opaque(conf, e);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
-	if (rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	/* conf is now owned by rk. */
-	return rk;
-}
-
 int
 sl_ctl_enqueue(int argc, char **argv)
 {
@@ -580,7 +510,6 @@ sl_ctl_enqueue(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct enqueue e;
-	struct sigaction sa;
 	json_error_t jerr;
 	json_t *data = NULL, *probe;
 	char errbuf[1024];
@@ -622,10 +551,8 @@ sl_ctl_enqueue(int argc, char **argv)
 	}
 	e.partition = partition < 0 ? RD_KAFKA_PARTITION_UA : (int32_t)partition;
 	e.brokers = sl_ctl_brokers(e.brokers);
-	if (optind != argc) {
-		sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl %s --help')", argv[optind], argv[0]);
-		return 2;
-	}
+	if (optind != argc)
+		return sl_ctl_argument_error(argv[optind]);
 	if (*e.topic == '\0' || *e.source == '\0' || (e.type && *e.type == '\0') ||
 	    (e.id && *e.id == '\0')) {
 		sl_ctl_error("--topic, --type, --source and --id must not be empty");
@@ -665,13 +592,13 @@ sl_ctl_enqueue(int argc, char **argv)
 		}
 	}
 
-	e.rk = new_producer(&e, errbuf, sizeof(errbuf));
+	e.rk = sl_ctl_producer_new(e.brokers, dr_msg_cb, &e, errbuf, sizeof(errbuf));
 	if (e.rk == NULL) {
 		sl_ctl_error("could not create the kafka producer: %s", errbuf);
 		goto out;
 	}
 	/* A missing topic (auto-creation is usually off) or unreachable brokers
-	 * would otherwise show only after MESSAGE_TIMEOUT_MS, once per job. */
+	 * would otherwise show only after SL_CTL_MESSAGE_TIMEOUT_MS, once per job. */
 	if (sl_ctl_topic_partitions(e.rk, e.topic, 10000, &partitions, errbuf, sizeof(errbuf)) != 0) {
 		sl_ctl_error("%s (brokers \"%s\")", errbuf, e.brokers);
 		goto out;
@@ -687,12 +614,8 @@ sl_ctl_enqueue(int argc, char **argv)
 		goto out;
 	}
 
-	/* No SA_RESTART: a signal must interrupt a getline() blocked on a terminal. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handle_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* Without SA_RESTART: a signal interrupts a getline() blocked on a terminal. */
+	sl_ctl_catch_interrupts();
 
 	if (data != NULL) {
 		r = enqueue_object(&e, data, errbuf, sizeof(errbuf));
@@ -701,7 +624,8 @@ sl_ctl_enqueue(int argc, char **argv)
 	} else {
 		r = enqueue_stdin(&e);
 	}
-	flush_all(&e);
+	/* Purged messages get their (failed) reports too, which free their job_refs. */
+	sl_ctl_producer_flush(e.rk);
 	fflush(stdout);
 
 	fprintf(stderr, "enqueued %zu jobs to %s\n", e.delivered, e.topic);

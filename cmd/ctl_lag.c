@@ -66,7 +66,6 @@ static rd_kafka_t *
 group_client(const char *brokers, const char *group, char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
 
 	conf = sl_ctl_kafka_conf(brokers, errbuf, errbuf_size);
 	if (conf == NULL)
@@ -76,13 +75,7 @@ group_client(const char *brokers, const char *group, char *errbuf, size_t errbuf
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
-	if (rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	/* conf is now owned by rk. */
-	return rk;
+	return sl_ctl_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
 }
 
 /* Adds every partition of every non-internal topic to parts. Returns 0, or
@@ -156,7 +149,8 @@ oldest_ages(const char *brokers, struct row *rows, size_t n, char *errbuf, size_
 		rc = 0;
 		goto out;
 	}
-	rk = sl_ctl_reader_new(brokers, "lag", 1, errbuf, errbuf_size);
+	rk = sl_ctl_reader_new(brokers, "lag", SL_CTL_READER_EOF | SL_CTL_READER_EARLIEST, errbuf,
+	                       errbuf_size);
 	if (rk == NULL)
 		goto out;
 	err = rd_kafka_assign(rk, parts);
@@ -195,10 +189,7 @@ out:
 	if (m != NULL)
 		rd_kafka_message_destroy(m);
 	rd_kafka_topic_partition_list_destroy(parts);
-	if (rk != NULL) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
+	sl_ctl_consumer_destroy(rk);
 	return rc;
 }
 
@@ -279,7 +270,7 @@ sl_ctl_lag(int argc, char **argv)
 	struct row *rows = NULL;
 	char errbuf[1024];
 	size_t n = 0;
-	int opt, as_json = 0, rc = 2, i, j, count, n_topics = 0;
+	int opt, as_json = 0, rc = 2, i, j, n_topics = 0;
 
 	sl_ctl_set_command("lag");
 	parts = rd_kafka_topic_partition_list_new(16);
@@ -304,7 +295,7 @@ sl_ctl_lag(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl %s --help')", argv[optind], argv[0]);
+		sl_ctl_argument_error(argv[optind]);
 		goto out;
 	}
 	if (*group == '\0') {
@@ -327,13 +318,12 @@ sl_ctl_lag(int argc, char **argv)
 					break;
 			if (j < i)
 				continue; /* named twice */
-			if (sl_ctl_topic_partitions(rk, parts->elems[i].topic, TIMEOUT_MS, &count, errbuf,
-			                            sizeof(errbuf)) != 0) {
+			/* Offsets are left for rd_kafka_committed() to fill in. */
+			if (sl_ctl_topic_add_partitions(rk, parts->elems[i].topic, RD_KAFKA_OFFSET_INVALID,
+			                                TIMEOUT_MS, kept, errbuf, sizeof(errbuf)) != 0) {
 				sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
 				goto out;
 			}
-			for (j = 0; j < count; j++)
-				rd_kafka_topic_partition_list_add(kept, parts->elems[i].topic, j);
 		}
 	} else if (add_all_topics(rk, kept, errbuf, sizeof(errbuf)) != 0) {
 		sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
@@ -405,10 +395,7 @@ out:
 		rd_kafka_topic_partition_list_destroy(kept);
 	if (parts != NULL)
 		rd_kafka_topic_partition_list_destroy(parts);
-	if (rk != NULL) {
-		/* Never subscribed: closing leaves no group membership behind. */
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
+	/* Never subscribed: closing leaves no group membership behind. */
+	sl_ctl_consumer_destroy(rk);
 	return rc;
 }

@@ -567,10 +567,8 @@ sl_ctl_migrate(int argc, char **argv)
 			return sl_ctl_option_error(opt, argc, argv);
 		}
 	}
-	if (optind != argc) {
-		sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl %s --help')", argv[optind], argv[0]);
-		return 2;
-	}
+	if (optind != argc)
+		return sl_ctl_argument_error(argv[optind]);
 	if (conninfo == NULL)
 		conninfo = getenv("SLUICE_PG_CONNINFO");
 	if (conninfo == NULL)

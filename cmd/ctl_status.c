@@ -652,13 +652,8 @@ sl_ctl_status(int argc, char **argv)
 			return sl_ctl_option_error(opt, argc, argv);
 		}
 	}
-	if (optind < argc) {
-		if (url != NULL || optind + 1 < argc) {
-			sl_ctl_error("expected one URL (see 'sluicectl %s --help')", argv[0]);
-			return 2;
-		}
-		url = argv[optind];
-	}
+	if (sl_ctl_operand(argc, argv, "URL", &url) != 0)
+		return 2;
 	if (url == NULL)
 		url = DEFAULT_URL;
 	if (parse_url(url, host, sizeof(host), port, sizeof(port)) != 0) {

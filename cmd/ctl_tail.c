@@ -14,7 +14,6 @@
  */
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +24,10 @@
 
 #include "ctl.h"
 #include "ctl_common.h"
-#include "event.h"
 
 #define DEFAULT_RESULT_TOPIC "job-results"
 #define DEFAULT_DLQ_TOPIC    "jobs.dlq"
 #define POLL_MS              200
-
-/* Set by SIGINT/SIGTERM; the poll loop stops on it. */
-static volatile sig_atomic_t stop;
 
 static void
 usage(FILE *out)
@@ -60,13 +55,6 @@ usage(FILE *out)
 	        "2 usage or connection error.\n");
 }
 
-static void
-handle_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
 /* Returns 1 when the len bytes at p are valid UTF-8 (jansson's own check). */
 static int
 is_utf8(const void *p, size_t len)
@@ -75,29 +63,6 @@ is_utf8(const void *p, size_t len)
 
 	json_decref(v);
 	return v != NULL;
-}
-
-/* Sets obj[name] to the bytes as a string when they are UTF-8, else
- * obj[name_base64] to their base64; NULL bytes give obj[name] = null.
- * Returns 0, or -1 when out of memory. */
-static int
-set_bytes(json_t *obj, const char *name, const char *name_base64, const void *p, size_t len)
-{
-	json_t *v;
-	char *b64;
-
-	if (p == NULL)
-		return json_object_set_new(obj, name, json_null());
-	v = json_stringn(p, len);
-	if (v != NULL)
-		return json_object_set_new(obj, name, v);
-	/* json_stringn() refuses invalid UTF-8: say so with base64 rather than guess. */
-	b64 = sl_ctl_base64(p, len);
-	if (b64 == NULL)
-		return -1;
-	v = json_string(b64);
-	free(b64);
-	return json_object_set_new(obj, name_base64, v);
 }
 
 /* Builds the dead-letter line for m: a new reference, or NULL when out of memory. */
@@ -116,8 +81,8 @@ dlq_line(const rd_kafka_message_t *m)
 	                 (int)m->partition, "offset", (json_int_t)m->offset);
 	if (line == NULL)
 		return NULL;
-	if (set_bytes(line, "key", "key_base64", m->key, m->key_len) != 0 ||
-	    set_bytes(line, "value", "value_base64", m->payload, m->len) != 0)
+	if (sl_ctl_json_set_bytes(line, "key", "key_base64", m->key, m->key_len) != 0 ||
+	    sl_ctl_json_set_bytes(line, "value", "value_base64", m->payload, m->len) != 0)
 		goto err;
 	headers = json_object();
 	headers_b64 = json_object();
@@ -134,7 +99,7 @@ dlq_line(const rd_kafka_message_t *m)
 			json_object_del(headers, name);
 			json_object_del(headers_b64, name);
 			if (val == NULL || is_utf8(val, size)) {
-				if (set_bytes(headers, name, name, val, size) != 0)
+				if (sl_ctl_json_set_bytes(headers, name, name, val, size) != 0)
 					goto err;
 				continue;
 			}
@@ -188,37 +153,6 @@ print_message(const rd_kafka_message_t *m, int dlq)
 	return 0;
 }
 
-static rd_kafka_t *
-new_consumer(const char *brokers, char *errbuf, size_t errbuf_size)
-{
-	char uuid[37], group[64];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-
-	conf = sl_ctl_kafka_conf(brokers, errbuf, errbuf_size);
-	if (conf == NULL)
-		return NULL;
-	/* The consumer API wants a group id, but assign() never joins it and
-	 * nothing is committed, so it leaves no trace on the brokers. */
-	sl_event_uuid(uuid);
-	snprintf(group, sizeof(group), "sluicectl-tail-%s", uuid);
-	if (sl_ctl_kafka_set(conf, "group.id", group, errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.auto.commit", "false", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) != 0 ||
-	    sl_ctl_kafka_set(conf, "enable.partition.eof", "false", errbuf, errbuf_size) != 0) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
-	if (rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	/* conf is now owned by rk. */
-	rd_kafka_poll_set_consumer(rk);
-	return rk;
-}
-
 static double
 now_seconds(void)
 {
@@ -246,9 +180,8 @@ sl_ctl_tail(int argc, char **argv)
 	rd_kafka_message_t *m = NULL;
 	rd_kafka_t *rk = NULL;
 	rd_kafka_resp_err_t err;
-	struct sigaction sa;
 	char errbuf[1024];
-	int opt, dlq = 0, from_beginning = 0, rc = 2, i, partitions;
+	int opt, dlq = 0, from_beginning = 0, rc = 2;
 	long count = -1, seen = 0;
 	double timeout = -1, last;
 
@@ -279,27 +212,24 @@ sl_ctl_tail(int argc, char **argv)
 			return sl_ctl_option_error(opt, argc, argv);
 		}
 	}
-	if (optind != argc) {
-		sl_ctl_error("unexpected argument \"%s\" (see 'sluicectl %s --help')", argv[optind], argv[0]);
-		return 2;
-	}
+	if (optind != argc)
+		return sl_ctl_argument_error(argv[optind]);
 	if (topic == NULL)
 		topic = dlq ? DEFAULT_DLQ_TOPIC : DEFAULT_RESULT_TOPIC;
 	brokers = sl_ctl_brokers(brokers);
 
-	rk = new_consumer(brokers, errbuf, sizeof(errbuf));
+	rk = sl_ctl_reader_new(brokers, "tail", 0, errbuf, sizeof(errbuf));
 	if (rk == NULL) {
 		sl_ctl_error("could not create the kafka consumer: %s", errbuf);
 		goto out;
 	}
-	if (sl_ctl_topic_partitions(rk, topic, 10000, &partitions, errbuf, sizeof(errbuf)) != 0) {
+	parts = rd_kafka_topic_partition_list_new(16);
+	if (sl_ctl_topic_add_partitions(rk, topic,
+	                                from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END, 10000,
+	                                parts, errbuf, sizeof(errbuf)) != 0) {
 		sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
 		goto out;
 	}
-	parts = rd_kafka_topic_partition_list_new(partitions);
-	for (i = 0; i < partitions; i++)
-		rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
-		        from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
 	err = rd_kafka_assign(rk, parts);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_ctl_error("could not assign the partitions of topic \"%s\": %s", topic,
@@ -307,15 +237,12 @@ sl_ctl_tail(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handle_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	sl_ctl_catch_interrupts();
 
 	rc = 0;
 	last = now_seconds();
-	while (!stop && (count < 0 || seen < count)) {
+	/* SIGINT/SIGTERM ends the loop. */
+	while (!sl_ctl_interrupted() && (count < 0 || seen < count)) {
 		m = rd_kafka_consumer_poll(rk, POLL_MS);
 		if (m == NULL) {
 			/* Idle: show what is buffered, then see whether to give up. */
@@ -327,12 +254,8 @@ sl_ctl_tail(int argc, char **argv)
 			continue;
 		}
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			/* Consumer errors are events, not messages: report and go on,
-			 * unless the client can no longer work at all. */
-			sl_ctl_error("kafka: %s", rd_kafka_message_errstr(m));
-			if (m->err == RD_KAFKA_RESP_ERR__FATAL ||
-			    m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-			    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+			/* Report and go on, unless the client can no longer work at all. */
+			if (sl_ctl_consumer_error(m) != 0) {
 				rc = 2;
 				goto out;
 			}
@@ -358,9 +281,6 @@ out:
 		rd_kafka_message_destroy(m);
 	if (parts != NULL)
 		rd_kafka_topic_partition_list_destroy(parts);
-	if (rk != NULL) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
+	sl_ctl_consumer_destroy(rk);
 	return rc;
 }

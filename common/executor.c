@@ -73,14 +73,7 @@ executor_main(void *arg)
 		}
 	}
 	free(batch);
-
-	pthread_mutex_lock(&ex->mu);
-	if (ex->cancel != NULL)
-		PQfreeCancel(ex->cancel);
-	ex->cancel = NULL;
-	pthread_mutex_unlock(&ex->mu);
-	PQfinish(ex->conn);
-	ex->conn = NULL;
+	sl_job_disconnect(ex);
 	return NULL;
 }
 

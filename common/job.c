@@ -73,9 +73,8 @@ xstrdup(const char *s)
 
 /* ---- statements --------------------------------------------------------- */
 
-/* Drops the connection and everything prepared on it. */
-static void
-disconnect(struct sl_executor *ex)
+void
+sl_job_disconnect(struct sl_executor *ex)
 {
 	pthread_mutex_lock(&ex->mu);
 	if (ex->cancel != NULL)
@@ -97,7 +96,7 @@ ensure_connection(struct sl_executor *ex, char *errbuf, size_t errbuf_size)
 	if (ex->conn != NULL && PQstatus(ex->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(ex->conn) == PQTRANS_IDLE)
 		return 0;
-	disconnect(ex);
+	sl_job_disconnect(ex);
 	conn = sl_pg_connect(w->cfg->pg_conninfo, "sluice-worker", errbuf, errbuf_size);
 	if (conn == NULL)
 		return -1;
@@ -495,7 +494,7 @@ broken:
 	}
 	snprintf(items[0].code, sizeof(items[0].code), "db_transient");
 	snprintf(items[0].message, sizeof(items[0].message), "%s", errbuf);
-	disconnect(ex);
+	sl_job_disconnect(ex);
 	return 0;
 }
 

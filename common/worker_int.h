@@ -161,6 +161,9 @@ void sl_executors_cancel_all(struct sl_worker *w);
  * transaction) on ex's connection and fills each job's outcome. */
 void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
 
+/* job.c: drops ex's connection and everything prepared on it. Executor thread. */
+void sl_job_disconnect(struct sl_executor *ex);
+
 /* ops.c: metrics, HTTP listener, sd_notify and the watchdog. sl_ops_start
  * and sl_ops_stop run on the consumer thread before and after the loop;
  * sl_ops_tick on every loop iteration. */
