@@ -78,6 +78,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# sluicectl migrate falls back to the installed migrations.
+$(BUILD)/cmd/ctl_migrate.o: ALL_CFLAGS += -DSL_DATADIR=\"$(DATADIR)\"
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(BUILD)/libsluice.a \

@@ -240,7 +240,7 @@ get_strings(struct reader *r, const config_setting_t *g, const char *name, char 
 /* Kafka properties sluice sets itself, because its guarantees rest on them. */
 static const char *const owned_props[] = {
 	"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.offset.store",
-	"enable.auto.commit", "enable.idempotence", "acks", "request.required.acks", NULL,
+	"enable.auto.commit", "enable.idempotence", "acks", "request.required.acks", "enable.partition.eof", NULL,
 };
 
 /* Reads "name=value" strings and checks each against librdkafka, so a
@@ -285,6 +285,12 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, rd_kafk
 				            strcmp(*o, "bootstrap.servers") == 0 || strcmp(*o, "metadata.broker.list") == 0
 				                ? " (use kafka.brokers)"
 				                : strcmp(*o, "group.id") == 0 ? " (use kafka.group)" : "");
+		/* Revokes drain and commit a whole eager assignment; an incremental
+		 * (cooperative) one would need incremental_assign/unassign, and
+		 * librdkafka 2.0's cooperative-sticky has known bugs. */
+		if (strcmp(v[i].key, "partition.assignment.strategy") == 0 && strstr(v[i].value, "cooperative") != NULL)
+			return fail(r, e, "kafka property \"partition.assignment.strategy\": only the eager assignors "
+			                  "(range, roundrobin) are supported");
 		probe = rd_kafka_conf_new();
 		if (rd_kafka_conf_set(probe, v[i].key, v[i].value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
 			rd_kafka_conf_destroy(probe);

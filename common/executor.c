@@ -140,14 +140,16 @@ sl_executors_cancel_all(struct sl_worker *w)
 }
 
 /* Stops the executors once their queues are empty and joins them, waiting at
- * most wait_seconds in all; executors still running after that are left to
+ * most wait_seconds in all. Returns how many did not stop: those are left to
  * the process exit (their transactions roll back when the connection
- * closes). */
-void
+ * closes), and the worker's shared state must then outlive this call. When
+ * all stopped, the pool is freed. */
+int
 sl_executors_stop(struct sl_worker *w, double wait_seconds)
 {
 	struct timespec deadline;
 	unsigned i;
+	int stuck = 0;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += (time_t)wait_seconds;
@@ -166,9 +168,16 @@ sl_executors_stop(struct sl_worker *w, double wait_seconds)
 	for (i = 0; i < w->n_executors; i++) {
 		if (pthread_timedjoin_np(w->executors[i].thread, NULL, &deadline) != 0) {
 			sl_log_warn("executor %u did not stop in time; leaving it to the process exit", i);
+			stuck++;
 			continue;
 		}
 		pthread_mutex_destroy(&w->executors[i].mu);
 		pthread_cond_destroy(&w->executors[i].cv);
 	}
+	if (stuck == 0) {
+		free(w->executors);
+		w->executors = NULL;
+		w->n_executors = 0;
+	}
+	return stuck;
 }

@@ -292,6 +292,17 @@ record_failed(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, ch
 	return 0;
 }
 
+/* A failed job also goes to the dead-letter topic; one that another worker
+ * finished meanwhile (record_failed took its stored result) does not. */
+static void
+dead_letter(struct item *it)
+{
+	if (strcmp(it->job->status, "failed") != 0)
+		return;
+	it->job->dlq_code = xstrdup(it->code);
+	it->job->dlq_message = xstrdup(it->message);
+}
+
 /* ---- one group, one transaction ----------------------------------------- */
 
 enum item_end {
@@ -378,8 +389,7 @@ run_item(struct sl_executor *ex, struct item *it, int grouped, int first)
 		if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ||
 		    record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0)
 			return ITEM_BROKEN;
-		it->job->dlq_code = xstrdup(it->code);
-		it->job->dlq_message = xstrdup(it->message);
+		dead_letter(it);
 		goto release;
 	case SL_OUTCOME_RETRY:
 	default:
@@ -427,8 +437,7 @@ sql_error:
 		return ITEM_RETRY;
 	if (record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0)
 		return ITEM_BROKEN;
-	it->job->dlq_code = xstrdup(it->code);
-	it->job->dlq_message = xstrdup(it->message);
+	dead_letter(it);
 	goto release;
 }
 
@@ -546,10 +555,7 @@ give_up(struct sl_executor *ex, struct item *it)
 		it->job->result = build_result(ex, &it->ev, "failed", NULL, it->code, it->message);
 		it->job->status = "failed";
 	}
-	if (strcmp(it->job->status, "failed") == 0) {
-		it->job->dlq_code = xstrdup(it->code);
-		it->job->dlq_message = xstrdup(it->message);
-	}
+	dead_letter(it);
 }
 
 static void
@@ -607,7 +613,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 	struct sl_worker *w = ex->w;
 	struct item *items = calloc(n, sizeof(*items));
 	struct sl_retry_policy policy;
-	size_t i, n_db = 0, first = 0, done;
+	size_t i, n_db = 0, n_decoded, first = 0, done;
 	int split;
 
 	if (items == NULL)
@@ -623,6 +629,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 			sl_event_clear(&items[n_db].ev);
 	}
 
+	n_decoded = n_db;
 	while (first < n_db) {
 		struct item *it = &items[first];
 		if (atomic_load(&w->abandon) || atomic_load(&it->job->part->revoked)) {
@@ -632,6 +639,13 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		}
 		done = run_group(ex, it, n_db - first, &split);
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
+		if (atomic_load(&w->abandon)) {
+			/* Rolled back or cancelled by the stop: not a failure of the
+			 * job. Whatever did not commit is redelivered. */
+			for (i = first + done; i < n_db; i++)
+				items[i].job->end = SL_JOB_END_SKIPPED;
+			n_db = first + done;
+		}
 		for (i = first; i < first + done; i++) {
 			if (items[i].job->duplicate)
 				atomic_fetch_add(&w->n_duplicates, 1);
@@ -664,7 +678,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		}
 		it->job->attempts++;
 	}
-	for (i = 0; i < n_db; i++)
+	for (i = 0; i < n_decoded; i++)
 		sl_event_clear(&items[i].ev);
 	free(items);
 }

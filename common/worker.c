@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "event.h"
 #include "http.h"
@@ -216,6 +217,7 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 	rd_kafka_resp_err_t err;
 	const char *topic;
 	void *opaque = (void *)((uintptr_t)job | rec);
+	int waited = 0;
 
 	for (;;) {
 		if (rec == REC_RESULT) {
@@ -234,7 +236,10 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 				rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
 		}
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		/* A full queue drains as deliveries are served; after a second of
+		 * it the record goes to the retry list, so the consumer thread
+		 * gets back to polling and to its signals. */
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || ++waited > 100)
 			break;
 		rd_kafka_poll(w->producer, 10);
 	}
@@ -309,8 +314,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		                       m->err == RD_KAFKA_RESP_ERR_INVALID_RECORD)) {
 			sl_log_error("dead letter of %s [%d] offset %" PRId64 " too large for \"%s\"; sending it without its value",
 			             job->part->topic, (int)job->part->partition, job->offset, w->cfg->dlq_topic);
-			if (produce_record(w, job, REC_DLQ, "too large for the dead-letter topic") < 0)
-				retry_later(job, REC_DLQ, "too large for the dead-letter topic");
+			retry_later(job, REC_DLQ, "too large for the dead-letter topic");
 			return;
 		}
 		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
@@ -751,6 +755,8 @@ wait_for_postgres(struct sl_worker *w)
 		}
 		sl_log_redact(w->cfg->pg_conninfo, redacted, sizeof(redacted));
 		sl_log_warn("could not connect to postgresql \"%s\": %s; retrying in %.1f s", redacted, errbuf, delay);
+		/* Not ready yet, but alive: keep systemd's start timeout away. */
+		sl_notify("EXTEND_TIMEOUT_USEC=%d\nSTATUS=waiting for postgresql", (int)((delay + 30) * 1e6));
 		for (double until = sl_now() + delay; sl_now() < until;) {
 			struct timespec ts = { 0, 50 * 1000 * 1000 };
 			if (stop_signals)
@@ -782,7 +788,7 @@ reload(struct sl_worker *w)
 	const struct sl_config *old = w->cfg;
 	struct sl_config *cfg;
 	char errbuf[1024], skipped[512] = "";
-	size_t i, j;
+	size_t i;
 	int same;
 
 	sl_notify("RELOADING=1");
@@ -844,7 +850,6 @@ reload(struct sl_worker *w)
 	CHANGED(strcmp(cfg->result_source, old->result_source) != 0, "results.source");
 	CHANGED(strcmp(cfg->http_listen, old->http_listen) != 0, "http.listen");
 #undef CHANGED
-	(void)j;
 	if (*skipped)
 		sl_log_warn("reloaded %s; not applied until a restart: %s", old->path, skipped);
 	else
@@ -877,7 +882,7 @@ sl_worker_run(struct sl_config *cfg)
 	rd_kafka_resp_err_t err;
 	char errbuf[1024];
 	double drain_deadline = 0, last_progress_log;
-	int draining = 0, status = 1;
+	int draining = 0, status = 1, stuck = 0;
 	size_t i;
 	rd_kafka_message_t *m;
 
@@ -983,17 +988,30 @@ sl_worker_run(struct sl_config *cfg)
 		atomic_store(&w->abandon, 1);
 		sl_executors_cancel_all(w);
 	}
-	sl_executors_stop(w, abandoning ? 5.0 : w->shutdown_timeout);
+	stuck = sl_executors_stop(w, abandoning ? 5.0 : w->shutdown_timeout);
 	drain_done(w);
 	retry_due(w);
-	if (rd_kafka_flush(w->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (rd_kafka_flush(w->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_log_warn("%d records not acknowledged at stop; their jobs are redelivered",
 		            rd_kafka_outq_len(w->producer));
+		rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	}
 	err = rd_kafka_commit(w->consumer, NULL, 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		sl_log_warn("could not commit offsets at stop: %s", rd_kafka_err2str(err));
 	log_progress(w);
 	status = atomic_load(&w->fatal) ? 1 : 0;
+	if (stuck > 0 || w->in_flight > 0) {
+		/* Executors still running, or jobs whose records were never
+		 * acknowledged, still hold memory and librdkafka messages that the
+		 * handles' destruction would wait for. Everything durable is done
+		 * (offsets committed up to the last acknowledged job), so leave
+		 * the group and let the process exit reclaim the rest. */
+		rd_kafka_consumer_close(w->consumer);
+		sl_log_info("stopped (%d executors busy, %ld jobs unacknowledged: they are redelivered)", stuck,
+		            w->in_flight);
+		_exit(status);
+	}
 	sl_log_info("stopped");
 out:
 	if (topics != NULL)
@@ -1001,12 +1019,14 @@ out:
 	if (w->consumer != NULL) {
 		abandoning = 1; /* the revoke during close must not wait again */
 		rd_kafka_consumer_close(w->consumer);
+	}
+	if (w->producer != NULL)
+		rd_kafka_destroy(w->producer);
+	if (w->consumer != NULL) {
 		if (w->consumer_q != NULL)
 			rd_kafka_queue_destroy(w->consumer_q);
 		rd_kafka_destroy(w->consumer);
 	}
-	if (w->producer != NULL)
-		rd_kafka_destroy(w->producer);
 	sl_ops_stop(w);
 	for (i = 0; i < w->n_types; i++)
 		sl_schema_destroy(w->types[i].schema);

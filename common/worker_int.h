@@ -154,7 +154,7 @@ struct sl_worker {
 /* executor.c */
 int sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size);
 void sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job);
-void sl_executors_stop(struct sl_worker *w, double wait_seconds);
+int sl_executors_stop(struct sl_worker *w, double wait_seconds);
 void sl_executors_cancel_all(struct sl_worker *w);
 
 /* job.c: runs jobs (in queue order, up to limits.max_batch of them in one

@@ -145,6 +145,9 @@ test_errors(void **state)
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"sasl.password\" ]; };\n",
 	             "must hold \"name=value\" strings");
 	expect_error("jobs = ( { type = \"a\"; } );\nlog: { level = \"loud\"; };\n", ":2: unknown log level \"loud\"");
+	expect_error("jobs = ( { type = \"a\"; } );\n"
+	             "kafka: { consumer_properties = [ \"partition.assignment.strategy=cooperative-sticky\" ]; };\n",
+	             ":2: kafka property \"partition.assignment.strategy\": only the eager assignors");
 	expect_error("jobs = ( { type = \"a\"; } );\nretry: { initial_backoff = 5.0; max_backoff = 1.0; };\n",
 	             "must not be below");
 	expect_error("jobs = ( { type = \"a\";\n  retry: { max_attempts = 0; }; } );\n",
