@@ -484,8 +484,13 @@ on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 	(void)error;
 	if (rd_kafka_assign(w->consumer, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		sl_log_error("could not assign %d partitions", parts->cnt);
+	/* librdkafka keeps a partition's application pause across
+	 * assignments, so a partition paused under an earlier assignment would
+	 * stay silent: set the state we want explicitly. */
 	if (w->paused)
 		rd_kafka_pause_partitions(w->consumer, parts);
+	else
+		rd_kafka_resume_partitions(w->consumer, parts);
 	atomic_store(&w->ops.joined, 1);
 	sl_log_info("assigned %d partitions", parts->cnt);
 }
@@ -544,6 +549,7 @@ on_revoke(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts, int aband
 		if (p->jobs == 0)
 			partition_free(p);
 	}
+	rd_kafka_resume_partitions(w->consumer, parts); /* see on_assign */
 	rd_kafka_assign(w->consumer, NULL);
 	sl_log_info("%s %d partitions", lost ? "lost" : "revoked", parts->cnt);
 }
