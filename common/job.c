@@ -385,7 +385,8 @@ run_item(struct sl_executor *ex, struct item *it, int grouped, int first)
 		snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : SL_ERR_HANDLER_ERROR);
 		snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
 		json_decref(ctx.output);
-		sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
+		if (*ctx.sqlstate) /* a handler's own refusal of bad data is no database error */
+			sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
 		if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ||
 		    record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0)
 			return ITEM_BROKEN;
