@@ -58,3 +58,13 @@ def bin_dir():
         if not (d / b).exists():
             pytest.fail(f"{d / b} is missing; run 'make' first")
     return d
+
+
+@pytest.fixture
+def env(kafka, pg, tmp_path):
+    """Topics, a migrated database and worker processes for one test
+    (test_worker.Env); workers still running at the end are killed."""
+    from test_worker import Env
+    e = Env(kafka, pg, tmp_path)
+    yield e
+    e.kill_all()

@@ -10,7 +10,6 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import cloudevent, read_results
-from test_worker import Env
 
 
 class NotifySocket:
@@ -57,8 +56,7 @@ class NotifySocket:
         return -1
 
 
-def test_notify_sequence_and_reload(kafka, pg, tmp_path):
-    env = Env(kafka, pg, tmp_path)
+def test_notify_sequence_and_reload(kafka, env, tmp_path):
     ns = NotifySocket(tmp_path / "notify.sock")
     try:
         w = env.worker(executors=2)
@@ -96,8 +94,7 @@ def test_notify_sequence_and_reload(kafka, pg, tmp_path):
         ns.close()
 
 
-def test_watchdog_stops_when_an_executor_is_wedged(kafka, pg, tmp_path):
-    env = Env(kafka, pg, tmp_path)
+def test_watchdog_stops_when_an_executor_is_wedged(kafka, env, tmp_path):
     ns = NotifySocket(tmp_path / "notify.sock")
     try:
         w = env.worker(executors=2, shutdown_timeout=2.0, extra="")
@@ -136,8 +133,7 @@ def samples(text):
     return out
 
 
-def test_metrics_match_the_run(kafka, pg, tmp_path):
-    env = Env(kafka, pg, tmp_path)
+def test_metrics_match_the_run(kafka, env, tmp_path):
     w = env.worker(executors=2, http_listen="127.0.0.1:0").start()
     w.wait_for_log("http listening on")
     port = int(re.search(r"http listening on \S+ \(port (\d+)\)", w.log()).group(1))

@@ -31,6 +31,7 @@ class Env:
         self.dlq = kafka.create_topic("dlq", partitions=1)
         self.group = "g-" + uuid.uuid4().hex[:8]
         self.n = 0
+        self.workers = []
         migrate(pg.conninfo)
 
     def worker(self, **kw):
@@ -38,7 +39,15 @@ class Env:
         conf = self.tmp / f"worker{self.n}.conf"
         conf.write_text(conf_text(self.kafka.brokers, self.pg.conninfo, [self.jobs], self.results, self.dlq,
                                   self.group, **kw))
-        return Worker(conf, self.tmp / f"worker{self.n}.log")
+        w = Worker(conf, self.tmp / f"worker{self.n}.log")
+        self.workers.append(w)
+        return w
+
+    def kill_all(self):
+        """A failed test must not leave its workers running."""
+        for w in self.workers:
+            if w.alive():
+                w.kill()
 
     def produce_jobs(self, events, key_of):
         for ev in events:
@@ -75,11 +84,6 @@ class Env:
         ledger_ids = {r[0] for r in self.pg.query("select job_id from ledger.transfers")}
         assert ledger_ids == {j for j in transfer_ids if results.first(j)["data"]["status"] == "succeeded"}
         return succeeded
-
-
-@pytest.fixture
-def env(kafka, pg, tmp_path):
-    return Env(kafka, pg, tmp_path)
 
 
 def run_ledger(env, n_transfers, chaos=None, workers=1, **worker_kw):
