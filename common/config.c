@@ -246,8 +246,8 @@ static const char *const owned_props[] = {
 /* Reads "name=value" strings and checks each against librdkafka, so a
  * misspelt property fails here rather than at connect time. */
 static int
-get_props(struct reader *r, const config_setting_t *g, const char *name, rd_kafka_type_t type,
-          struct sl_kv **out, size_t *n_out)
+get_props(struct reader *r, const config_setting_t *g, const char *name, struct sl_kv **out,
+          size_t *n_out)
 {
 	const config_setting_t *s = lookup(g, name);
 	char full[128], kerr[256];
@@ -298,7 +298,6 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, rd_kafk
 			return fail(r, e, "kafka property \"%s\": %s", v[i].key, kerr);
 		}
 		rd_kafka_conf_destroy(probe);
-		(void)type;
 	}
 	return 0;
 }
@@ -434,10 +433,10 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	    get_strings(r, kafka, "topics", &cfg->topics, &cfg->n_topics) < 0 ||
 	    get_string(r, kafka, "dlq_topic", &cfg->dlq_topic) < 0 ||
 	    get_string(r, kafka, "result_topic", &cfg->result_topic) < 0 ||
-	    get_props(r, kafka, "properties", RD_KAFKA_CONSUMER, &cfg->kafka_props, &cfg->n_kafka_props) < 0 ||
-	    get_props(r, kafka, "consumer_properties", RD_KAFKA_CONSUMER, &cfg->consumer_props,
+	    get_props(r, kafka, "properties", &cfg->kafka_props, &cfg->n_kafka_props) < 0 ||
+	    get_props(r, kafka, "consumer_properties", &cfg->consumer_props,
 	              &cfg->n_consumer_props) < 0 ||
-	    get_props(r, kafka, "producer_properties", RD_KAFKA_PRODUCER, &cfg->producer_props,
+	    get_props(r, kafka, "producer_properties", &cfg->producer_props,
 	              &cfg->n_producer_props) < 0)
 		goto out;
 	if (cfg->n_topics == 0) {

@@ -467,7 +467,6 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 static void
 on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 {
-	rd_kafka_error_t *error = NULL;
 	int i;
 
 	for (i = 0; i < parts->cnt; i++) {
@@ -481,7 +480,6 @@ on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 		p->next = w->parts;
 		w->parts = p;
 	}
-	(void)error;
 	if (rd_kafka_assign(w->consumer, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		sl_log_error("could not assign %d partitions", parts->cnt);
 	/* librdkafka keeps a partition's application pause across
