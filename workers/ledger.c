@@ -9,7 +9,7 @@
  * (the executor's), nor validation beyond what keeps the handlers safe.
  *
  * Every statement takes text parameters; the SQL lives in the constants
- * below so that a later pass can prepare it once per connection.
+ * below, and the executor prepares each once per connection (sl_job_exec).
  */
 #include "handlers.h"
 
@@ -29,29 +29,12 @@ static const char sql_open[] =
 	"ON CONFLICT (id) DO NOTHING "
 	"RETURNING balance";
 
-/* Locks both accounts of a transfer in id order. The sort runs below the row
- * locking, so every transfer takes its two locks in the same global order and
- * two transfers between the same accounts, in whatever direction, queue
- * instead of deadlocking. A missing account returns fewer rows. */
-static const char sql_lock[] =
-	"SELECT id, balance FROM ledger.accounts "
-	"WHERE id = ANY (ARRAY[$1::text, $2::text]) "
-	"ORDER BY id FOR UPDATE";
-
-/* Moves the amount in one statement; both rows are already locked, so it
- * waits for nothing. A destination pushed past the bigint range fails with
- * 22003, which makes the job FAILED. */
-static const char sql_move[] =
-	"UPDATE ledger.accounts AS a SET balance = a.balance + d.delta "
-	"FROM (VALUES ($1::text, -$3::bigint), ($2::text, $3::bigint)) AS d (id, delta) "
-	"WHERE a.id = d.id "
-	"RETURNING a.id, a.balance";
-
-/* Records the transfer under the job's identity; the primary key refuses a
- * second application of the same job. */
-static const char sql_record[] =
-	"INSERT INTO ledger.transfers (job_source, job_id, from_account, to_account, amount) "
-	"VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint)";
+/* A whole transfer in one round trip: ledger.transfer() (schemas/sql/
+ * 0003_ledger_transfer.sql) locks both accounts in id order, refuses or moves
+ * the amount, and records the transfer under the job's identity. One row:
+ * code (NULL when applied), from_balance, to_balance (NULL: no account). */
+static const char sql_transfer[] =
+	"SELECT code, from_balance, to_balance FROM ledger.transfer($1::text, $2::text, $3::text, $4::text, $5::bigint)";
 
 /* Room for any json_int_t in decimal, with its sign and the NUL. */
 #define INT_TEXT_SIZE 24
@@ -166,9 +149,8 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	char amount_text[INT_TEXT_SIZE];
 	const char *params[5];
 	PGresult *res = NULL;
-	long long from_balance = -1, to_balance = -1, value;
-	int have_from = 0, have_to = 0;
-	int i, n;
+	long long from_balance = -1, to_balance = -1;
+	int have_from, have_to;
 	enum sl_outcome outcome;
 
 	assert(ctx != NULL && ctx->conn != NULL && ctx->job_source != NULL && ctx->job_id != NULL);
@@ -194,30 +176,25 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	}
 	snprintf(amount_text, sizeof(amount_text), "%" JSON_INTEGER_FORMAT, amount);
 
-	params[0] = from;
-	params[1] = to;
-	res = sl_job_exec(ctx, sql_lock, 2, params);
+	params[0] = ctx->job_source;
+	params[1] = ctx->job_id;
+	params[2] = from;
+	params[3] = to;
+	params[4] = amount_text;
+	res = sl_job_exec(ctx, sql_transfer, 5, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		outcome = sl_job_sql_error(ctx, res, "lock accounts");
+		outcome = sl_job_sql_error(ctx, res, "transfer");
 		goto out;
 	}
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		const char *id = PQgetvalue(res, i, 0);
-
-		if (parse_bigint(PQgetvalue(res, i, 1), &value) != 0) {
-			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-			                      "could not read the balance of account \"%s\"", id);
-			goto out;
-		}
-		if (strcmp(id, from) == 0) {
-			have_from = 1;
-			from_balance = value;
-		} else if (strcmp(id, to) == 0) {
-			have_to = 1;
-			to_balance = value;
-		}
+	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
+	    (!PQgetisnull(res, 0, 1) && parse_bigint(PQgetvalue(res, 0, 1), &from_balance) != 0) ||
+	    (!PQgetisnull(res, 0, 2) && parse_bigint(PQgetvalue(res, 0, 2), &to_balance) != 0)) {
+		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+		                      "could not read the outcome of the transfer from \"%s\" to \"%s\"", from, to);
+		goto out;
 	}
+	have_from = !PQgetisnull(res, 0, 1);
+	have_to = !PQgetisnull(res, 0, 2);
 	if (!have_from && !have_to) {
 		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
 		                      "accounts \"%s\" and \"%s\" do not exist", from, to);
@@ -228,52 +205,15 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 		                      "account \"%s\" does not exist", have_from ? to : from);
 		goto out;
 	}
-	if (from_balance < amount) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "insufficient_funds",
-		                      "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
-		                      from, from_balance, amount);
-		goto out;
-	}
-	PQclear(res);
-
-	params[2] = amount_text;
-	res = sl_job_exec(ctx, sql_move, 3, params);
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		outcome = sl_job_sql_error(ctx, res, "update account balances");
-		goto out;
-	}
-	/* Both rows are locked by this transaction, so both are updated. */
-	have_from = have_to = 0;
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		const char *id = PQgetvalue(res, i, 0);
-
-		if (parse_bigint(PQgetvalue(res, i, 1), &value) != 0)
-			continue;
-		if (strcmp(id, from) == 0) {
-			have_from = 1;
-			from_balance = value;
-		} else if (strcmp(id, to) == 0) {
-			have_to = 1;
-			to_balance = value;
-		}
-	}
-	if (!have_from || !have_to) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-		                      "could not update accounts \"%s\" and \"%s\": %d rows changed", from,
-		                      to, n);
-		goto out;
-	}
-	PQclear(res);
-
-	params[0] = ctx->job_source;
-	params[1] = ctx->job_id;
-	params[2] = from;
-	params[3] = to;
-	params[4] = amount_text;
-	res = sl_job_exec(ctx, sql_record, 5, params);
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		outcome = sl_job_sql_error(ctx, res, "record transfer");
+	if (!PQgetisnull(res, 0, 0)) {
+		if (strcmp(PQgetvalue(res, 0, 0), "insufficient_funds") == 0)
+			outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "insufficient_funds",
+			                      "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
+			                      from, from_balance, amount);
+		else
+			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
+			                      "ledger.transfer() refused with an unknown code \"%.60s\"",
+			                      PQgetvalue(res, 0, 0));
 		goto out;
 	}
 

@@ -1,9 +1,10 @@
 -- tests/bench/ledger_job.sql -- the pgbench script for the ceiling in `make bench`.
 --
--- One transaction per pgbench transaction, statement for statement (and round
--- trip for round trip) what the worker runs for one ledger.transfer job:
--- common/job.c's claim, savepoint, result store and commit around the handler
--- SQL of workers/ledger.c. bench.py runs it with the worker's protocol:
+-- One transaction per pgbench transaction, statement for statement what the
+-- worker runs for one ledger.transfer job: common/job.c's begin, claim,
+-- result store and commit around the handler SQL of workers/ledger.c. pgbench
+-- waits for each statement (5 round trips); the worker pipelines its own
+-- statements (3 round trips: [begin, claim], handler, [finish, commit]). bench.py runs it with the worker's protocol:
 -- -M extended while the worker sends statements with PQexecParams (unnamed
 -- statements, text parameters), -M prepared once it prepares them.
 --
@@ -17,9 +18,6 @@
 \set r random(1, 9223372036854775806)
 begin;
 insert into sluice.jobs (source, id, type, status) values ('pgbench', :client_id::text || '-' || :r::text, 'ledger.transfer', 'running') on conflict (source, id) do update set attempts = sluice.jobs.attempts + 1, status = 'running' where sluice.jobs.status in ('running', 'failed') returning status;
-savepoint handler;
-SELECT id, balance FROM ledger.accounts WHERE id = ANY (ARRAY['acc-' || :a::text, 'acc-' || :b::text]) ORDER BY id FOR UPDATE;
-UPDATE ledger.accounts AS a SET balance = a.balance + d.delta FROM (VALUES ('acc-' || :a::text, -:amount::bigint), ('acc-' || :b::text, :amount::bigint)) AS d (id, delta) WHERE a.id = d.id RETURNING a.id, a.balance;
-INSERT INTO ledger.transfers (job_source, job_id, from_account, to_account, amount) VALUES ('pgbench', :client_id::text || '-' || :r::text, 'acc-' || :a::text, 'acc-' || :b::text, :amount::bigint);
+select code, from_balance, to_balance from ledger.transfer('pgbench', :client_id::text || '-' || :r::text, 'acc-' || :a::text, 'acc-' || :b::text, :amount::bigint);
 update sluice.jobs set status = 'succeeded', result = :result, finished_at = now() where source = 'pgbench' and id = :client_id::text || '-' || :r::text;
 commit;
