@@ -1,22 +1,23 @@
 /* registry.h -- job handlers and the table that names them.
  *
  * A handler is the business logic of one job type. The executor calls it on
- * its own PostgreSQL connection, inside the job's transaction and after a
- * savepoint, once the job is claimed in the ledger and its data has passed the
- * type's JSON Schema. The handler only runs SQL on ctx->conn (never COMMIT,
+ * its own PostgreSQL connection, inside the job's transaction, once the job
+ * is claimed in the ledger and its data has passed the type's JSON Schema. The handler only runs SQL on ctx->conn (never COMMIT,
  * ROLLBACK or SAVEPOINT itself) and reports the outcome:
  *
  *   SUCCEEDED  effects done; ctx->output set (a new reference, an object)
- *   REJECTED   business refusal (insufficient funds): the executor rolls back
- *              to the savepoint, so partial writes vanish; error code set
+ *   REJECTED   business refusal (insufficient funds): the executor undoes
+ *              the job (its partial writes vanish) and records the refusal;
+ *              error code set
  *   FAILED     permanent error (bad data the schema could not catch, SQLSTATE
- *              classes 22/23): the whole transaction is rolled back
+ *              classes 22/23): the job is undone and recorded as failed
  *   RETRY      transient error (serialization failure, deadlock, lost
- *              connection): the whole transaction is rolled back and the job
- *              retried with backoff
+ *              connection): the job is undone and retried with backoff
  *
  * Handlers run concurrently on several executor threads; they keep no mutable
- * global state. Rows must be locked in a deterministic order.
+ * global state. Rows must be locked in a deterministic order. Each statement
+ * is a round trip, which is most of what a job costs: a handler does its
+ * work in as few statements as it can (ledger.transfer calls one function).
  */
 #ifndef SL_REGISTRY_H
 #define SL_REGISTRY_H
