@@ -36,6 +36,10 @@
 #include "version.h"
 #include "worker_int.h"
 
+/* Seconds a worker at max_in_flight waits for jobs to end before it pauses
+ * its partitions (see the consumer loop). */
+#define FULL_BEFORE_PAUSE 1.0
+
 static volatile sig_atomic_t stop_signals;
 static volatile sig_atomic_t reload_signals;
 
@@ -885,7 +889,7 @@ sl_worker_run(struct sl_config *cfg)
 	rd_kafka_topic_partition_list_t *topics = NULL;
 	rd_kafka_resp_err_t err;
 	char errbuf[1024];
-	double drain_deadline = 0, last_progress_log;
+	double drain_deadline = 0, last_progress_log, full_since = 0;
 	int draining = 0, status = 1, stuck = 0;
 	size_t i;
 	rd_kafka_message_t *m;
@@ -963,18 +967,30 @@ sl_worker_run(struct sl_config *cfg)
 			abandoning = 1;
 			break;
 		}
-		m = rd_kafka_consumer_poll(w->consumer, w->in_flight > 0 ? 5 : 100);
-		if (m != NULL)
-			handle_message(w, m, draining);
+		/* At max_in_flight the worker stops taking messages: the fetched
+		 * ones wait in librdkafka's queue (bounded by
+		 * queued.max.messages.kbytes) and flow again as soon as jobs end.
+		 * Only a worker that stays full pauses its partitions, which
+		 * drops that queue and costs a refetch on resume (about
+		 * fetch.wait.max.ms), but lets consumer_poll() serve rebalances
+		 * and errors while the jobs take their time. */
+		if (!draining && !w->paused && w->in_flight >= w->max_in_flight) {
+			if (full_since == 0)
+				full_since = sl_now();
+			if (sl_now() - full_since >= FULL_BEFORE_PAUSE)
+				set_paused(w, 1);
+			rd_kafka_poll(w->producer, 1);
+		} else {
+			full_since = 0;
+			m = rd_kafka_consumer_poll(w->consumer, w->in_flight > 0 ? 5 : 100);
+			if (m != NULL)
+				handle_message(w, m, draining);
+			rd_kafka_poll(w->producer, 0);
+		}
 		drain_done(w);
 		retry_due(w);
-		rd_kafka_poll(w->producer, 0);
-		if (!draining) {
-			if (!w->paused && w->in_flight >= w->max_in_flight)
-				set_paused(w, 1);
-			else if (w->paused && w->in_flight <= w->max_in_flight / 2)
-				set_paused(w, 0);
-		}
+		if (!draining && w->paused && w->in_flight <= w->max_in_flight / 2)
+			set_paused(w, 0);
 		if (sl_now() - last_progress_log >= 10) {
 			log_progress(w);
 			last_progress_log = sl_now();
