@@ -151,6 +151,36 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_tree_cpu_seconds(pid):
+    """CPU of a process, its reaped children and its live children, in
+    seconds: PostgreSQL's postmaster and backends."""
+    total = 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def system_cpu():
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
 def proc_hwm_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -177,6 +207,7 @@ class Env:
             raise SystemExit("bench: SLUICE_KAFKA_BROKERS, SLUICE_PG_CONNINFO and SLUICE_SERVICES_DIR must be set; "
                              "run tests/bench/run (or make bench)")
         self.args = args
+        self.services_dir = services
         self.tag = args.tag
         self.work = os.path.join(services, "bench" + (f"-{self.tag}" if self.tag else ""))
         os.makedirs(self.work, exist_ok=True)
@@ -209,6 +240,22 @@ class Env:
             return
         with psycopg.connect(self.conninfo, autocommit=True) as c:
             c.execute(f"drop database if exists {db.dbname} with (force)")
+
+    def services_cpu(self):
+        """CPU seconds used so far by PostgreSQL (all its processes) and by the
+        Kafka broker; None for a service whose pid is unknown."""
+        out = {"postgres": None, "kafka": None}
+        try:
+            with open(os.path.join(self.services_dir, "pg", "data", "postmaster.pid")) as f:
+                out["postgres"] = proc_tree_cpu_seconds(int(f.readline()))
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(os.path.join(self.services_dir, "kafka", "pid")) as f:
+                out["kafka"] = proc_cpu_seconds(int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+        return out
 
     def checkpoint(self):
         with psycopg.connect(self.conninfo, autocommit=True) as c:
@@ -298,10 +345,11 @@ def results_consumer(brokers, topic, partitions):
 class Run:
     """Topics, a database and the worker processes of one measured phase."""
 
-    def __init__(self, env, name, settings, executors, workers, watch_in_flight=False):
+    def __init__(self, env, name, settings, executors, workers):
         self.env, self.name, self.settings = env, name, settings
-        self.http_port = free_port() if watch_in_flight else None
+        self.http_port = free_port()
         self.in_flight_max = None
+        self.utilisation = []
         self.executors, self.workers_n = executors, workers
         self.kafka = Kafka(env.brokers, prefix="bench")
         parts = env.args.partitions
@@ -320,7 +368,7 @@ class Run:
         return conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
                          self.dlq_topic, "bench-" + uuid.uuid4().hex[:8],
                          consumer_properties=s.get("consumer", ()), producer_properties=s.get("producer", ()),
-                         http_listen=f"127.0.0.1:{self.http_port}" if self.http_port else "", **kw)
+                         http_listen=f"127.0.0.1:{self.http_port}", **kw)
 
     def check_conf(self, path):
         r = subprocess.run([str(ROOT / "build" / "sluice-worker"), "-n", "-c", path], capture_output=True,
@@ -339,18 +387,25 @@ class Run:
         log(f"worker{'s' if self.workers_n > 1 else ''} started: {conf} ({self.executors} executors, "
             f"{self.workers_n} process{'es' if self.workers_n > 1 else ''}, logs {base}-w*.log)")
 
-    def watch_in_flight(self):
-        """Samples the worker's sluice_jobs_in_flight gauge every 0.2 s into
-        self.in_flight_max, from a daemon thread, while the worker runs."""
+    def watch_metrics(self):
+        """Samples the first worker's /metrics every 0.2 s, from a daemon
+        thread while the workers run: the most jobs in flight into
+        self.in_flight_max, the executors' utilisation (share of the time
+        they ran jobs, once jobs flow) into self.utilisation."""
         def sample():
             url = f"http://127.0.0.1:{self.http_port}/metrics"
             while all(w.alive() for w in self.workers):
                 try:
                     with urllib.request.urlopen(url, timeout=2) as r:
-                        m = re.search(rb"^sluice_jobs_in_flight(?:\{[^}]*\})? ([0-9.e+]+)", r.read(), re.M)
+                        text = r.read()
+                    m = re.search(rb"^sluice_jobs_in_flight(?:\{[^}]*\})? ([0-9.e+]+)", text, re.M)
                     if m:
                         v = int(float(m.group(1)))
                         self.in_flight_max = v if self.in_flight_max is None else max(self.in_flight_max, v)
+                        u = re.search(rb"^sluice_executor_utilisation_ratio(?:\{[^}]*\})? ([0-9.e+-]+)", text,
+                                      re.M)
+                        if u and v > 0:
+                            self.utilisation.append(float(u.group(1)))
                 except (OSError, ValueError):
                     pass
                 time.sleep(0.2)
@@ -403,17 +458,21 @@ class Run:
         self.env.drop_db(self.db)
 
 
+def per_job(before, after, n):
+    return round((after - before) * 1e6 / n, 1) if before is not None and after is not None else None
+
+
 def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight=False):
     """Preloads n jobs, runs the worker(s) over them; returns a dict of figures."""
-    run = Run(env, name, settings, executors, workers, watch_in_flight)
+    run = Run(env, name, settings, executors, workers)
     try:
         preload(env, run.jobs_topic, n, f"{slug(name)}-{uuid.uuid4().hex[:6]}")
         c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
         env.checkpoint()
         try:
+            services0, system0 = env.services_cpu(), system_cpu()
             run.start()
-            if watch_in_flight:
-                run.watch_in_flight()
+            run.watch_metrics()
             # The assignment is watched in a thread so that the results can be
             # read meanwhile; both are stamped within a few milliseconds.
             stamp = {}
@@ -447,6 +506,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                         raise BenchError(f"only {count} of {n} results within {timeout:.0f} s")
             t_end = now
             cpu, rss = run.figures()
+            services1, system1 = env.services_cpu(), system_cpu()
             in_flight_seen = run.max_in_flight_logged()
             t.join(5)
             if "error" in stamp:
@@ -474,6 +534,11 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             "jobs_per_s": round(n / elapsed, 1),
             "jobs_per_s_first_to_last_result": round(steady, 1) if steady else None,
             "cpu_us_per_job": round(cpu * 1e6 / n, 1),
+            "pg_cpu_us_per_job": per_job(services0["postgres"], services1["postgres"], n),
+            "kafka_cpu_us_per_job": per_job(services0["kafka"], services1["kafka"], n),
+            "machine_busy": round((system1[0] - system0[0]) / max(1, system1[1] - system0[1]), 2),
+            "executor_utilisation": (round(sum(run.utilisation) / len(run.utilisation), 2)
+                                     if run.utilisation else None),
             "peak_rss_mib": round(rss, 1),
             "max_in_flight_logged": in_flight_seen,
             "max_in_flight_sampled": run.in_flight_max,
@@ -580,7 +645,9 @@ def ceiling(env, connections, n):
         env.checkpoint()
         log(f"ceiling: pgbench -M {env.protocol} -c {connections} -j {min(connections, 2)} -t {per_client} "
             f"-f {os.path.relpath(PGBENCH_SCRIPT, ROOT)}")
+        pg0, sys0 = env.services_cpu()["postgres"], system_cpu()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        pg1, sys1 = env.services_cpu()["postgres"], system_cpu()
         m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
         if r.returncode != 0 or m is None:
             raise BenchError("pgbench failed:\n" + r.stdout[-2000:] + r.stderr[-2000:])
@@ -588,6 +655,8 @@ def ceiling(env, connections, n):
         if failed and int(failed.group(1)):
             raise BenchError("pgbench: failed transactions:\n" + r.stdout[-2000:])
         tps = float(m.group(1))
+        log(f"ceiling: {tps:.0f} tps; PostgreSQL {per_job(pg0, pg1, per_client * connections)} us/transaction, "
+            f"machine busy {(sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]):.2f}")
         env.ceilings[connections] = tps
         return tps
     finally:
@@ -599,6 +668,8 @@ def ceiling(env, connections, n):
 COLUMNS = [("mode", "mode", "{}"), ("jobs", "jobs", "{}"), ("ex x w", None, "{}"),
            ("jobs/s", "jobs_per_s", "{:.0f}"), ("ceiling", "ceiling_tps", "{:.0f}"),
            ("ratio", "ratio", "{:.2f}"), ("cpu us/job", "cpu_us_per_job", "{:.1f}"),
+           ("pg us/job", "pg_cpu_us_per_job", "{:.0f}"), ("kafka us/job", "kafka_cpu_us_per_job", "{:.0f}"),
+           ("busy", "machine_busy", "{:.2f}"), ("ex busy", "executor_utilisation", "{:.2f}"),
            ("rss MiB", "peak_rss_mib", "{:.1f}"), ("p50 ms", "p50_ms", "{:.1f}"),
            ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"), ("max ms", "max_ms", "{:.1f}")]
 
@@ -635,7 +706,9 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
         log(f"{mode}: throughput, {n} jobs, {executors} executors x {workers} worker(s), settings {settings}")
         row.update(throughput_phase(env, mode, settings, n, executors, workers, watch_in_flight))
         log(f"{mode}: {row['jobs_per_s']:.0f} jobs/s, {row['cpu_us_per_job']} us CPU/job, "
-            f"peak RSS {row['peak_rss_mib']} MiB, statuses {row['statuses']}"
+            f"peak RSS {row['peak_rss_mib']} MiB, statuses {row['statuses']}; PostgreSQL "
+            f"{row['pg_cpu_us_per_job']} us/job, Kafka {row['kafka_cpu_us_per_job']} us/job, machine busy "
+            f"{row['machine_busy']}, executors busy {row['executor_utilisation']}"
             + (f", most jobs in flight seen {row['max_in_flight_sampled']}" if watch_in_flight else ""))
         if latency:
             row.update(latency_phase(env, mode, settings, row["jobs_per_s"] / 2, args.latency_seconds, executors))
