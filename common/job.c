@@ -1,12 +1,17 @@
-/* job.c -- jobs on one executor: decode, validate, claim, run, record.
+/* job.c -- jobs on one executor: decode, validate, run, record.
  *
  * This is where exactly-once effects come from. A job runs in a PostgreSQL
- * transaction that claims its ledger row (source, id), runs the handler, and
- * stores the finished result event in the row before COMMIT. A redelivered
- * job whose row is final (succeeded, rejected) does not run: its stored
- * result is published again, byte for byte. Two executors or two workers
- * racing on one job are serialised by the row's unique key: the second claim
- * waits for the first transaction and then sees it final.
+ * transaction: the handler does its work, then the job's ledger row
+ * (sluice.jobs, keyed by source and id) is written with the finished result
+ * event, and the transaction commits. That write is the job's only one to
+ * the ledger, and it refuses a row that is final already (succeeded,
+ * rejected): a redelivered job, or one that another worker finished
+ * meanwhile, fails there (SQLSTATE SL001), its effects roll back, and its
+ * stored result is published again, byte for byte. Two transactions racing
+ * on one job are serialised by the row's unique key: the second write waits
+ * for the first transaction and then finds the row final. So a duplicate
+ * runs its handler in vain, and a fresh job (the common case) costs one
+ * ledger write instead of a claim and an update.
  *
  * Several jobs may share one transaction (limits.max_batch), each inside its
  * own savepoint, so a job that fails rolls back alone and its neighbours
@@ -14,12 +19,13 @@
  * jobs before it commit, it and the ones after it are tried again after a
  * backoff, so jobs of one key still take effect in offset order. With one
  * job per transaction the savepoint is left out. A rejected or failed job is
- * undone whole (claim included) and its outcome recorded anew, so the
- * handler runs without a savepoint of its own: subtransactions are what a
- * group costs the server most.
+ * undone whole and its outcome written after that, so the handler runs
+ * without a savepoint of its own: subtransactions are what a group costs
+ * the server most.
  *
- * The statements around the handler go in libpq's pipeline mode (see
- * "pipelines" below): a lone job costs two round trips besides its handler.
+ * The executor's statements go with the handler's in libpq pipelines (see
+ * "pipelines" below): a lone job whose handler runs one statement costs two
+ * round trips, a job in a group one.
  *
  * Messages that never reach PostgreSQL (not a CloudEvent, unknown type,
  * schema violation) get a `failed` result whose id and time are derived from
@@ -49,37 +55,37 @@ static const char sql_savepoint[] = "savepoint job";
 static const char sql_release[] = "release savepoint job";
 static const char sql_rollback_job[] = "rollback to savepoint job";
 /* Inside a group, every job after the first waits at most this long for a
- * row lock. Jobs of one transaction lock rows in job order, not in one
- * global order, so two groups can deadlock, and a group that waits holds
- * all its own locks meanwhile, which makes others wait in turn. So a job
- * that would wait ends the group instead: the jobs before it commit (their
- * locks go) and it goes first in the next group, where it waits like a
- * lone job. With 1,000 accounts and 4 executors, `make bench` measured
- * max_batch 32 at 770 jobs/s with 100 ms here and 2,300 with 1 ms. */
+ * lock. Jobs of one transaction lock rows in job order, not in one global
+ * order, so two groups can deadlock, and a group that waits holds all its
+ * own locks meanwhile, which makes others wait in turn. So a job that would
+ * wait ends the group instead: the jobs before it commit (their locks go)
+ * and it goes first in the next group, where it waits like a lone job. With
+ * 1,000 accounts and 4 executors, `make bench` measured max_batch 32 at 770
+ * jobs/s with 100 ms here and 2,300 with 1 ms. (Brief waits, such as for a
+ * table's extension lock, end a group too; that costs a COMMIT.) */
 static const char sql_lock_timeout[] = "set local lock_timeout = '1ms'";
-static const char sql_claim[] =
-	"insert into sluice.jobs (source, id, type, status) values ($1, $2, $3, 'running') "
-	"on conflict (source, id) do update set attempts = sluice.jobs.attempts + 1, status = 'running' "
-	"where sluice.jobs.status in ('running', 'failed') returning status";
 static const char sql_stored[] = "select status, result from sluice.jobs where source = $1 and id = $2";
-static const char sql_finish[] =
-	"update sluice.jobs set status = $3, result = $4, finished_at = now() where source = $1 and id = $2";
-/* Records an outcome of a job whose claim was undone (rejected, failed),
- * unless the job is final already (another worker finished it meanwhile):
- * then no row comes back and its result wins. */
-static const char sql_record[] =
-	"insert into sluice.jobs (source, id, type, status, result, finished_at) "
-	"values ($1, $2, $3, $4, $5, now()) "
-	"on conflict (source, id) do update set status = excluded.status, result = excluded.result, "
-	"finished_at = now(), attempts = sluice.jobs.attempts + 1 "
-	"where sluice.jobs.status in ('running', 'failed') returning status";
+/* Writes a job's outcome: its one write to the ledger. $6 is the attempts
+ * of this delivery; a row left `failed` by an earlier delivery adds them.
+ * A final row (succeeded, rejected) is left alone: the statement below
+ * returns no row then, the pipelined one raises SL001 (0004_job_final.sql). */
+#define SQL_RECORD(final_row)                                                                           \
+	"insert into sluice.jobs (source, id, type, status, result, attempts, finished_at) "            \
+	"values ($1, $2, $3, $4, $5, $6::integer, now()) "                                               \
+	"on conflict (source, id) do update set status = excluded.status, result = excluded.result, "  \
+	"finished_at = now(), attempts = sluice.jobs.attempts + excluded.attempts where " final_row
+static const char sql_record[] = SQL_RECORD("sluice.jobs.status in ('running', 'failed') returning status");
+static const char sql_record_or_raise[] = SQL_RECORD(
+	"case when sluice.jobs.status in ('running', 'failed') then true "
+	"else sluice.job_final(sluice.jobs.source, sluice.jobs.id, sluice.jobs.status) end");
+#define SQLSTATE_FINAL "SL001"
 
 /* Prepared on every new connection, before any transaction: a statement
  * cannot be prepared inside a transaction that an error has aborted, and
  * that is where undo and record run. */
 static const char *const framework_sql[] = {
 	sql_begin, sql_commit, sql_rollback, sql_savepoint, sql_release, sql_rollback_job,
-	sql_lock_timeout, sql_claim, sql_stored, sql_finish, sql_record,
+	sql_lock_timeout, sql_stored, sql_record, sql_record_or_raise,
 };
 
 /* One job of a group on its way through PostgreSQL. */
@@ -89,6 +95,7 @@ struct item {
 	const struct sl_job_type_rt *jt;
 	char *pending;               /* result on its way into the ledger, malloc'ed */
 	const char *pending_status;  /* its status (static) */
+	char attempts[16];           /* job->attempts as text, for the ledger */
 	char code[64];               /* why the last attempt did not finish it */
 	char message[1024];
 };
@@ -133,7 +140,7 @@ prepared_index(struct sl_executor *ex, const char *sql, int n, PGresult **err)
 	for (i = 0; i < ex->n_prepared; i++)
 		if (ex->prepared[i] == sql)
 			return i;
-	if (i == (int)(sizeof(ex->prepared) / sizeof(ex->prepared[0])))
+	if (i == SL_MAX_PREPARED)
 		return -1;
 	snprintf(name, sizeof(name), "s%d", i);
 	res = PQprepare(ex->conn, name, sql, n, NULL);
@@ -211,14 +218,6 @@ exec_prepared(struct sl_executor *ex, const char *sql, int n, const char *const 
 	return PQexecPrepared(ex->conn, name, n, params, NULL, NULL, 0);
 }
 
-PGresult *
-sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params)
-{
-	if (ctx->executor == NULL)
-		return PQexecParams(ctx->conn, sql, n_params, NULL, params, NULL, NULL, 0);
-	return exec_prepared(ctx->executor, sql, n_params, params);
-}
-
 /* Fills errbuf with a failed statement's SQLSTATE and words. */
 static void
 describe_error(PGconn *conn, const PGresult *res, char *errbuf, size_t errbuf_size)
@@ -254,136 +253,6 @@ command(struct sl_executor *ex, const char *sql, char *errbuf, size_t errbuf_siz
 
 	PQclear(res);
 	return res ? 0 : -1;
-}
-
-/* ---- pipelines ---------------------------------------------------------- */
-
-/* The executor's own statements around a handler do not wait for each
- * other: they are queued and sent together in libpq's pipeline mode, one
- * round trip for all of them. A job alone takes two round trips besides
- * its handler's ([begin, claim] and [finish, commit]); in a group, one
- * job's finish travels with the next one's claim. After a failed step the
- * server skips the rest up to the sync point, so the first failure names
- * the item that must be settled and everything after it is sent again. */
-
-#define NO_ITEM ((size_t)-1)
-#define PIPE_STEPS 12
-
-enum step_kind {
-	STEP_PLAIN,      /* its result only matters when it fails */
-	STEP_CLAIM,      /* rows: 0 when the job is final already */
-	STEP_FINISH,     /* the item's pending result is in the ledger */
-	STEP_RECORD,     /* likewise, unless rows is 0 (final meanwhile) */
-	STEP_COMMIT,     /* fails unless the server says COMMIT (not ROLLBACK) */
-};
-
-struct step {
-	const char *sql;              /* static storage */
-	int n;
-	const char *params[5];        /* borrowed from the item */
-	size_t item;                  /* index in the group, NO_ITEM for the group's own */
-	enum step_kind kind;
-	int rows;                     /* after the run */
-};
-
-struct pipe {
-	struct step steps[PIPE_STEPS];
-	int n;
-	int failed;                   /* after the run: first failed step, or -1 */
-	enum sl_pg_class cls;         /* ... classified */
-	char errbuf[1024];
-};
-
-static void
-pipe_add(struct pipe *p, const char *sql, size_t item, enum step_kind kind, int n, const char *const *params)
-{
-	struct step *s;
-
-	if (p->n == PIPE_STEPS)
-		abort(); /* a bug: no path queues that many */
-	s = &p->steps[p->n++];
-	s->sql = sql;
-	s->n = n;
-	if (n > 0)
-		memcpy(s->params, params, (size_t)n * sizeof(*params));
-	s->item = item;
-	s->kind = kind;
-	s->rows = 0;
-}
-
-/* Sends the queued steps in one pipeline and reads every result. Returns 0
- * when all succeeded, else -1 with p->failed, p->cls and p->errbuf set
- * (p->failed is p->n when the connection failed before any step did). The
- * steps keep their rows; the caller empties the queue. */
-static int
-pipe_run(struct sl_executor *ex, struct pipe *p)
-{
-	PGconn *conn = ex->conn;
-	PGresult *res, *err;
-	int k, i, n = p->n, sent = 0;
-	char name[16];
-
-	p->failed = -1;
-	p->cls = SL_PG_OK;
-	if (PQenterPipelineMode(conn) != 1)
-		goto lost;
-	for (k = 0; k < n; k++) {
-		struct step *s = &p->steps[k];
-		if ((i = prepared_index(ex, s->sql, s->n, &err)) == -2) {
-			/* Not reached for the framework's statements (prepared at
-			 * connection); fail the step like the server would. */
-			PQclear(err);
-			i = -1;
-		}
-		snprintf(name, sizeof(name), "s%d", i);
-		if ((i >= 0 ? PQsendQueryPrepared(conn, name, s->n, s->params, NULL, NULL, 0)
-		            : PQsendQueryParams(conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0)) != 1)
-			goto lost;
-		sent++;
-	}
-	if (PQpipelineSync(conn) != 1)
-		goto lost;
-	for (k = 0; k < n; k++) {
-		if ((res = PQgetResult(conn)) == NULL)
-			goto lost;
-		if (p->failed < 0 && PQresultStatus(res) != PGRES_PIPELINE_ABORTED &&
-		    (p->cls = sl_pg_classify(conn, res)) != SL_PG_OK) {
-			p->failed = k;
-			describe_error(conn, res, p->errbuf, sizeof(p->errbuf));
-		} else if (p->failed < 0 && p->steps[k].kind == STEP_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-			p->failed = k;
-			p->cls = SL_PG_TRANSIENT;
-			snprintf(p->errbuf, sizeof(p->errbuf), "the transaction was rolled back at COMMIT");
-		}
-		p->steps[k].rows = PQntuples(res);
-		PQclear(res);
-		/* Each statement's results end with a NULL. */
-		while ((res = PQgetResult(conn)) != NULL) {
-			PQclear(res);
-			if (PQstatus(conn) != CONNECTION_OK)
-				goto lost;
-		}
-	}
-	if ((res = PQgetResult(conn)) == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-		PQclear(res);
-		goto lost;
-	}
-	PQclear(res);
-	if (PQexitPipelineMode(conn) != 1)
-		goto lost;
-	return p->failed < 0 ? 0 : -1;
-
-lost:
-	/* The connection is unusable now (or its protocol state unknown): the
-	 * caller's undo finds it closed and the group goes again. */
-	if (p->failed < 0) {
-		p->failed = sent < n ? sent : n;
-		p->cls = SL_PG_TRANSIENT;
-		snprintf(p->errbuf, sizeof(p->errbuf), "lost the connection: %s", PQerrorMessage(conn));
-		p->errbuf[strcspn(p->errbuf, "\n")] = '\0';
-	}
-	sl_job_disconnect(ex);
-	return -1;
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -486,8 +355,11 @@ static int
 record_failed(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, char *errbuf, size_t errbuf_size)
 {
 	char *result = build_result(ex, &it->ev, "failed", NULL, it->code, it->message);
-	const char *params[5] = { it->ev.source, it->ev.id, it->ev.type, "failed", result };
-	PGresult *res = run(ex, sql_record, 5, params, cls, errbuf, errbuf_size);
+	const char *params[6] = { it->ev.source, it->ev.id, it->ev.type, "failed", result, it->attempts };
+	PGresult *res;
+
+	snprintf(it->attempts, sizeof(it->attempts), "%d", it->job->attempts);
+	res = run(ex, sql_record, 6, params, cls, errbuf, errbuf_size);
 	int final;
 
 	if (res == NULL) {
@@ -517,13 +389,263 @@ dead_letter(struct item *it)
 	it->job->dlq_message = xstrdup(it->message);
 }
 
+/* ---- pipelines ---------------------------------------------------------- */
+
+/* The executor's own statements do not wait for their results: they are
+ * queued, and go to the server in one libpq pipeline together with the
+ * handler's next statement (sl_job_exec) or with the COMMIT. A lone job
+ * whose handler runs one statement so costs two round trips, [begin,
+ * handler] and [record, commit]; in a group each job costs one, [record and
+ * release of the job before, savepoint, handler]. After a failed step the
+ * server skips the rest up to the sync point: the first failure names the
+ * item to settle, and what came after it runs again. */
+
+#define NO_ITEM ((size_t)-1)
+#define PIPE_STEPS 16
+
+enum step_kind {
+	STEP_PLAIN,      /* its result only matters when it fails */
+	STEP_RECORD,     /* went through: the item's pending result is its job's */
+	STEP_COMMIT,     /* fails unless the server says COMMIT (not ROLLBACK) */
+	STEP_HANDLER,    /* a handler's statement: its result goes back to it */
+};
+
+struct step {
+	const char *sql;              /* static storage: names its prepared statement */
+	int n;
+	const char *const *params;    /* own, or the handler's (live during the run) */
+	const char *own[6];
+	size_t item;                  /* index in the group, NO_ITEM for the group's own */
+	enum step_kind kind;
+	int prepare;                  /* the run prepares it first */
+	PGresult *res;                /* STEP_HANDLER: the result for the handler */
+};
+
+struct sl_pipe {
+	struct step steps[PIPE_STEPS];
+	int n;
+	struct item *items;
+	size_t cur;                   /* the item whose handler runs */
+	int timeout_set;              /* sql_lock_timeout ran in this transaction */
+	int lost;                     /* the connection failed: no statement goes out */
+	/* The first failed step other than a handler's own statement, until
+	 * the group settles it. */
+	int failed;
+	size_t fail_item;
+	enum step_kind fail_kind;
+	enum sl_pg_class fail_cls;
+	int fail_final;               /* SQLSTATE_FINAL: the job is final already */
+	char fail_error[1024];
+};
+
+static void
+pipe_add(struct sl_pipe *p, const char *sql, size_t item, enum step_kind kind, int n, const char *const *params)
+{
+	struct step *s;
+
+	if (p->n == PIPE_STEPS || n > (int)(sizeof(s->own) / sizeof(s->own[0])))
+		abort(); /* a bug: no path queues that much */
+	s = &p->steps[p->n++];
+	memset(s, 0, sizeof(*s));
+	s->sql = sql;
+	s->n = n;
+	if (n > 0)
+		memcpy(s->own, params, (size_t)n * sizeof(*params));
+	s->params = s->own;
+	s->item = item;
+	s->kind = kind;
+}
+
+/* Notes the first failure of the group's current stretch. */
+static void
+pipe_fail(struct sl_pipe *p, int k, size_t item, enum step_kind kind, enum sl_pg_class cls, int final,
+          const char *error)
+{
+	if (p->failed >= 0)
+		return;
+	p->failed = k;
+	p->fail_item = item;
+	p->fail_kind = kind;
+	p->fail_cls = cls;
+	p->fail_final = final;
+	snprintf(p->fail_error, sizeof(p->fail_error), "%s", error);
+}
+
+/* Hands an item's pending result to its job: its ledger write went through. */
+static void
+take_pending(struct item *it)
+{
+	free(it->job->result);
+	it->job->result = it->pending;
+	it->job->status = it->pending_status;
+	it->pending = NULL;
+	dead_letter(it);
+}
+
+/* Takes step k's result (and ownership of res); *bad once a step failed. */
+static void
+step_result(struct sl_executor *ex, struct sl_pipe *p, int k, PGresult *res, int *bad)
+{
+	struct step *s = &p->steps[k];
+	ExecStatusType st = PQresultStatus(res);
+	enum sl_pg_class cls = st == PGRES_PIPELINE_ABORTED ? SL_PG_TRANSIENT : sl_pg_classify(ex->conn, res);
+	char error[1024];
+
+	if (cls == SL_PG_OK && s->kind == STEP_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		snprintf(error, sizeof(error), "the transaction was rolled back at COMMIT");
+		pipe_fail(p, k, s->item, s->kind, SL_PG_TRANSIENT, 0, error);
+		*bad = 1;
+	} else if (cls != SL_PG_OK && !*bad) {
+		*bad = 1;
+		if (s->kind != STEP_HANDLER) {
+			describe_error(ex->conn, res, error, sizeof(error));
+			pipe_fail(p, k, s->item, s->kind, cls, strcmp(sl_pg_sqlstate(res), SQLSTATE_FINAL) == 0, error);
+		}
+	} else if (cls == SL_PG_OK) {
+		if (s->kind == STEP_RECORD)
+			take_pending(&p->items[s->item]);
+		else if (s->sql == sql_lock_timeout)
+			p->timeout_set = 1;
+	}
+	if (s->kind == STEP_HANDLER)
+		s->res = res;
+	else
+		PQclear(res);
+}
+
+/* Reads the next statement's result and the NULL that ends it; NULL when
+ * the connection failed. */
+static PGresult *
+next_result(PGconn *conn)
+{
+	PGresult *res = PQgetResult(conn), *extra;
+
+	if (res == NULL)
+		return NULL;
+	while ((extra = PQgetResult(conn)) != NULL) {
+		PQclear(extra);
+		if (PQstatus(conn) != CONNECTION_OK) {
+			PQclear(res);
+			return NULL;
+		}
+	}
+	return res;
+}
+
+/* Sends the queued steps in one pipeline, reads every result, and empties
+ * the queue. The steps that went through take effect; the first one that
+ * failed, unless it is a handler's own statement, stays in p->failed for
+ * the group to settle. A lost connection is such a failure, of no item; the
+ * connection stays open (a handler may hold it) until the group drops it. */
+static void
+pipe_run(struct sl_executor *ex, struct sl_pipe *p)
+{
+	PGconn *conn = ex->conn;
+	PGresult *res;
+	int k, n = p->n, bad = 0, i;
+	char name[16], error[1024];
+
+	p->n = 0;
+	if (p->lost || PQenterPipelineMode(conn) != 1)
+		goto lost;
+	for (k = 0; k < n; k++) {
+		struct step *s = &p->steps[k];
+
+		for (i = 0; i < ex->n_prepared && ex->prepared[i] != s->sql; i++)
+			;
+		if (i == ex->n_prepared && i < SL_MAX_PREPARED) {
+			/* A handler's statement, the first time on this connection. */
+			snprintf(name, sizeof(name), "s%d", i);
+			if (PQsendPrepare(conn, name, s->sql, s->n, NULL) != 1)
+				goto lost;
+			s->prepare = 1;
+		}
+		snprintf(name, sizeof(name), "s%d", i);
+		if ((i < SL_MAX_PREPARED ? PQsendQueryPrepared(conn, name, s->n, s->params, NULL, NULL, 0)
+		                         : PQsendQueryParams(conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0)) != 1)
+			goto lost;
+	}
+	if (PQpipelineSync(conn) != 1)
+		goto lost;
+	for (k = 0; k < n; k++) {
+		struct step *s = &p->steps[k];
+		int prepare_failed = 0;
+
+		if (s->prepare) {
+			if ((res = next_result(conn)) == NULL)
+				goto lost;
+			if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+				ex->prepared[ex->n_prepared++] = s->sql;
+				PQclear(res);
+			} else if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+				PQclear(res);
+			} else {
+				step_result(ex, p, k, res, &bad); /* its error is the step's */
+				prepare_failed = 1;
+			}
+		}
+		if ((res = next_result(conn)) == NULL)
+			goto lost;
+		if (prepare_failed)
+			PQclear(res);
+		else
+			step_result(ex, p, k, res, &bad);
+	}
+	res = PQgetResult(conn);
+	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+		PQclear(res);
+		goto lost;
+	}
+	PQclear(res);
+	if (PQexitPipelineMode(conn) != 1)
+		goto lost;
+	return;
+
+lost:
+	p->lost = 1;
+	snprintf(error, sizeof(error), "lost the connection: %s", conn ? PQerrorMessage(conn) : "none");
+	error[strcspn(error, "\n")] = '\0';
+	pipe_fail(p, n, NO_ITEM, STEP_PLAIN, SL_PG_TRANSIENT, 0, error);
+}
+
+PGresult *
+sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params)
+{
+	struct sl_executor *ex = ctx->executor;
+	struct sl_pipe *p;
+	struct step *s;
+	PGresult *res;
+
+	if (ex == NULL)
+		return PQexecParams(ctx->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+	p = ex->pipe;
+	if (p != NULL && p->lost)
+		return NULL;
+	if (p == NULL || p->n == 0)
+		return exec_prepared(ex, sql, n_params, params);
+	/* The executor's queued statements go first, in the same round trip. */
+	if (p->n == PIPE_STEPS)
+		abort();
+	s = &p->steps[p->n++];
+	memset(s, 0, sizeof(*s));
+	s->sql = sql;
+	s->n = n_params;
+	s->params = params;
+	s->item = p->cur;
+	s->kind = STEP_HANDLER;
+	pipe_run(ex, p);
+	res = s->res;
+	s->res = NULL;
+	return res;
+}
+
 /* ---- one group, one transaction ----------------------------------------- */
 
 enum item_end {
-	ITEM_DONE,        /* result set (committed with the group) */
+	ITEM_DONE,        /* outcome queued or recorded (committed with the group) */
 	ITEM_RETRY,       /* transient: this and later items go again */
-	ITEM_SPLIT,       /* a later item waited too long for a lock: commit the
-	                   * group so far and start the next one with it */
+	ITEM_SPLIT,       /* a later item would wait for a lock: commit the group
+	                   * so far and start the next one with it */
 	ITEM_BROKEN,      /* the transaction is lost: the whole group goes again */
 };
 
@@ -545,7 +667,7 @@ undo_item(struct sl_executor *ex, int grouped, char *errbuf, size_t errbuf_size)
 
 /* The same undo, queued. */
 static void
-queue_undo(struct pipe *p, size_t index, int grouped)
+queue_undo(struct sl_pipe *p, size_t index, int grouped)
 {
 	if (grouped) {
 		pipe_add(p, sql_rollback_job, index, STEP_PLAIN, 0, NULL);
@@ -555,19 +677,42 @@ queue_undo(struct pipe *p, size_t index, int grouped)
 	pipe_add(p, sql_begin, index, STEP_PLAIN, 0, NULL);
 }
 
-/* Settles an item whose own statement failed with `error` (classified cls):
- * transient errors go again, anything else fails the job; a lost
- * transaction takes the group with it. Waits for every statement. */
+/* Queues the ledger write of the item's pending outcome. */
+static void
+queue_record(struct sl_pipe *p, struct item *it, size_t index)
+{
+	const char *params[6] = { it->ev.source, it->ev.id, it->ev.type, it->pending_status, it->pending,
+		                  it->attempts };
+
+	pipe_add(p, sql_record_or_raise, index, STEP_RECORD, 6, params);
+}
+
+/* Settles an item whose ledger write failed with `error` (classified cls),
+ * waiting for every statement. A job that is final already (`final`) rolls
+ * back and takes its stored result; transient errors go again; anything else
+ * fails the job; a lost transaction takes the group with it. */
 static enum item_end
-settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_pg_class cls, const char *error)
+settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_pg_class cls, int final,
+       const char *error)
 {
 	char errbuf[1024];
 
 	free(it->pending);
 	it->pending = NULL;
+	if (final) {
+		/* Finished by an earlier delivery or another worker: this run's
+		 * effects roll back and the stored result goes out unchanged. */
+		if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ||
+		    take_stored(ex, it, &cls, errbuf, sizeof(errbuf)) < 0 ||
+		    (grouped && command(ex, sql_release, errbuf, sizeof(errbuf)) < 0)) {
+			snprintf(it->message, sizeof(it->message), "%s", errbuf);
+			return ITEM_BROKEN;
+		}
+		return ITEM_DONE;
+	}
 	sl_metrics_counter_inc(ex->w->ops.m_pg[cls == SL_PG_TRANSIENT ? 0 : 1]);
 	snprintf(it->code, sizeof(it->code), "%s", cls == SL_PG_TRANSIENT ? "db_transient" : "db_error");
-	snprintf(it->message, sizeof(it->message), "%s", error);
+	snprintf(it->message, sizeof(it->message), "%.1000s", error);
 	if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0)
 		return ITEM_BROKEN;
 	if (cls == SL_PG_TRANSIENT)
@@ -580,12 +725,13 @@ settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_
 	return ITEM_DONE;
 }
 
-/* Runs the handler of the claimed item items[index] and queues what
- * records its outcome (ITEM_DONE), or undoes it and says why not. A
- * rejected or failed job is undone whole, claim included, and recorded
- * anew: no savepoint is spent on the handler alone. */
+/* Runs the handler of items[index] and queues its ledger write (ITEM_DONE),
+ * or undoes it and says why not. A rejected or failed job is undone whole
+ * and its outcome written after that, so that its partial writes vanish
+ * without a savepoint of its own. When a queued statement failed meanwhile
+ * (p->failed), the outcome is void and nothing is queued. */
 static enum item_end
-run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, struct pipe *p)
+run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, struct sl_pipe *p)
 {
 	const struct sl_handler *h = it->jt->handler;
 	struct sl_job_ctx ctx = { 0 };
@@ -598,17 +744,19 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	ctx.job_type = it->ev.type;
 	ctx.data = it->ev.data;
 	ctx.executor = ex;
+	p->cur = index;
 	outcome = h->run(&ctx);
+	if (p->failed >= 0) {
+		json_decref(ctx.output);
+		return ITEM_DONE;
+	}
 
 	switch (outcome) {
 	case SL_OUTCOME_SUCCEEDED:
 		it->pending_status = "succeeded";
 		it->pending = build_result(ex, &it->ev, it->pending_status, ctx.output, NULL, NULL);
 		json_decref(ctx.output);
-		{
-			const char *fin[4] = { it->ev.source, it->ev.id, it->pending_status, it->pending };
-			pipe_add(p, sql_finish, index, STEP_FINISH, 4, fin);
-		}
+		queue_record(p, it, index);
 		break;
 	case SL_OUTCOME_REJECTED:
 	case SL_OUTCOME_FAILED:
@@ -626,14 +774,17 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 			it->pending = build_result(ex, &it->ev, it->pending_status, NULL, it->code, it->message);
 		}
 		queue_undo(p, index, grouped);
-		{
-			const char *rec[5] = { it->ev.source, it->ev.id, it->ev.type, it->pending_status, it->pending };
-			pipe_add(p, sql_record, index, STEP_RECORD, 5, rec);
-		}
+		queue_record(p, it, index);
 		break;
 	case SL_OUTCOME_RETRY:
 	default:
 		json_decref(ctx.output);
+		if (p->n > 0) {
+			/* What the handler did not send is sent before the undo. */
+			pipe_run(ex, p);
+			if (p->failed >= 0)
+				return ITEM_DONE;
+		}
 		if (grouped && index > 0 && strcmp(ctx.sqlstate, "55P03") == 0)
 			return undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ? ITEM_BROKEN : ITEM_SPLIT;
 		snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : "transient");
@@ -646,39 +797,6 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	return ITEM_DONE;
 }
 
-/* Hands the results of the finish and record steps among the first `upto`
- * of a run to their jobs. A record that found the job final takes the
- * stored result instead; -1 when even that fails (the group is lost). */
-static int
-take_results(struct sl_executor *ex, struct item *items, const struct pipe *p, int upto, char *errbuf,
-             size_t errbuf_size)
-{
-	enum sl_pg_class cls;
-	int k;
-
-	for (k = 0; k < upto; k++) {
-		const struct step *s = &p->steps[k];
-		struct item *it;
-
-		if (s->kind != STEP_FINISH && s->kind != STEP_RECORD)
-			continue;
-		it = &items[s->item];
-		if (s->kind == STEP_RECORD && s->rows == 0) {
-			free(it->pending);
-			it->pending = NULL;
-			if (take_stored(ex, it, &cls, errbuf, errbuf_size) < 0)
-				return -1;
-			continue;
-		}
-		free(it->job->result);
-		it->job->result = it->pending;
-		it->job->status = it->pending_status;
-		it->pending = NULL;
-		dead_letter(it);
-	}
-	return 0;
-}
-
 /* Runs items[0..n) in one transaction. Returns how many items from the
  * start are finished and committed; the item at that index (if any) needs
  * another attempt, with the reason in its code/message, unless *split says
@@ -687,12 +805,12 @@ static size_t
 run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
 {
 	struct sl_worker *w = ex->w;
-	struct pipe p;
+	struct sl_pipe pipe, *p = &pipe;
 	enum sl_pg_class cls;
 	char errbuf[1024];
 	size_t i = 0, j;
 	enum item_end end = ITEM_DONE;
-	int grouped = n > 1, timeout_set = 0, timeout_queued, ending, ended = 0, abandoned = 0, claimed;
+	int grouped = n > 1, ended = 0, abandoned = 0;
 
 	*split = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
@@ -702,79 +820,66 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
 		snprintf(items[0].message, sizeof(items[0].message), "%s", errbuf);
 		return 0;
 	}
-	p.n = 0;
-	pipe_add(&p, sql_begin, NO_ITEM, STEP_PLAIN, 0, NULL);
+	memset(p, 0, sizeof(*p));
+	p->items = items;
+	p->failed = -1;
+	ex->pipe = p;
+	for (j = 0; j < n; j++)
+		snprintf(items[j].attempts, sizeof(items[j].attempts), "%d", items[j].job->attempts);
+	pipe_add(p, sql_begin, NO_ITEM, STEP_PLAIN, 0, NULL);
 	for (;;) {
-		/* The queue holds what finishes the previous item; the next
-		 * item's claim, or the end of the transaction, joins it. */
-		ending = i >= n;
-		timeout_queued = 0;
-		if (!ending) {
-			const char *params[3] = { items[i].ev.source, items[i].ev.id, items[i].ev.type };
-			if (grouped && i > 0 && !timeout_set) {
-				pipe_add(&p, sql_lock_timeout, NO_ITEM, STEP_PLAIN, 0, NULL);
-				timeout_queued = 1;
-			}
-			if (grouped)
-				pipe_add(&p, sql_savepoint, i, STEP_PLAIN, 0, NULL);
-			pipe_add(&p, sql_claim, i, STEP_CLAIM, 3, params);
-		} else {
+		if (i == n) {
 			/* Abandoned: nothing of it is published, so nothing commits;
 			 * the redelivery runs it again. */
 			abandoned = atomic_load(&w->abandon);
-			pipe_add(&p, abandoned ? sql_rollback : sql_commit, NO_ITEM, abandoned ? STEP_PLAIN : STEP_COMMIT,
+			pipe_add(p, abandoned ? sql_rollback : sql_commit, NO_ITEM, abandoned ? STEP_PLAIN : STEP_COMMIT,
 			         0, NULL);
-		}
-		if (pipe_run(ex, &p) < 0) {
-			j = p.failed < p.n ? p.steps[p.failed].item : NO_ITEM;
-			snprintf(errbuf, sizeof(errbuf), "%s", p.errbuf);
-			if (j == NO_ITEM || take_results(ex, items, &p, p.failed, errbuf, sizeof(errbuf)) < 0)
-				goto broken;
-			p.n = 0;
-			end = settle(ex, &items[j], grouped, j == 0, p.cls, errbuf);
-			if (end != ITEM_DONE) {
-				i = j;
+			pipe_run(ex, p);
+			if (p->failed < 0) {
+				ended = 1;
 				break;
 			}
-			i = j + 1;
-			continue;
-		}
-		claimed = !ending && p.steps[p.n - 1].rows > 0;
-		if (take_results(ex, items, &p, p.n, errbuf, sizeof(errbuf)) < 0)
-			goto broken;
-		p.n = 0;
-		timeout_set |= timeout_queued;
-		if (ending) {
-			ended = 1;
-			break;
-		}
-		if (!claimed) {
-			/* Final already: publish what is stored, unchanged. */
-			if (take_stored(ex, &items[i], &cls, errbuf, sizeof(errbuf)) < 0) {
-				if ((end = settle(ex, &items[i], grouped, i == 0, cls, errbuf)) != ITEM_DONE)
+		} else {
+			if (grouped && i > 0 && !p->timeout_set)
+				pipe_add(p, sql_lock_timeout, NO_ITEM, STEP_PLAIN, 0, NULL);
+			if (grouped)
+				pipe_add(p, sql_savepoint, i, STEP_PLAIN, 0, NULL);
+			end = run_handler(ex, &items[i], i, grouped, p);
+			if (p->failed < 0) {
+				if (end != ITEM_DONE)
 					break;
-			} else if (grouped) {
-				pipe_add(&p, sql_release, i, STEP_PLAIN, 0, NULL);
+				i++;
+				continue;
 			}
-			i++;
-			continue;
 		}
-		if ((end = run_handler(ex, &items[i], i, grouped, &p)) != ITEM_DONE)
+		/* A queued step failed; what came after it is void and goes again. */
+		for (j = p->fail_item == NO_ITEM ? 0 : p->fail_item; j < n; j++) {
+			free(items[j].pending);
+			items[j].pending = NULL;
+		}
+		p->n = 0;
+		p->failed = -1;
+		if (p->lost || p->fail_item == NO_ITEM || p->fail_kind != STEP_RECORD) {
+			snprintf(errbuf, sizeof(errbuf), "%.1000s", p->fail_error);
+			goto broken;
+		}
+		j = p->fail_item;
+		end = settle(ex, &items[j], grouped, j == 0, p->fail_cls, p->fail_final, p->fail_error);
+		i = end == ITEM_DONE ? j + 1 : j;
+		if (end != ITEM_DONE)
 			break;
-		i++;
 	}
-	if (end == ITEM_BROKEN) {
+	ex->pipe = NULL;
+	if (end == ITEM_BROKEN && !ended) {
 		snprintf(errbuf, sizeof(errbuf), "%s", items[i].message);
 		goto broken;
 	}
 	if (!ended) {
-		/* Stopped early at items[i] (perhaps by a failure in the batch
-		 * that held the COMMIT): the ones before it commit now. */
+		/* Stopped early at items[i]: the ones before it commit now. */
 		*split = end == ITEM_SPLIT;
 		abandoned = atomic_load(&w->abandon);
 		/* A COMMIT that fails with the connection lost may have committed:
-		 * the next attempt's claim finds out from the ledger, so retrying
-		 * is safe. */
+		 * the next attempt's ledger write finds out, so retrying is safe. */
 		if (abandoned) {
 			command(ex, sql_rollback, errbuf, sizeof(errbuf));
 		} else {
@@ -801,6 +906,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
 	return i;
 
 broken:
+	ex->pipe = NULL;
 	for (j = 0; j < n; j++) {
 		free(items[j].pending);
 		items[j].pending = NULL;

@@ -73,6 +73,10 @@ struct sl_job {
 	int dlq_acked;
 };
 
+#define SL_MAX_PREPARED 32
+
+struct sl_pipe;
+
 struct sl_executor {
 	struct sl_worker *w;
 	unsigned index;
@@ -83,8 +87,9 @@ struct sl_executor {
 	size_t queued;                 /* under mu */
 	int stop;                      /* under mu */
 	PGconn *conn;                  /* executor thread */
-	const char *prepared[32];      /* executor thread: statements prepared on conn, by address */
+	const char *prepared[SL_MAX_PREPARED]; /* executor thread: statements prepared on conn, by address */
 	int n_prepared;
+	struct sl_pipe *pipe;          /* executor thread: the group's statement queue (job.c) */
 	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
 	atomic_int busy;               /* running a job right now */
 	atomic_llong busy_ns;          /* total time spent running jobs */
