@@ -135,6 +135,35 @@ def test_sigkill_three_times(env, max_batch):
     assert res.status_counts().get("failed", 0) == 0
 
 
+# Every fifth write to the job ledger fails with a serialization failure
+# (transient). The executor sends that write in the same pipeline as the next
+# job's work or as the COMMIT, so failures land in every position of a batch,
+# the last one included; the jobs must be retried, none lost, none applied
+# twice, no result published for a transaction that did not commit.
+CHAOS_SQL = """
+create sequence chaos_writes;
+create function chaos_write() returns trigger language plpgsql as $$
+begin
+    if nextval('chaos_writes') % 5 = 0 then
+        raise exception 'chaos: ledger write refused' using errcode = '40001';
+    end if;
+    return new;
+end $$;
+create trigger chaos_write before insert or update on sluice.jobs
+    for each row execute function chaos_write();
+"""
+
+
+@batch_modes
+def test_ledger_writes_failing(env, max_batch):
+    env.pg.query(CHAOS_SQL)
+    res, ids = run_ledger(env, 2_000, executors=4, max_batch=max_batch,
+                          retry={"max_attempts": 20, "initial_backoff": 0.01, "max_backoff": 0.05})
+    env.check_ledger(res, ids)
+    assert res.status_counts().get("failed", 0) == 0
+    assert env.pg.scalar("select last_value from chaos_writes") >= 400
+
+
 @batch_modes
 def test_postgres_restart(env, max_batch):
     services = os.environ["SLUICE_SERVICES_DIR"]
