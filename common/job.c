@@ -800,9 +800,10 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 /* Runs items[0..n) in one transaction. Returns how many items from the
  * start are finished and committed; the item at that index (if any) needs
  * another attempt, with the reason in its code/message, unless *split says
- * it only has to go first in the next group. */
+ * it only has to go first in the next group. *lost says the transaction was
+ * lost as a whole (connection, COMMIT), which no single item is known for. */
 static size_t
-run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
+run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int *lost)
 {
 	struct sl_worker *w = ex->w;
 	struct sl_pipe pipe, *p = &pipe;
@@ -812,7 +813,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
 	enum item_end end = ITEM_DONE;
 	int grouped = n > 1, ended = 0, abandoned = 0;
 
-	*split = 0;
+	*split = *lost = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
 		sl_metrics_counter_inc(w->ops.m_pg[0]);
@@ -907,6 +908,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split)
 
 broken:
 	ex->pipe = NULL;
+	*lost = 1;
 	for (j = 0; j < n; j++) {
 		free(items[j].pending);
 		items[j].pending = NULL;
@@ -1029,8 +1031,8 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 	struct sl_worker *w = ex->w;
 	struct item *items = calloc(n, sizeof(*items));
 	struct sl_retry_policy policy;
-	size_t i, n_db = 0, n_decoded, first = 0, done;
-	int split;
+	size_t i, n_db = 0, n_decoded, first = 0, done, size;
+	int split, lost, alone = 0;
 
 	if (items == NULL)
 		abort();
@@ -1053,7 +1055,13 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 				items[i].job->end = SL_JOB_END_SKIPPED;
 			break;
 		}
-		done = run_group(ex, it, n_db - first, &split);
+		/* After a group was lost, its jobs go one by one: a job that
+		 * breaks its connection then pays for it alone, instead of the
+		 * group's first job (which is what gets the next attempt). */
+		size = alone ? 1 : n_db - first;
+		done = run_group(ex, it, size, &split, &lost);
+		if (lost && size > 1)
+			alone = 1;
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
 		if (atomic_load(&w->abandon)) {
 			/* Rolled back or cancelled by the stop: not a failure of the

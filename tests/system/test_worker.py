@@ -164,6 +164,38 @@ def test_ledger_writes_failing(env, max_batch):
     assert env.pg.scalar("select last_value from chaos_writes") >= 400
 
 
+# A job whose ledger write kills its own connection (a trigger terminates the
+# backend). In a group that loses the whole transaction, nobody knows which
+# job did it; the group's jobs then go one by one, so the job pays alone and
+# its neighbours succeed.
+KILLER_SQL = """
+create function kill_on_write() returns trigger language plpgsql as $$
+begin
+    if new.id = '{id}' then
+        perform pg_terminate_backend(pg_backend_pid());
+    end if;
+    return new;
+end $$;
+create trigger kill_on_write before insert or update on sluice.jobs
+    for each row execute function kill_on_write();
+"""
+
+
+def test_job_that_breaks_its_connection(env):
+    opens = [cloudevent("ledger.open", {"account": f"k-{i:03d}", "balance": 10}) for i in range(40)]
+    killer = opens[5]["id"]
+    env.pg.query(KILLER_SQL.format(id=killer))
+    env.produce_jobs(opens, lambda ev: b"one-key")
+    w = env.worker(executors=1, max_batch=32,
+                   retry={"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05}).start()
+    res = read_results(env.kafka, env.results, len(opens), timeout=120)
+    assert w.stop(60) == 0, w.log()[-3000:]
+    statuses = {ev["id"]: res.first(ev["id"])["data"]["status"] for ev in opens}
+    assert statuses.pop(killer) == "failed"
+    assert set(statuses.values()) == {"succeeded"}, w.log()[-3000:]
+    assert env.pg.scalar("select count(*) from ledger.accounts where id like 'k-%'") == 39
+
+
 @batch_modes
 def test_postgres_restart(env, max_batch):
     services = os.environ["SLUICE_SERVICES_DIR"]
