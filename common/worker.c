@@ -645,7 +645,11 @@ client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbu
 		rc |= conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size);
 		rc |= conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errbuf_size);
 		rc |= conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errbuf_size);
-		rc |= conf_set(conf, "queued.max.messages.kbytes", "16384", errbuf, errbuf_size);
+		/* The prefetch queue only has to cover a fetch round trip at full
+		 * speed (a few thousand jobs); at librdkafka's 64 MiB it would be
+		 * most of the worker's memory. */
+		rc |= conf_set(conf, "queued.max.messages.kbytes", "4096", errbuf, errbuf_size);
+		rc |= conf_set(conf, "queued.min.messages", "10000", errbuf, errbuf_size);
 	} else {
 		/* Batching results cuts the worker's CPU per job by half or more
 		 * (one produce request per result costs more than the job's SQL);
