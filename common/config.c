@@ -387,7 +387,7 @@ set_defaults(struct sl_config *cfg)
 	cfg->executors = 4;
 	cfg->max_in_flight = 1000;
 	cfg->max_job_bytes = 256 * 1024;
-	cfg->max_batch = 1;
+	cfg->max_batch = 32;
 	cfg->shutdown_timeout = 30.0;
 	cfg->revoke_timeout = 20.0;
 	cfg->stall_timeout = 60.0;
