@@ -347,7 +347,7 @@ class Run:
 
     def __init__(self, env, name, settings, executors, workers):
         self.env, self.name, self.settings = env, name, settings
-        self.http_port = free_port()
+        self.http_ports = [free_port() for _ in range(workers)]
         self.in_flight_max = None
         self.utilisation = []
         self.executors, self.workers_n = executors, workers
@@ -359,7 +359,7 @@ class Run:
         self.db = env.fresh_db(name)
         self.workers = []
 
-    def conf(self):
+    def conf(self, index):
         s = self.settings
         kw = {"executors": self.executors}
         for k in ("max_batch", "max_in_flight"):
@@ -368,7 +368,7 @@ class Run:
         return conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
                          self.dlq_topic, "bench-" + uuid.uuid4().hex[:8],
                          consumer_properties=s.get("consumer", ()), producer_properties=s.get("producer", ()),
-                         http_listen=f"127.0.0.1:{self.http_port}", **kw)
+                         http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
 
     def check_conf(self, path):
         r = subprocess.run([str(ROOT / "build" / "sluice-worker"), "-n", "-c", path], capture_output=True,
@@ -378,13 +378,14 @@ class Run:
 
     def start(self):
         base = os.path.join(self.env.work, f"{slug(self.name)}-{uuid.uuid4().hex[:6]}")
-        conf = base + ".conf"
-        with open(conf, "w") as f:
-            f.write(self.conf())
-        self.check_conf(conf)
         for i in range(self.workers_n):
+            # One file per process: each has its own metrics port.
+            conf = f"{base}-w{i}.conf"
+            with open(conf, "w") as f:
+                f.write(self.conf(i))
+            self.check_conf(conf)
             self.workers.append(Worker(conf, f"{base}-w{i}.log").start())
-        log(f"worker{'s' if self.workers_n > 1 else ''} started: {conf} ({self.executors} executors, "
+        log(f"worker{'s' if self.workers_n > 1 else ''} started: {base}-w*.conf ({self.executors} executors, "
             f"{self.workers_n} process{'es' if self.workers_n > 1 else ''}, logs {base}-w*.log)")
 
     def watch_metrics(self):
@@ -393,7 +394,7 @@ class Run:
         self.in_flight_max, the executors' utilisation (share of the time
         they ran jobs, once jobs flow) into self.utilisation."""
         def sample():
-            url = f"http://127.0.0.1:{self.http_port}/metrics"
+            url = f"http://127.0.0.1:{self.http_ports[0]}/metrics"
             while all(w.alive() for w in self.workers):
                 try:
                     with urllib.request.urlopen(url, timeout=2) as r:
@@ -593,6 +594,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
 
             total = max(1, int(rate * seconds))
             log(f"latency: offering {rate:.0f} jobs/s for {seconds:.0f} s ({total} jobs)")
+            sys0, me0 = system_cpu(), os.times()
             t0 = time.time()
             i = 0
             while i < total:
@@ -610,6 +612,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 receive(max(0.0, min(0.002, next_at - time.time())))
             p.flush(30)
             offered = total / (time.time() - t0)
+            sys1, me1 = system_cpu(), os.times()
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
@@ -623,7 +626,9 @@ def latency_phase(env, name, settings, rate, seconds, executors):
         return {"offered_per_s": round(offered, 1), "latency_jobs": len(lat), "latency_missing": missing,
                 "p50_ms": r(percentile(lat, 0.50)), "p95_ms": r(percentile(lat, 0.95)),
                 "p99_ms": r(percentile(lat, 0.99)), "max_ms": r(lat[-1] if lat else None),
-                "latency_phase_peak_rss_mib": round(rss, 1)}
+                "latency_phase_peak_rss_mib": round(rss, 1),
+                "latency_machine_busy": round((sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]), 2),
+                "latency_driver_cpu_us_per_job": round((me1.user + me1.system - me0.user - me0.system) * 1e6 / total, 1)}
     finally:
         run.close()
 
@@ -711,8 +716,11 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
             f"{row['machine_busy']}, executors busy {row['executor_utilisation']}"
             + (f", most jobs in flight seen {row['max_in_flight_sampled']}" if watch_in_flight else ""))
         if latency:
-            row.update(latency_phase(env, mode, settings, row["jobs_per_s"] / 2, args.latency_seconds, executors))
-            log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms")
+            row.update(latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
+                                     args.latency_seconds, executors))
+            log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms at "
+                f"{row['offered_per_s']} jobs/s offered; machine busy {row['latency_machine_busy']}, this driver "
+                f"{row['latency_driver_cpu_us_per_job']} us CPU/job")
         if with_ceiling:
             row["ceiling_tps"] = ceiling(env, executors * workers, n)
             if row["ceiling_tps"]:
@@ -743,6 +751,8 @@ def main():
                     help="comma list: per-job, grouped, or NAME:max_batch=N:max_in_flight=N:executors=N:"
                          "workers=N:producer=PROP=V:consumer=PROP=V")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--latency-rate", type=float, default=0,
+                    help="jobs/s offered in the latency phase (default: half the measured throughput)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--scaling", action="store_true",
