@@ -63,6 +63,7 @@ KNOWN_MODES = {
 }
 SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SUBJECT = re.compile(rb'"subject":"([^"]+)"')
 
 
 def log(msg):
@@ -334,8 +335,10 @@ def preload(env, topic, n, prefix):
 
 def results_consumer(brokers, topic, partitions):
     c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5,
-                  "fetch.min.bytes": 1})
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  # The broker answers as soon as a result is there (fetch.min.bytes 1);
+                  # a short wait would only make it answer empty fetches.
+                  "fetch.wait.max.ms": 500, "fetch.min.bytes": 1})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     return c
 
@@ -554,7 +557,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
     run = Run(env, name + "-lat", settings, executors, 1)
     try:
         c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
-        p = new_producer(env.brokers, 1)
+        p = new_producer(env.brokers, 5)
         rnd = random.Random(2)
         prefix = f"{slug(name)}-lat-{uuid.uuid4().hex[:6]}"
         sent = {}
@@ -564,18 +567,18 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             run.wait_assigned()
 
             def receive(timeout):
-                m = c.poll(timeout)
-                while m is not None:
-                    now = time.time()
+                batch = c.consume(1000, timeout)
+                now = time.time()
+                for m in batch:
                     if m.error():
                         raise KafkaException(m.error())
-                    job = json.loads(m.value())["data"].get("id")
+                    found = SUBJECT.search(m.value())
+                    job = found.group(1).decode() if found else None
                     t_sent = sent.pop(job, None)
                     if t_sent is not None:
                         lat.append(now * 1000.0 - t_sent)
                     elif job is not None and job.startswith("warm-"):
                         warm.discard(job)
-                    m = c.poll(0)
 
             # Warm-up, not measured: connections, the first fetches.
             warm = set()
@@ -593,6 +596,14 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 raise BenchError("the warm-up jobs got no results within 60 s")
 
             total = max(1, int(rate * seconds))
+            # Serialised before the clock starts: the driver shares the
+            # machine, and the job's `time` is patched in when it is sent.
+            jobs = []
+            for k in range(total):
+                job = f"{prefix}-{k}"
+                key, value = transfer(rnd, env.args.accounts, job, 0)
+                at = value.index(event_time(0))
+                jobs.append((job, key, (value[:at], value[at + len(event_time(0)):])))
             log(f"latency: offering {rate:.0f} jobs/s for {seconds:.0f} s ({total} jobs)")
             sys0, me0 = system_cpu(), os.times()
             t0 = time.time()
@@ -602,14 +613,15 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 due = min(total, int((now - t0) * rate) + 1)
                 while i < due:
                     ms = int(time.time() * 1000)
-                    job = f"{prefix}-{i}"
-                    key, value = transfer(rnd, env.args.accounts, job, ms)
+                    job, key, (head, tail) = jobs[i]
                     sent[job] = ms
-                    produce(p, run.jobs_topic, key, value)
+                    produce(p, run.jobs_topic, key, head + event_time(ms) + tail)
                     i += 1
                 p.poll(0)
+                # Jobs go out in ticks of at most 10 ms (each stamped when
+                # produced); results are read as they come meanwhile.
                 next_at = t0 + i / rate
-                receive(max(0.0, min(0.002, next_at - time.time())))
+                receive(max(0.0, min(0.01, next_at - time.time())))
             p.flush(30)
             offered = total / (time.time() - t0)
             sys1, me1 = system_cpu(), os.times()
@@ -666,6 +678,23 @@ def ceiling(env, connections, n):
         return tps
     finally:
         env.drop_db(db)
+
+
+def warm_up(env, n=30000):
+    """Not measured: pushes n messages through the broker and back, so that
+    the JVM has compiled its hot paths before the first measured phase."""
+    k = Kafka(env.brokers, prefix="bench")
+    try:
+        topic = k.create_topic("bench-warm", partitions=env.args.partitions)
+        preload(env, topic, n, "warm")
+        c = results_consumer(env.brokers, topic, env.args.partitions)
+        got, deadline = 0, time.time() + 120
+        while got < n and time.time() < deadline:
+            got += len(c.consume(1000, 0.1))
+        c.close()
+        log(f"broker warm-up: {got} messages through")
+    finally:
+        k.close()
 
 
 # ---- reporting ---------------------------------------------------------------
@@ -781,6 +810,7 @@ def main():
     env.protocol = worker_protocol() if args.ceiling_protocol == "auto" else args.ceiling_protocol
     log(f"machine: {env.machine['nproc']} CPUs ({env.machine['cpu']}), PostgreSQL {env.pg_version}, "
         f"sluice {env.rev}, pgbench {env.pgbench} -M {env.protocol}")
+    warm_up(env)
     rows = []
     for name, settings in modes:
         executors = settings.get("executors", args.executors)
