@@ -351,6 +351,7 @@ class Run:
     def __init__(self, env, name, settings, executors, workers):
         self.env, self.name, self.settings = env, name, settings
         self.http_ports = [free_port() for _ in range(workers)]
+        self.group = "bench-" + uuid.uuid4().hex[:8]  # one group for all the run's processes
         self.in_flight_max = None
         self.utilisation = []
         self.executors, self.workers_n = executors, workers
@@ -369,7 +370,7 @@ class Run:
             if k in s:
                 kw[k] = s[k]
         return conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
-                         self.dlq_topic, "bench-" + uuid.uuid4().hex[:8],
+                         self.dlq_topic, self.group,
                          consumer_properties=s.get("consumer", ()), producer_properties=s.get("producer", ()),
                          http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
 
@@ -488,7 +489,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                     stamp["error"] = e
             t = threading.Thread(target=watch, daemon=True)
             t.start()
-            count, values, first_ts, last_ts = 0, [], None, None
+            count, values, first_ts, last_ts, seen = 0, [], None, None, set()
             timeout = env.args.phase_timeout or 60 + n / 100.0
             deadline = time.time() + timeout
             last_check = 0
@@ -499,10 +500,14 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                     if m.error():
                         raise KafkaException(m.error())
                     values.append(m.value())
+                    found = SUBJECT.search(m.value())
+                    seen.add(found.group(1) if found else m.value())
                     ts = m.timestamp()[1]
                     first_ts = ts if first_ts is None else min(first_ts, ts)
                     last_ts = ts if last_ts is None else max(last_ts, ts)
-                count += len(batch)
+                # Redelivered jobs (a rebalance) publish their result again:
+                # the run ends when every job has one.
+                count = len(seen)
                 if now - last_check > 1:
                     last_check = now
                     run.check_alive()
