@@ -22,6 +22,9 @@ SLUICE_SERVICES_DIR). For every mode (a name plus worker settings):
    protocol (-M extended for PQexecParams, -M prepared once the sources
    prepare statements; --ceiling-protocol overrides).
 
+Before the first mode, --warm-up messages (not measured) go through the
+broker, so that its JIT compilation does not land in the figures.
+
 --scaling adds throughput runs with 1, 2 and 4 executors and with 2 worker
 processes in one group; --inflight-test adds a run with max_in_flight=10000
 over 50,000 preloaded jobs, whose peak RSS is the memory figure of issue 5
@@ -787,6 +790,8 @@ def main():
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="jobs/s offered in the latency phase (default: half the measured throughput)")
+    ap.add_argument("--warm-up", type=int, default=30000,
+                    help="messages pushed through the broker before measuring (default 30000)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--scaling", action="store_true",
@@ -815,7 +820,8 @@ def main():
     env.protocol = worker_protocol() if args.ceiling_protocol == "auto" else args.ceiling_protocol
     log(f"machine: {env.machine['nproc']} CPUs ({env.machine['cpu']}), PostgreSQL {env.pg_version}, "
         f"sluice {env.rev}, pgbench {env.pgbench} -M {env.protocol}")
-    warm_up(env)
+    if args.warm_up > 0:
+        warm_up(env, args.warm_up)
     rows = []
     for name, settings in modes:
         executors = settings.get("executors", args.executors)

@@ -18,7 +18,7 @@ def test_bench_smoke(brokers, admin_conninfo, bin_dir, tmp_path):
     env.setdefault("SLUICE_SERVICES_DIR", str(tmp_path))
     tag = "smoke_" + uuid.uuid4().hex[:8]
     r = subprocess.run([sys.executable, "-u", str(ROOT / "tests/bench/bench.py"), "--jobs", "500",
-                        "--latency-seconds", "2", "--modes", "per-job", "--tag", tag],
+                        "--latency-seconds", "2", "--modes", "per-job", "--tag", tag, "--warm-up", "200"],
                        capture_output=True, text=True, timeout=600, env=env)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
@@ -38,6 +38,13 @@ def test_bench_smoke(brokers, admin_conninfo, bin_dir, tmp_path):
     assert abs(b["ratio"] - b["jobs_per_s"] / b["ceiling_tps"]) < 0.01
     assert b["cpu_us_per_job"] > 0
     assert 1 < b["peak_rss_mib"] < 4096
+    # Where the time went: the services' CPU, the machine, the executors.
+    assert b["pg_cpu_us_per_job"] > 0 and b["kafka_cpu_us_per_job"] >= 0
+    assert 0 < b["machine_busy"] <= 1
+    # Sampled every 0.2 s while jobs are in flight: a run this short may see none.
+    assert "executor_utilisation" in b
+    assert b["executor_utilisation"] is None or 0 <= b["executor_utilisation"] <= 1
+    assert "broker warm-up: 200 messages through" in out
     assert 0 <= b["p50_ms"] <= b["p95_ms"] <= b["p99_ms"] <= b["max_ms"]
     assert b["latency_jobs"] > 0 and b["latency_missing"] == 0
     assert b["machine"]["nproc"] >= 1 and b["machine"]["cpu"]
