@@ -1,9 +1,12 @@
 /* registry.h -- job handlers and the table that names them.
  *
  * A handler is the business logic of one job type. The executor calls it on
- * its own PostgreSQL connection, inside the job's transaction, once the job
- * is claimed in the ledger and its data has passed the type's JSON Schema. The handler only runs SQL on ctx->conn (never COMMIT,
- * ROLLBACK or SAVEPOINT itself) and reports the outcome:
+ * its own PostgreSQL connection, inside the job's transaction, once the job's
+ * data has passed the type's JSON Schema. A job that turns out to be final
+ * already (a redelivery) runs in vain: its effects roll back when its ledger
+ * write finds the stored result. The handler only runs SQL, through
+ * sl_job_exec() (never COMMIT, ROLLBACK or SAVEPOINT itself), and reports
+ * the outcome:
  *
  *   SUCCEEDED  effects done; ctx->output set (a new reference, an object)
  *   REJECTED   business refusal (insufficient funds): the executor undoes
