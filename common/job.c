@@ -126,24 +126,36 @@ sl_job_disconnect(struct sl_executor *ex)
 }
 
 /* Returns the index of `sql` (static storage: its address names it) among
- * the statements prepared on ex's connection, preparing it if needed; -1
- * when the cache is full (the statement then goes unnamed) and -2 with the
- * server's result in *err when it cannot be prepared. */
+ * the statements prepared on ex's connection, or -1. */
 static int
-prepared_index(struct sl_executor *ex, const char *sql, int n, PGresult **err)
+prepared_find(const struct sl_executor *ex, const char *sql)
 {
-	char name[16];
 	int i;
-	PGresult *res;
 
-	*err = NULL;
 	for (i = 0; i < ex->n_prepared; i++)
 		if (ex->prepared[i] == sql)
 			return i;
-	if (i == SL_MAX_PREPARED)
+	return -1;
+}
+
+/* Like prepared_find(), preparing the statement if needed (its parameter
+ * types are left to the server); -1 when the cache is full (the statement
+ * then goes unnamed) and -2 with the server's result in *err when it cannot
+ * be prepared. */
+static int
+prepared_index(struct sl_executor *ex, const char *sql, PGresult **err)
+{
+	char name[16];
+	int i = prepared_find(ex, sql);
+	PGresult *res;
+
+	*err = NULL;
+	if (i >= 0)
+		return i;
+	if ((i = ex->n_prepared) == SL_MAX_PREPARED)
 		return -1;
 	snprintf(name, sizeof(name), "s%d", i);
-	res = PQprepare(ex->conn, name, sql, n, NULL);
+	res = PQprepare(ex->conn, name, sql, 0, NULL);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		*err = res;
 		return -2;
@@ -151,21 +163,6 @@ prepared_index(struct sl_executor *ex, const char *sql, int n, PGresult **err)
 	PQclear(res);
 	ex->prepared[ex->n_prepared++] = sql;
 	return i;
-}
-
-/* Counts the $n placeholders of a statement: the highest n. */
-static int
-count_params(const char *sql)
-{
-	int n = 0;
-
-	for (; *sql; sql++)
-		if (*sql == '$' && sql[1] >= '1' && sql[1] <= '9') {
-			int k = (int)strtol(sql + 1, NULL, 10);
-			if (k > n)
-				n = k;
-		}
-	return n;
 }
 
 static int
@@ -190,7 +187,7 @@ ensure_connection(struct sl_executor *ex, char *errbuf, size_t errbuf_size)
 	pthread_mutex_unlock(&ex->mu);
 	ex->conn = conn;
 	for (i = 0; i < sizeof(framework_sql) / sizeof(framework_sql[0]); i++)
-		if (prepared_index(ex, framework_sql[i], count_params(framework_sql[i]), &err) < 0) {
+		if (prepared_index(ex, framework_sql[i], &err) < 0) {
 			snprintf(errbuf, errbuf_size, "could not prepare the job statements: %s",
 			         err ? PQresultErrorMessage(err) : PQerrorMessage(conn));
 			errbuf[strcspn(errbuf, "\n")] = '\0';
@@ -208,7 +205,7 @@ exec_prepared(struct sl_executor *ex, const char *sql, int n, const char *const 
 {
 	char name[16];
 	PGresult *err;
-	int i = prepared_index(ex, sql, n, &err);
+	int i = prepared_index(ex, sql, &err);
 
 	if (i == -2)
 		return err; /* the caller sees the error */
@@ -357,10 +354,10 @@ record_failed(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, ch
 	char *result = build_result(ex, &it->ev, "failed", NULL, it->code, it->message);
 	const char *params[6] = { it->ev.source, it->ev.id, it->ev.type, "failed", result, it->attempts };
 	PGresult *res;
+	int final;
 
 	snprintf(it->attempts, sizeof(it->attempts), "%d", it->job->attempts);
 	res = run(ex, sql_record, 6, params, cls, errbuf, errbuf_size);
-	int final;
 
 	if (res == NULL) {
 		free(result);
@@ -551,12 +548,12 @@ pipe_run(struct sl_executor *ex, struct sl_pipe *p)
 	for (k = 0; k < n; k++) {
 		struct step *s = &p->steps[k];
 
-		for (i = 0; i < ex->n_prepared && ex->prepared[i] != s->sql; i++)
-			;
+		if ((i = prepared_find(ex, s->sql)) < 0)
+			i = ex->n_prepared;
 		if (i == ex->n_prepared && i < SL_MAX_PREPARED) {
 			/* A handler's statement, the first time on this connection. */
 			snprintf(name, sizeof(name), "s%d", i);
-			if (PQsendPrepare(conn, name, s->sql, s->n, NULL) != 1)
+			if (PQsendPrepare(conn, name, s->sql, 0, NULL) != 1)
 				goto lost;
 			s->prepare = 1;
 		}
