@@ -53,7 +53,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
 import psycopg  # noqa: E402
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
-from harness import ROOT, Kafka, Pg, Worker, conf_text, migrate  # noqa: E402
+from harness import BIN, ROOT, Kafka, Pg, Worker, conf_text, migrate  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PGBENCH_SCRIPT = os.path.join(BENCH_DIR, "ledger_job.sql")
@@ -378,7 +378,7 @@ class Run:
                          http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
 
     def check_conf(self, path):
-        r = subprocess.run([str(ROOT / "build" / "sluice-worker"), "-n", "-c", path], capture_output=True,
+        r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", path], capture_output=True,
                            text=True, timeout=30)
         if r.returncode != 0:
             raise BenchError("the worker refuses the settings: " + (r.stderr or r.stdout).strip())
@@ -811,8 +811,8 @@ def main():
         raise SystemExit("bench: --accounts must be >= 2 and --jobs, --partitions, --executors >= 1")
     modes = parse_modes(args.modes)
     for w in ("sluice-worker", "sluicectl"):
-        if not (ROOT / "build" / w).exists():
-            raise SystemExit(f"bench: build/{w} is missing; run make")
+        if not (BIN / w).exists():
+            raise SystemExit(f"bench: {BIN / w} is missing; run make")
 
     env = Env(args)
     env.machine = machine()
