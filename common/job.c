@@ -25,7 +25,8 @@
  *
  * The executor's statements go with the handler's in libpq pipelines (see
  * "pipelines" below): a lone job whose handler runs one statement costs two
- * round trips, a job in a group one.
+ * round trips, a job in a group one, and a whole group of jobs whose
+ * handlers say their statement ahead (sl_handler.plan) two.
  *
  * Messages that never reach PostgreSQL (not a CloudEvent, unknown type,
  * schema violation) get a `failed` result whose id and time are derived from
@@ -51,9 +52,6 @@
 static const char sql_begin[] = "begin";
 static const char sql_commit[] = "commit";
 static const char sql_rollback[] = "rollback";
-static const char sql_savepoint[] = "savepoint job";
-static const char sql_release[] = "release savepoint job";
-static const char sql_rollback_job[] = "rollback to savepoint job";
 /* Inside a group, every job after the first waits at most this long for a
  * lock. Jobs of one transaction lock rows in job order, not in one global
  * order, so two groups can deadlock, and a group that waits holds all its
@@ -84,8 +82,7 @@ static const char sql_record_or_raise[] = SQL_RECORD(
  * cannot be prepared inside a transaction that an error has aborted, and
  * that is where undo and record run. */
 static const char *const framework_sql[] = {
-	sql_begin, sql_commit, sql_rollback, sql_savepoint, sql_release, sql_rollback_job,
-	sql_lock_timeout, sql_stored, sql_record, sql_record_or_raise,
+	sql_begin, sql_commit, sql_rollback, sql_lock_timeout, sql_stored, sql_record, sql_record_or_raise,
 };
 
 /* One job of a group on its way through PostgreSQL. */
@@ -98,6 +95,10 @@ struct item {
 	char attempts[16];           /* job->attempts as text, for the ledger */
 	char code[64];               /* why the last attempt did not finish it */
 	char message[1024];
+	/* Its handler's statement, sent ahead of the handler (sl_handler.plan). */
+	struct sl_plan plan;
+	enum { AHEAD_NONE, AHEAD_SENT, AHEAD_USED } ahead;
+	PGresult *ahead_res;         /* the statement's result until the handler takes it */
 };
 
 static char *
@@ -209,6 +210,7 @@ exec_prepared(struct sl_executor *ex, const char *sql, int n, const char *const 
 
 	if (i == -2)
 		return err; /* the caller sees the error */
+	sl_metrics_counter_inc(ex->w->ops.m_round_trips);
 	if (i == -1)
 		return PQexecParams(ex->conn, sql, n, NULL, params, NULL, NULL, 0);
 	snprintf(name, sizeof(name), "s%d", i);
@@ -392,39 +394,54 @@ dead_letter(struct item *it)
  * queued, and go to the server in one libpq pipeline together with the
  * handler's next statement (sl_job_exec) or with the COMMIT. A lone job
  * whose handler runs one statement so costs two round trips, [begin,
- * handler] and [record, commit]; in a group each job costs one, [record and
- * release of the job before, savepoint, handler]. After a failed step the
- * server skips the rest up to the sync point: the first failure names the
- * item to settle, and what came after it runs again. */
+ * handler] and [record, commit]; in a group each job costs one, [record of
+ * the job before, savepoint, handler]. A handler that says its statement
+ * ahead (sl_handler.plan) costs less still: the group's statements go out
+ * together, each in its own savepoint, and a group costs two round trips,
+ * [begin, savepoint, statement, savepoint, statement, ...] and [records,
+ * commit]. After a failed step the server skips the rest up to the sync
+ * point: the first failure names the item to settle, and what came after it
+ * runs again.
+ *
+ * In a group, job i runs inside savepoint "j<i>", which stays until the
+ * COMMIT: undoing job i is `rollback to savepoint j<i>`, which also undoes
+ * every job after it, so their statements sent ahead go again. */
 
 #define NO_ITEM ((size_t)-1)
-#define PIPE_STEPS 16
 
 enum step_kind {
 	STEP_PLAIN,      /* its result only matters when it fails */
+	STEP_SAVEPOINT,  /* opens the item's savepoint */
 	STEP_RECORD,     /* went through: the item's pending result is its job's */
 	STEP_COMMIT,     /* fails unless the server says COMMIT (not ROLLBACK) */
 	STEP_HANDLER,    /* a handler's statement: its result goes back to it */
+	STEP_AHEAD,      /* a handler's statement sent ahead: the result waits in the item */
 };
 
 struct step {
-	const char *sql;              /* static storage: names its prepared statement */
+	const char *sql;              /* static storage: names its prepared statement; NULL: text */
+	char text[48];                /* an unprepared statement (savepoints) */
 	int n;
-	const char *const *params;    /* own, or the handler's (live during the run) */
+	const char *const *ext;       /* the handler's params (live during the run), or NULL */
 	const char *own[6];
 	size_t item;                  /* index in the group, NO_ITEM for the group's own */
 	enum step_kind kind;
-	int prepare;                  /* the run prepares it first */
+	int prepare;                  /* the run prepares it first... */
+	int prepared_as;              /* ...as statement s<prepared_as> */
 	PGresult *res;                /* STEP_HANDLER: the result for the handler */
 };
 
 struct sl_pipe {
-	struct step steps[PIPE_STEPS];
-	int n;
+	struct step *steps;
+	int n, cap;
 	struct item *items;
+	size_t n_items;
 	size_t cur;                   /* the item whose handler runs */
-	int timeout_set;              /* sql_lock_timeout ran in this transaction */
+	int timeout_set;              /* sql_lock_timeout ran in this transaction... */
+	size_t timeout_item;          /* ...inside the savepoint of the item before this one */
+	int windowed;                 /* statements of several items went out ahead together */
 	int lost;                     /* the connection failed: no statement goes out */
+	int replay;                   /* a handler broke its plan: run the group again */
 	/* The first failed step other than a handler's own statement, until
 	 * the group settles it. */
 	int failed;
@@ -435,22 +452,54 @@ struct sl_pipe {
 	char fail_error[1024];
 };
 
-static void
-pipe_add(struct sl_pipe *p, const char *sql, size_t item, enum step_kind kind, int n, const char *const *params)
+/* Queues a step at position `at` (p->n: the end). */
+static struct step *
+pipe_insert(struct sl_pipe *p, int at, const char *sql, size_t item, enum step_kind kind, int n,
+            const char *const *params)
 {
 	struct step *s;
 
-	if (p->n == PIPE_STEPS || n > (int)(sizeof(s->own) / sizeof(s->own[0])))
+	if (p->n == p->cap || n > (int)(sizeof(s->own) / sizeof(s->own[0])))
 		abort(); /* a bug: no path queues that much */
-	s = &p->steps[p->n++];
+	memmove(&p->steps[at + 1], &p->steps[at], (size_t)(p->n - at) * sizeof(*s));
+	p->n++;
+	s = &p->steps[at];
 	memset(s, 0, sizeof(*s));
 	s->sql = sql;
 	s->n = n;
 	if (n > 0)
 		memcpy(s->own, params, (size_t)n * sizeof(*params));
-	s->params = s->own;
 	s->item = item;
 	s->kind = kind;
+	return s;
+}
+
+static void
+pipe_add(struct sl_pipe *p, const char *sql, size_t item, enum step_kind kind, int n, const char *const *params)
+{
+	pipe_insert(p, p->n, sql, item, kind, n, params);
+}
+
+/* Queues the savepoint that item `index` runs in. */
+static void
+queue_savepoint(struct sl_pipe *p, size_t index)
+{
+	struct step *s = pipe_insert(p, p->n, NULL, index, STEP_SAVEPOINT, 0, NULL);
+
+	snprintf(s->text, sizeof(s->text), "savepoint j%zu", index);
+}
+
+/* Drops what the items from `from` on sent ahead: it is void. */
+static void
+clear_ahead(struct sl_pipe *p, size_t from)
+{
+	size_t j;
+
+	for (j = from; j < p->n_items; j++) {
+		PQclear(p->items[j].ahead_res);
+		p->items[j].ahead_res = NULL;
+		p->items[j].ahead = AHEAD_NONE;
+	}
 }
 
 /* Notes the first failure of the group's current stretch. */
@@ -486,6 +535,7 @@ step_result(struct sl_executor *ex, struct sl_pipe *p, int k, PGresult *res, int
 	struct step *s = &p->steps[k];
 	ExecStatusType st = PQresultStatus(res);
 	enum sl_pg_class cls = st == PGRES_PIPELINE_ABORTED ? SL_PG_TRANSIENT : sl_pg_classify(ex->conn, res);
+	int handlers = s->kind == STEP_HANDLER || s->kind == STEP_AHEAD;
 	char error[1024];
 
 	if (cls == SL_PG_OK && s->kind == STEP_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
@@ -494,18 +544,22 @@ step_result(struct sl_executor *ex, struct sl_pipe *p, int k, PGresult *res, int
 		*bad = 1;
 	} else if (cls != SL_PG_OK && !*bad) {
 		*bad = 1;
-		if (s->kind != STEP_HANDLER) {
+		if (!handlers) {
 			describe_error(ex->conn, res, error, sizeof(error));
 			pipe_fail(p, k, s->item, s->kind, cls, strcmp(sl_pg_sqlstate(res), SQLSTATE_FINAL) == 0, error);
 		}
 	} else if (cls == SL_PG_OK) {
 		if (s->kind == STEP_RECORD)
 			take_pending(&p->items[s->item]);
-		else if (s->sql == sql_lock_timeout)
+		else if (s->sql == sql_lock_timeout) {
 			p->timeout_set = 1;
+			p->timeout_item = s->item;
+		}
 	}
 	if (s->kind == STEP_HANDLER)
 		s->res = res;
+	else if (s->kind == STEP_AHEAD)
+		p->items[s->item].ahead_res = res;
 	else
 		PQclear(res);
 }
@@ -529,6 +583,35 @@ next_result(PGconn *conn)
 	return res;
 }
 
+/* Sends step s: prepared by name, prepared first (a handler's statement,
+ * the first time on this connection), or as text. */
+static int
+send_step(struct sl_executor *ex, struct step *s)
+{
+	PGconn *conn = ex->conn;
+	const char *const *params = s->ext ? s->ext : s->own;
+	char name[16];
+	int i;
+
+	if (s->sql == NULL)
+		return PQsendQueryParams(conn, s->text, 0, NULL, NULL, NULL, NULL, 0);
+	if ((i = prepared_find(ex, s->sql)) < 0)
+		i = ex->n_prepared;
+	snprintf(name, sizeof(name), "s%d", i);
+	if (i == ex->n_prepared && i < SL_MAX_PREPARED) {
+		if (PQsendPrepare(conn, name, s->sql, 0, NULL) != 1)
+			return 0;
+		/* Known from here on, so that later steps of this pipeline use
+		 * it; forgotten again if the server does not prepare it. */
+		ex->prepared[ex->n_prepared++] = s->sql;
+		s->prepare = 1;
+		s->prepared_as = i;
+	}
+	if (i < SL_MAX_PREPARED)
+		return PQsendQueryPrepared(conn, name, s->n, params, NULL, NULL, 0);
+	return PQsendQueryParams(conn, s->sql, s->n, NULL, params, NULL, NULL, 0);
+}
+
 /* Sends the queued steps in one pipeline, reads every result, and empties
  * the queue. The steps that went through take effect; the first one that
  * failed, unless it is a handler's own statement, stays in p->failed for
@@ -539,29 +622,16 @@ pipe_run(struct sl_executor *ex, struct sl_pipe *p)
 {
 	PGconn *conn = ex->conn;
 	PGresult *res;
-	int k, n = p->n, bad = 0, i;
-	char name[16], error[1024];
+	int k, n = p->n, bad = 0;
+	char error[1024];
 
 	p->n = 0;
 	if (p->lost || PQenterPipelineMode(conn) != 1)
 		goto lost;
-	for (k = 0; k < n; k++) {
-		struct step *s = &p->steps[k];
-
-		if ((i = prepared_find(ex, s->sql)) < 0)
-			i = ex->n_prepared;
-		if (i == ex->n_prepared && i < SL_MAX_PREPARED) {
-			/* A handler's statement, the first time on this connection. */
-			snprintf(name, sizeof(name), "s%d", i);
-			if (PQsendPrepare(conn, name, s->sql, 0, NULL) != 1)
-				goto lost;
-			s->prepare = 1;
-		}
-		snprintf(name, sizeof(name), "s%d", i);
-		if ((i < SL_MAX_PREPARED ? PQsendQueryPrepared(conn, name, s->n, s->params, NULL, NULL, 0)
-		                         : PQsendQueryParams(conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0)) != 1)
+	sl_metrics_counter_inc(ex->w->ops.m_round_trips);
+	for (k = 0; k < n; k++)
+		if (send_step(ex, &p->steps[k]) != 1)
 			goto lost;
-	}
 	if (PQpipelineSync(conn) != 1)
 		goto lost;
 	for (k = 0; k < n; k++) {
@@ -571,10 +641,9 @@ pipe_run(struct sl_executor *ex, struct sl_pipe *p)
 		if (s->prepare) {
 			if ((res = next_result(conn)) == NULL)
 				goto lost;
-			if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-				ex->prepared[ex->n_prepared++] = s->sql;
-				PQclear(res);
-			} else if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && ex->n_prepared > s->prepared_as)
+				ex->n_prepared = s->prepared_as; /* and any after it: aborted too */
+			if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
 				PQclear(res);
 			} else {
 				step_result(ex, p, k, res, &bad); /* its error is the step's */
@@ -605,31 +674,69 @@ lost:
 	pipe_fail(p, n, NO_ITEM, STEP_PLAIN, SL_PG_TRANSIENT, 0, error);
 }
 
+/* Returns 1 when a handler sends the statement its plan said. */
+static int
+plan_matches(const struct sl_plan *plan, const char *sql, int n, const char *const *params)
+{
+	int i;
+
+	if (plan->sql != sql || plan->n_params != n)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (params[i] == NULL || plan->params[i] == NULL ? params[i] != plan->params[i]
+		                                                 : strcmp(params[i], plan->params[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* A handler sent what its plan did not say, after statements of later jobs
+ * went out: the group's transaction is void and it runs again, without
+ * plans. The handler gets no result. */
+static PGresult *
+plan_broken(struct sl_pipe *p, const struct item *it)
+{
+	static atomic_int warned;
+
+	if (atomic_exchange(&warned, 1) == 0)
+		sl_log_warn("handler of job type \"%s\" sent a statement its plan did not say; its groups run "
+		            "again without plans (logged once)", it->ev.type);
+	p->replay = 1;
+	return NULL;
+}
+
 PGresult *
 sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params)
 {
 	struct sl_executor *ex = ctx->executor;
 	struct sl_pipe *p;
+	struct item *it;
 	struct step *s;
 	PGresult *res;
 
 	if (ex == NULL)
 		return PQexecParams(ctx->conn, sql, n_params, NULL, params, NULL, NULL, 0);
 	p = ex->pipe;
-	if (p != NULL && p->lost)
+	if (p != NULL && (p->lost || p->replay))
 		return NULL;
+	if (p != NULL && p->cur < p->n_items) {
+		it = &p->items[p->cur];
+		if (it->ahead == AHEAD_SENT) {
+			if (!plan_matches(&it->plan, sql, n_params, params))
+				return plan_broken(p, it);
+			it->ahead = AHEAD_USED;
+			res = it->ahead_res;
+			it->ahead_res = NULL;
+			return res;
+		}
+		if (p->cur + 1 < p->n_items && p->items[p->cur + 1].ahead != AHEAD_NONE)
+			return plan_broken(p, it);
+	}
 	if (p == NULL || p->n == 0)
 		return exec_prepared(ex, sql, n_params, params);
 	/* The executor's queued statements go first, in the same round trip. */
-	if (p->n == PIPE_STEPS)
-		abort();
-	s = &p->steps[p->n++];
-	memset(s, 0, sizeof(*s));
-	s->sql = sql;
+	s = pipe_insert(p, p->n, sql, p->cur, STEP_HANDLER, 0, NULL);
 	s->n = n_params;
-	s->params = params;
-	s->item = p->cur;
-	s->kind = STEP_HANDLER;
+	s->ext = params;
 	pipe_run(ex, p);
 	res = s->res;
 	s->res = NULL;
@@ -646,32 +753,45 @@ enum item_end {
 	ITEM_BROKEN,      /* the transaction is lost: the whole group goes again */
 };
 
-/* Rolls back what the item did, and waits: to its savepoint inside a group,
- * or the whole transaction (and begins a new one) when it is alone. */
-static int
-undo_item(struct sl_executor *ex, int grouped, char *errbuf, size_t errbuf_size)
-{
-	if (ex->conn == NULL || PQstatus(ex->conn) != CONNECTION_OK) {
-		snprintf(errbuf, errbuf_size, "lost the connection");
-		return -1;
-	}
-	if (grouped)
-		return command(ex, sql_rollback_job, errbuf, errbuf_size);
-	if (command(ex, sql_rollback, errbuf, errbuf_size) < 0)
-		return -1;
-	return command(ex, sql_begin, errbuf, errbuf_size);
-}
-
-/* The same undo, queued. */
+/* Queues the undo of items[index]: back to its savepoint inside a group,
+ * else the whole transaction and a new one. In a group the rollback goes
+ * right after the savepoint while that is still queued, else first: what
+ * is queued then (ledger writes of the jobs before it) must outlive it.
+ * Statements sent ahead for this job and later ones are void. */
 static void
 queue_undo(struct sl_pipe *p, size_t index, int grouped)
 {
-	if (grouped) {
-		pipe_add(p, sql_rollback_job, index, STEP_PLAIN, 0, NULL);
+	struct step *s;
+	int at = 0, k;
+
+	if (!grouped) {
+		pipe_add(p, sql_rollback, index, STEP_PLAIN, 0, NULL);
+		pipe_add(p, sql_begin, index, STEP_PLAIN, 0, NULL);
 		return;
 	}
-	pipe_add(p, sql_rollback, index, STEP_PLAIN, 0, NULL);
-	pipe_add(p, sql_begin, index, STEP_PLAIN, 0, NULL);
+	for (k = 0; k < p->n; k++)
+		if (p->steps[k].kind == STEP_SAVEPOINT && p->steps[k].item == index)
+			at = k + 1;
+	s = pipe_insert(p, at, NULL, index, STEP_PLAIN, 0, NULL);
+	snprintf(s->text, sizeof(s->text), "rollback to savepoint j%zu", index);
+	clear_ahead(p, index);
+	if (index < p->timeout_item)
+		p->timeout_set = 0; /* the SET ran inside what rolls back */
+}
+
+/* The same undo, waiting for it (the queue must be empty or hold only what
+ * may go with it). */
+static int
+undo_item(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, char *errbuf,
+          size_t errbuf_size)
+{
+	queue_undo(p, index, grouped);
+	pipe_run(ex, p);
+	if (p->failed < 0)
+		return 0;
+	snprintf(errbuf, errbuf_size, "%s", p->fail_error);
+	p->failed = -1;
+	return -1;
 }
 
 /* Queues the ledger write of the item's pending outcome. */
@@ -684,14 +804,15 @@ queue_record(struct sl_pipe *p, struct item *it, size_t index)
 	pipe_add(p, sql_record_or_raise, index, STEP_RECORD, 6, params);
 }
 
-/* Settles an item whose ledger write failed with `error` (classified cls),
- * waiting for every statement. A job that is final already (`final`) rolls
- * back and takes its stored result; transient errors go again; anything else
- * fails the job; a lost transaction takes the group with it. */
+/* Settles items[index], whose ledger write failed with `error` (classified
+ * cls), waiting for every statement. A job that is final already (`final`)
+ * rolls back and takes its stored result; transient errors go again;
+ * anything else fails the job; a lost transaction takes the group with it. */
 static enum item_end
-settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_pg_class cls, int final,
+settle(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, enum sl_pg_class cls, int final,
        const char *error)
 {
+	struct item *it = &p->items[index];
 	char errbuf[1024];
 
 	free(it->pending);
@@ -699,9 +820,8 @@ settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_
 	if (final) {
 		/* Finished by an earlier delivery or another worker: this run's
 		 * effects roll back and the stored result goes out unchanged. */
-		if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ||
-		    take_stored(ex, it, &cls, errbuf, sizeof(errbuf)) < 0 ||
-		    (grouped && command(ex, sql_release, errbuf, sizeof(errbuf)) < 0)) {
+		if (undo_item(ex, p, index, grouped, errbuf, sizeof(errbuf)) < 0 ||
+		    take_stored(ex, it, &cls, errbuf, sizeof(errbuf)) < 0) {
 			snprintf(it->message, sizeof(it->message), "%s", errbuf);
 			return ITEM_BROKEN;
 		}
@@ -710,30 +830,77 @@ settle(struct sl_executor *ex, struct item *it, int grouped, int first, enum sl_
 	sl_metrics_counter_inc(ex->w->ops.m_pg[cls == SL_PG_TRANSIENT ? 0 : 1]);
 	snprintf(it->code, sizeof(it->code), "%s", cls == SL_PG_TRANSIENT ? "db_transient" : "db_error");
 	snprintf(it->message, sizeof(it->message), "%.1000s", error);
-	if (undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0)
+	if (undo_item(ex, p, index, grouped, errbuf, sizeof(errbuf)) < 0) {
+		snprintf(it->message, sizeof(it->message), "%s", errbuf);
 		return ITEM_BROKEN;
+	}
 	if (cls == SL_PG_TRANSIENT)
-		return grouped && !first && strncmp(it->message, "55P03", 5) == 0 ? ITEM_SPLIT : ITEM_RETRY;
-	if (record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0)
+		return grouped && index > 0 && strncmp(it->message, "55P03", 5) == 0 ? ITEM_SPLIT : ITEM_RETRY;
+	if (record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0) {
+		snprintf(it->message, sizeof(it->message), "%s", errbuf);
 		return ITEM_BROKEN;
+	}
 	dead_letter(it);
-	if (grouped && command(ex, sql_release, errbuf, sizeof(errbuf)) < 0)
-		return ITEM_BROKEN;
 	return ITEM_DONE;
+}
+
+/* Asks items[i]'s handler for its plan. Returns 1 when it has one. */
+static int
+plan_item(struct item *it)
+{
+	const struct sl_handler *h = it->jt->handler;
+	struct sl_job_ctx ctx = { 0 };
+
+	if (h->plan == NULL)
+		return 0;
+	ctx.job_source = it->ev.source;
+	ctx.job_id = it->ev.id;
+	ctx.job_type = it->ev.type;
+	ctx.data = it->ev.data;
+	memset(&it->plan, 0, sizeof(it->plan));
+	return h->plan(&ctx, &it->plan) == 1 && it->plan.sql != NULL && it->plan.n_params >= 0 &&
+	       it->plan.n_params <= SL_PLAN_MAX_PARAMS;
+}
+
+/* Queues the statements of items[i..) that their handlers say ahead, each
+ * in its savepoint, until one cannot say: items[i]'s savepoint is queued
+ * already. Returns how many items it queued. */
+static size_t
+queue_ahead(struct sl_pipe *p, size_t i)
+{
+	size_t k;
+	struct step *s;
+
+	for (k = i; k < p->n_items; k++) {
+		struct item *it = &p->items[k];
+
+		if (!plan_item(it))
+			break;
+		if (k > i) {
+			if (!p->timeout_set)
+				pipe_add(p, sql_lock_timeout, k, STEP_PLAIN, 0, NULL);
+			queue_savepoint(p, k);
+		}
+		s = pipe_insert(p, p->n, it->plan.sql, k, STEP_AHEAD, 0, NULL);
+		s->n = it->plan.n_params;
+		s->ext = it->plan.params;
+		it->ahead = AHEAD_SENT;
+	}
+	return k - i;
 }
 
 /* Runs the handler of items[index] and queues its ledger write (ITEM_DONE),
  * or undoes it and says why not. A rejected or failed job is undone whole
  * and its outcome written after that, so that its partial writes vanish
  * without a savepoint of its own. When a queued statement failed meanwhile
- * (p->failed), the outcome is void and nothing is queued. */
+ * (p->failed), or the handler broke its plan (p->replay), the outcome is
+ * void and nothing is queued. */
 static enum item_end
 run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, struct sl_pipe *p)
 {
 	const struct sl_handler *h = it->jt->handler;
 	struct sl_job_ctx ctx = { 0 };
 	enum sl_outcome outcome;
-	char errbuf[1024];
 
 	ctx.conn = ex->conn;
 	ctx.job_source = it->ev.source;
@@ -743,7 +910,9 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	ctx.executor = ex;
 	p->cur = index;
 	outcome = h->run(&ctx);
-	if (p->failed >= 0) {
+	if (it->ahead == AHEAD_SENT && p->failed < 0 && !p->lost)
+		plan_broken(p, it); /* it did not send what it said */
+	if (p->failed >= 0 || p->replay) {
 		json_decref(ctx.output);
 		return ITEM_DONE;
 	}
@@ -776,41 +945,58 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	case SL_OUTCOME_RETRY:
 	default:
 		json_decref(ctx.output);
-		if (p->n > 0) {
-			/* What the handler did not send is sent before the undo. */
-			pipe_run(ex, p);
-			if (p->failed >= 0)
-				return ITEM_DONE;
-		}
+		/* The undo goes with what the handler did not send. */
+		queue_undo(p, index, grouped);
+		pipe_run(ex, p);
+		if (p->failed >= 0)
+			return ITEM_DONE;
 		if (grouped && index > 0 && strcmp(ctx.sqlstate, "55P03") == 0)
-			return undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ? ITEM_BROKEN : ITEM_SPLIT;
+			return ITEM_SPLIT;
 		snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : "transient");
 		snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
 		sl_metrics_counter_inc(ex->w->ops.m_pg[0]);
-		return undo_item(ex, grouped, errbuf, sizeof(errbuf)) < 0 ? ITEM_BROKEN : ITEM_RETRY;
+		return ITEM_RETRY;
 	}
-	if (grouped)
-		pipe_add(p, sql_release, index, STEP_PLAIN, 0, NULL);
 	return ITEM_DONE;
 }
 
-/* Runs items[0..n) in one transaction. Returns how many items from the
- * start are finished and committed; the item at that index (if any) needs
- * another attempt, with the reason in its code/message, unless *split says
- * it only has to go first in the next group. *lost says the transaction was
- * lost as a whole (connection, COMMIT), which no single item is known for. */
+/* Forgets every outcome of the group's jobs: its transaction did not commit. */
+static void
+forget_outcomes(struct item *items, size_t n)
+{
+	size_t j;
+
+	for (j = 0; j < n; j++) {
+		free(items[j].pending);
+		items[j].pending = NULL;
+		free(items[j].job->result);
+		items[j].job->result = NULL;
+		free(items[j].job->dlq_code);
+		free(items[j].job->dlq_message);
+		items[j].job->dlq_code = items[j].job->dlq_message = NULL;
+		items[j].job->duplicate = 0;
+	}
+}
+
+/* Runs items[0..n) in one transaction, sending handlers' statements ahead
+ * when `ahead`. Returns how many items from the start are finished and
+ * committed; the item at that index (if any) needs another attempt, with
+ * the reason in its code/message, unless *split says it only has to go
+ * first in the next group. *lost says the transaction was lost as a whole
+ * (connection, COMMIT), which no single item is known for; *replay that it
+ * rolled back and must run again without `ahead`, which costs no attempt. */
 static size_t
-run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int *lost)
+run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *split, int *lost, int *replay)
 {
 	struct sl_worker *w = ex->w;
 	struct sl_pipe pipe, *p = &pipe;
 	enum sl_pg_class cls;
 	char errbuf[1024];
-	size_t i = 0, j;
+	size_t i = 0, j, sent;
 	enum item_end end = ITEM_DONE;
 	int grouped = n > 1, ended = 0, abandoned = 0;
 
-	*split = *lost = 0;
+	*split = *lost = *replay = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
 		sl_metrics_counter_inc(w->ops.m_pg[0]);
@@ -819,7 +1005,11 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int 
 		return 0;
 	}
 	memset(p, 0, sizeof(*p));
+	p->cap = 4 * (int)n + 16;
+	if ((p->steps = malloc((size_t)p->cap * sizeof(*p->steps))) == NULL)
+		abort();
 	p->items = items;
+	p->n_items = n;
 	p->failed = -1;
 	ex->pipe = p;
 	for (j = 0; j < n; j++)
@@ -838,11 +1028,21 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int 
 				break;
 			}
 		} else {
-			if (grouped && i > 0 && !p->timeout_set)
-				pipe_add(p, sql_lock_timeout, NO_ITEM, STEP_PLAIN, 0, NULL);
-			if (grouped)
-				pipe_add(p, sql_savepoint, i, STEP_PLAIN, 0, NULL);
-			end = run_handler(ex, &items[i], i, grouped, p);
+			if (grouped && items[i].ahead == AHEAD_NONE) {
+				if (i > 0 && !p->timeout_set)
+					pipe_add(p, sql_lock_timeout, i, STEP_PLAIN, 0, NULL);
+				queue_savepoint(p, i);
+				sent = ahead ? queue_ahead(p, i) : 0;
+				if (sent > 1)
+					p->windowed = 1;
+				if (sent > 0)
+					pipe_run(ex, p);
+			}
+			if (p->failed < 0) {
+				end = run_handler(ex, &items[i], i, grouped, p);
+				if (p->replay)
+					goto replay;
+			}
 			if (p->failed < 0) {
 				if (end != ITEM_DONE)
 					break;
@@ -861,13 +1061,18 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int 
 			snprintf(errbuf, sizeof(errbuf), "%.1000s", p->fail_error);
 			goto broken;
 		}
+		/* A ledger write that went after later jobs' savepoints cannot be
+		 * undone alone: the group runs again, one job at a time. */
+		if (p->windowed)
+			goto replay;
 		j = p->fail_item;
-		end = settle(ex, &items[j], grouped, j == 0, p->fail_cls, p->fail_final, p->fail_error);
+		end = settle(ex, p, j, grouped, p->fail_cls, p->fail_final, p->fail_error);
 		i = end == ITEM_DONE ? j + 1 : j;
 		if (end != ITEM_DONE)
 			break;
 	}
 	ex->pipe = NULL;
+	clear_ahead(p, 0);
 	if (end == ITEM_BROKEN && !ended) {
 		snprintf(errbuf, sizeof(errbuf), "%s", items[i].message);
 		goto broken;
@@ -893,6 +1098,8 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int 
 			PQclear(res);
 		}
 	}
+	free(p->steps);
+	p->steps = NULL;
 	if (PQtransactionStatus(ex->conn) != PQTRANS_IDLE) {
 		/* Never reached; if it were, publishing would break exactly-once. */
 		snprintf(errbuf, sizeof(errbuf), "the transaction did not end");
@@ -903,19 +1110,24 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int *split, int 
 	atomic_store(&w->ops.pg_ok, 1);
 	return i;
 
+replay:
+	ex->pipe = NULL;
+	clear_ahead(p, 0);
+	free(p->steps);
+	p->steps = NULL;
+	forget_outcomes(items, n);
+	if (p->lost || command(ex, sql_rollback, errbuf, sizeof(errbuf)) < 0)
+		goto broken;
+	*replay = 1;
+	return 0;
+
 broken:
 	ex->pipe = NULL;
+	clear_ahead(p, 0);
+	free(p->steps);
+	p->steps = NULL;
 	*lost = 1;
-	for (j = 0; j < n; j++) {
-		free(items[j].pending);
-		items[j].pending = NULL;
-		free(items[j].job->result);
-		items[j].job->result = NULL;
-		free(items[j].job->dlq_code);
-		free(items[j].job->dlq_message);
-		items[j].job->dlq_code = items[j].job->dlq_message = NULL;
-		items[j].job->duplicate = 0;
-	}
+	forget_outcomes(items, n);
 	snprintf(items[0].code, sizeof(items[0].code), "db_transient");
 	snprintf(items[0].message, sizeof(items[0].message), "%s", errbuf);
 	sl_job_disconnect(ex);
@@ -1029,7 +1241,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 	struct item *items = calloc(n, sizeof(*items));
 	struct sl_retry_policy policy;
 	size_t i, n_db = 0, n_decoded, first = 0, done, size;
-	int split, lost, alone = 0;
+	int split, lost, replay, alone = 0, ahead = 1;
 
 	if (items == NULL)
 		abort();
@@ -1056,9 +1268,14 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		 * breaks its connection then pays for it alone, instead of the
 		 * group's first job (which is what gets the next attempt). */
 		size = alone ? 1 : n_db - first;
-		done = run_group(ex, it, size, &split, &lost);
+		done = run_group(ex, it, size, ahead, &split, &lost, &replay);
 		if (lost && size > 1)
 			alone = 1;
+		if (replay) {
+			/* Rolled back whole: the same jobs go again, without plans. */
+			ahead = 0;
+			continue;
+		}
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
 		if (atomic_load(&w->abandon)) {
 			/* Rolled back or cancelled by the stop: not a failure of the

@@ -106,6 +106,10 @@ sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 	f = sl_metrics_counter(o->metrics, "sluice_pg_errors_total", "postgresql failures, by class", "class");
 	o->m_pg[0] = sl_metrics_series(f, "transient");
 	o->m_pg[1] = sl_metrics_series(f, "permanent");
+	o->m_round_trips = sl_metrics_series(
+		sl_metrics_counter(o->metrics, "sluice_pg_round_trips_total",
+		                   "waits of the executors for postgresql (one per pipeline or statement)", NULL),
+		NULL);
 	o->m_in_flight = sl_metrics_series(
 		sl_metrics_gauge(o->metrics, "sluice_jobs_in_flight", "jobs fetched and not yet acknowledged", NULL),
 		NULL);
@@ -117,7 +121,7 @@ sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 		sl_metrics_gauge(o->metrics, "sluice_partitions_assigned", "partitions owned", NULL), NULL);
 	o->m_duplicates = sl_metrics_series(
 		sl_metrics_counter(o->metrics, "sluice_duplicates_total",
-		                   "redelivered jobs answered from the ledger without running again", NULL),
+		                   "redelivered jobs answered with their stored result (their new run rolled back)", NULL),
 		NULL);
 	if (sl_metrics_add_collector(o->metrics, collect, w) < 0) {
 		snprintf(errbuf, errbuf_size, "out of memory");

@@ -110,6 +110,7 @@ struct sl_ops {
 	sl_metrics_t *metrics;
 	void *http;                    /* sl_http_t * */
 	sl_metrics_series_t *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[2];
+	sl_metrics_series_t *m_round_trips;
 	sl_metrics_family_t *f_dead_letters, *f_kafka_errors;
 	pthread_mutex_t lag_mu;
 	struct sl_lag { char *topic; int32_t partition; int64_t messages; double seconds; } *lag;

@@ -12,5 +12,6 @@
 /* ledger.c */
 enum sl_outcome sl_ledger_open(struct sl_job_ctx *ctx);
 enum sl_outcome sl_ledger_transfer(struct sl_job_ctx *ctx);
+int sl_ledger_transfer_plan(struct sl_job_ctx *ctx, struct sl_plan *plan);
 
 #endif

@@ -132,21 +132,87 @@ out:
 	return outcome;
 }
 
+/* A transfer's arguments, read from its data and checked. */
+struct transfer_args {
+	const char *from, *to;
+	json_int_t amount;
+	char amount_text[INT_TEXT_SIZE];
+};
+
+/* Reads ctx->data into *a. Returns 0, or -1 with the job's outcome in
+ * *outcome (FAILED for bad data, REJECTED for a transfer to the same
+ * account) and ctx's error filled. */
+static int
+transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *outcome)
+{
+	size_t from_len = 0, to_len = 0;
+	json_error_t jerr;
+
+	a->from = a->to = NULL;
+	a->amount = 0;
+	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &a->from, &from_len, "to",
+	                   &a->to, &to_len, "amount", &a->amount) != 0) {
+		*outcome = fail_invalid(ctx, jerr.text);
+		return -1;
+	}
+	if (!account_ok(a->from, from_len) || !account_ok(a->to, to_len)) {
+		*outcome = fail_invalid(ctx, "\"from\" and \"to\" must be non-empty strings without NUL characters");
+		return -1;
+	}
+	if (a->amount <= 0) {
+		*outcome = fail_invalid(ctx, "\"amount\" must be positive");
+		return -1;
+	}
+	if (strcmp(a->from, a->to) == 0) {
+		*outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "same_account",
+		                       "cannot transfer from account \"%s\" to itself", a->from);
+		return -1;
+	}
+	snprintf(a->amount_text, sizeof(a->amount_text), "%" JSON_INTEGER_FORMAT, a->amount);
+	return 0;
+}
+
+/* Fills the parameters of sql_transfer; amount_text must outlive them. */
+static void
+transfer_params(const struct sl_job_ctx *ctx, const struct transfer_args *a, const char *amount_text,
+                const char *params[5])
+{
+	params[0] = ctx->job_source;
+	params[1] = ctx->job_id;
+	params[2] = a->from;
+	params[3] = a->to;
+	params[4] = amount_text;
+}
+
+/* The plan of ledger.transfer: sql_transfer, unless the data refuses it
+ * before any SQL (sl_handler.plan). */
+int
+sl_ledger_transfer_plan(struct sl_job_ctx *ctx, struct sl_plan *plan)
+{
+	struct transfer_args a;
+	enum sl_outcome outcome;
+
+	if (transfer_args(ctx, &a, &outcome) < 0)
+		return 0;
+	snprintf(plan->buf, sizeof(plan->buf), "%s", a.amount_text);
+	plan->sql = sql_transfer;
+	plan->n_params = 5;
+	transfer_params(ctx, &a, plan->buf, plan->params);
+	return 1;
+}
+
 /* ledger.transfer: data {"from": string, "to": string, "amount": integer > 0}.
  * Locks both accounts in id order, refuses (REJECTED) a transfer to the same
  * account ("same_account"), from or to a missing account ("unknown_account")
  * or beyond the source's balance ("insufficient_funds"), else moves the
  * amount and records the transfer under the job's identity. On SUCCEEDED
  * the output is {"from": {"account", "balance"}, "to": {...}, "amount"} with
- * the new balances, a new reference. */
+ * the new balances, a new reference. Sends one statement, sql_transfer
+ * (sl_ledger_transfer_plan says which). */
 enum sl_outcome
 sl_ledger_transfer(struct sl_job_ctx *ctx)
 {
-	const char *from = NULL, *to = NULL;
-	size_t from_len = 0, to_len = 0;
-	json_int_t amount = 0;
-	json_error_t jerr;
-	char amount_text[INT_TEXT_SIZE];
+	struct transfer_args a;
 	const char *params[5];
 	PGresult *res = NULL;
 	long long from_balance = -1, to_balance = -1;
@@ -156,31 +222,9 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	assert(ctx != NULL && ctx->conn != NULL && ctx->job_source != NULL && ctx->job_id != NULL);
 	ctx->output = NULL;
 
-	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &from, &from_len, "to",
-	                   &to, &to_len, "amount", &amount) != 0) {
-		outcome = fail_invalid(ctx, jerr.text);
+	if (transfer_args(ctx, &a, &outcome) < 0)
 		goto out;
-	}
-	if (!account_ok(from, from_len) || !account_ok(to, to_len)) {
-		outcome = fail_invalid(ctx, "\"from\" and \"to\" must be non-empty strings without NUL characters");
-		goto out;
-	}
-	if (amount <= 0) {
-		outcome = fail_invalid(ctx, "\"amount\" must be positive");
-		goto out;
-	}
-	if (strcmp(from, to) == 0) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "same_account",
-		                      "cannot transfer from account \"%s\" to itself", from);
-		goto out;
-	}
-	snprintf(amount_text, sizeof(amount_text), "%" JSON_INTEGER_FORMAT, amount);
-
-	params[0] = ctx->job_source;
-	params[1] = ctx->job_id;
-	params[2] = from;
-	params[3] = to;
-	params[4] = amount_text;
+	transfer_params(ctx, &a, a.amount_text, params);
 	res = sl_job_exec(ctx, sql_transfer, 5, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		outcome = sl_job_sql_error(ctx, res, "transfer");
@@ -190,26 +234,26 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 	    (!PQgetisnull(res, 0, 1) && parse_bigint(PQgetvalue(res, 0, 1), &from_balance) != 0) ||
 	    (!PQgetisnull(res, 0, 2) && parse_bigint(PQgetvalue(res, 0, 2), &to_balance) != 0)) {
 		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-		                      "could not read the outcome of the transfer from \"%s\" to \"%s\"", from, to);
+		                      "could not read the outcome of the transfer from \"%s\" to \"%s\"", a.from, a.to);
 		goto out;
 	}
 	have_from = !PQgetisnull(res, 0, 1);
 	have_to = !PQgetisnull(res, 0, 2);
 	if (!have_from && !have_to) {
 		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
-		                      "accounts \"%s\" and \"%s\" do not exist", from, to);
+		                      "accounts \"%s\" and \"%s\" do not exist", a.from, a.to);
 		goto out;
 	}
 	if (!have_from || !have_to) {
 		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
-		                      "account \"%s\" does not exist", have_from ? to : from);
+		                      "account \"%s\" does not exist", have_from ? a.to : a.from);
 		goto out;
 	}
 	if (!PQgetisnull(res, 0, 0)) {
 		if (strcmp(PQgetvalue(res, 0, 0), "insufficient_funds") == 0)
 			outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "insufficient_funds",
 			                      "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
-			                      from, from_balance, amount);
+			                      a.from, from_balance, a.amount);
 		else
 			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
 			                      "ledger.transfer() refused with an unknown code \"%.60s\"",
@@ -219,9 +263,9 @@ sl_ledger_transfer(struct sl_job_ctx *ctx)
 
 	/* New reference; json_pack copies the strings. */
 	ctx->output = json_pack("{s:{s:s, s:I}, s:{s:s, s:I}, s:I}",
-	                        "from", "account", from, "balance", (json_int_t)from_balance,
-	                        "to", "account", to, "balance", (json_int_t)to_balance,
-	                        "amount", amount);
+	                        "from", "account", a.from, "balance", (json_int_t)from_balance,
+	                        "to", "account", a.to, "balance", (json_int_t)to_balance,
+	                        "amount", a.amount);
 	if (ctx->output == NULL) {
 		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
 		                      "could not build the output of ledger.transfer: out of memory");

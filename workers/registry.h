@@ -20,7 +20,8 @@
  * Handlers run concurrently on several executor threads; they keep no mutable
  * global state. Rows must be locked in a deterministic order. Each statement
  * is a round trip, which is most of what a job costs: a handler does its
- * work in as few statements as it can (ledger.transfer calls one function).
+ * work in as few statements as it can (ledger.transfer calls one function),
+ * and one that sends a single statement says so ahead (sl_handler.plan).
  */
 #ifndef SL_REGISTRY_H
 #define SL_REGISTRY_H
@@ -51,9 +52,30 @@ struct sl_job_ctx {
 
 typedef enum sl_outcome (*sl_handler_fn)(struct sl_job_ctx *ctx);
 
+/* The one statement a handler will send, said before it runs. */
+#define SL_PLAN_MAX_PARAMS 8
+struct sl_plan {
+	const char *sql;           /* static storage, as for sl_job_exec() */
+	int n_params;
+	const char *params[SL_PLAN_MAX_PARAMS]; /* text: into ctx->data, the ctx strings or buf */
+	char buf[64];              /* room for parameters formatted here */
+};
+
+/* Optional. Says which statement run() will send, so that a group's
+ * statements go to the server together, one round trip for the whole
+ * group instead of one per job. Returns 1 after filling *plan when run()
+ * sends exactly that one statement with those parameters and no other, 0
+ * when it sends none or cannot say (run() then runs as usual). A plan is
+ * made before the jobs ahead of it in the group have run: it reads the
+ * job's data only, never the database. ctx is scratch: what plan writes to
+ * it is thrown away. A run() that breaks its plan costs its group a second
+ * run without plans (and a warning in the log). */
+typedef int (*sl_plan_fn)(struct sl_job_ctx *ctx, struct sl_plan *plan);
+
 struct sl_handler {
 	const char *name;          /* as named in worker.conf, e.g. "ledger.transfer" */
 	sl_handler_fn run;
+	sl_plan_fn plan;           /* NULL: none */
 };
 
 /* Returns the handler named `name`, or NULL. The table is static. */

@@ -8,9 +8,11 @@ unchanged, transfers applied == `succeeded` results, no job applied twice.
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -325,3 +327,47 @@ def test_poison_corpus(env, max_batch):
     # The SQL-looking account name is just data.
     assert env.pg.scalar("select count(*) from ledger.accounts where id like '%%drop table%%'") == 1
     env.check_ledger(results, [ev["id"] for ev in opens + good])
+
+
+def round_trips(w):
+    w.wait_for_log("http listening on")
+    port = int(re.search(r"http listening on \S+ \(port (\d+)\)", w.log()).group(1))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return int(float(re.search(r"^sluice_pg_round_trips_total (\S+)$", text, re.M).group(1)))
+
+
+@pytest.mark.parametrize("rejecting", [False, True], ids=["all-succeed", "some-rejected"])
+def test_a_group_shares_its_round_trips(env, rejecting):
+    """ledger.transfer says its statement ahead, so a group of jobs costs
+    about two round trips to PostgreSQL, [the group's statements] and
+    [ledger writes, COMMIT], instead of one per job. Rejected jobs in the
+    middle of a group (undone to their savepoint while later jobs' statements
+    already ran) cost one more each, and the ledger still adds up."""
+    opens = env.open_accounts()
+    w = env.worker(executors=1)
+    w.start()
+    read_results(env.kafka, env.results, len(opens), timeout=120)
+    assert w.stop(60) == 0
+    rnd = random.Random(11)
+    transfers = []
+    for i in range(640):
+        a, b = rnd.sample(range(ACCOUNTS), 2)
+        # Every 7th transfer asks for more than any account holds.
+        amount = 10 * BALANCE * ACCOUNTS if rejecting and i % 7 == 3 else 1
+        transfers.append(cloudevent("ledger.transfer", {"from": f"acc-{a:03d}", "to": f"acc-{b:03d}",
+                                                        "amount": amount}))
+    env.produce_jobs(transfers, lambda ev: ev["data"]["from"].encode())
+    # Preloaded, so the one executor finds full groups.
+    w = env.worker(executors=1, max_batch=32, http_listen="127.0.0.1:0").start()
+    ids = [ev["id"] for ev in opens + transfers]
+    res = read_results(env.kafka, env.results, len(ids), timeout=120)
+    trips = round_trips(w)
+    assert w.stop(60) == 0, w.log()[-3000:]
+    env.check_ledger(res, ids)
+    counts = res.status_counts()
+    rejected = sum(1 for ev in transfers if ev["data"]["amount"] > 1)
+    assert counts == {"succeeded": len(ids) - rejected, **({"rejected": rejected} if rejected else {})}, counts
+    # One per job would be 640; full groups of 32 would be about 40 (plus
+    # the rejections).
+    assert trips <= len(transfers) / 4 + rejected, f"{trips} round trips for {len(transfers)} jobs"
