@@ -22,7 +22,7 @@ static void *
 executor_main(void *arg)
 {
 	struct sl_executor *ex = arg;
-	size_t max = (size_t)ex->w->cfg->max_batch, n, i;
+	size_t max = ex->w->cfg->max_batch > 1 ? (size_t)ex->w->cfg->max_batch : SL_CHAIN_MAX, n, i;
 	struct sl_job **batch = calloc(max, sizeof(*batch));
 	double started, took;
 	const char *wedge = getenv("SLUICE_TEST_WEDGE_EXECUTOR");
@@ -32,7 +32,8 @@ executor_main(void *arg)
 		abort();
 	for (;;) {
 		/* Take what is queued, up to max_batch jobs: they share one
-		 * transaction, in queue (so per key, offset) order. */
+		 * transaction, in queue (so per key, offset) order. With
+		 * max_batch 1 they run one transaction each, chained. */
 		pthread_mutex_lock(&ex->mu);
 		while (ex->head == NULL && !ex->stop)
 			pthread_cond_wait(&ex->cv, &ex->mu);

@@ -24,9 +24,11 @@
  * the server most.
  *
  * The executor's statements go with the handler's in libpq pipelines (see
- * "pipelines" below): a lone job whose handler runs one statement costs two
- * round trips, a job in a group one, and a whole group of jobs whose
- * handlers say their statement ahead (sl_handler.plan) two.
+ * "pipelines" below): a job alone whose handler runs one statement costs two
+ * round trips, one when the executor has more jobs to chain to it (its
+ * COMMIT goes with the next one's statement), a job in a group one, and a
+ * whole group of jobs whose handlers say their statement ahead
+ * (sl_handler.plan) two.
  *
  * Messages that never reach PostgreSQL (not a CloudEvent, unknown type,
  * schema violation) get a `failed` result whose id and time are derived from
@@ -442,6 +444,7 @@ struct sl_pipe {
 	int windowed;                 /* statements of several items went out ahead together */
 	int lost;                     /* the connection failed: no statement goes out */
 	int replay;                   /* a handler broke its plan: run the group again */
+	size_t committed;             /* a chain: items[0..committed) committed */
 	/* The first failed step other than a handler's own statement, until
 	 * the group settles it. */
 	int failed;
@@ -542,6 +545,8 @@ step_result(struct sl_executor *ex, struct sl_pipe *p, int k, PGresult *res, int
 		snprintf(error, sizeof(error), "the transaction was rolled back at COMMIT");
 		pipe_fail(p, k, s->item, s->kind, SL_PG_TRANSIENT, 0, error);
 		*bad = 1;
+	} else if (cls == SL_PG_OK && s->kind == STEP_COMMIT && s->item != NO_ITEM) {
+		p->committed = s->item + 1;
 	} else if (cls != SL_PG_OK && !*bad) {
 		*bad = 1;
 		if (!handlers) {
@@ -978,13 +983,25 @@ forget_outcomes(struct item *items, size_t n)
 	}
 }
 
-/* Runs items[0..n) in one transaction, sending handlers' statements ahead
- * when `ahead`. Returns how many items from the start are finished and
- * committed; the item at that index (if any) needs another attempt, with
- * the reason in its code/message, unless *split says it only has to go
- * first in the next group. *lost says the transaction was lost as a whole
- * (connection, COMMIT), which no single item is known for; *replay that it
- * rolled back and must run again without `ahead`, which costs no attempt. */
+/* In a chain (limits.max_batch 1, several jobs taken at once) each job
+ * commits alone, and its COMMIT goes to the server with the next job's
+ * BEGIN and handler statement: one round trip per job instead of two. */
+static void
+chain_next(struct sl_pipe *p, size_t i)
+{
+	pipe_add(p, sql_commit, i, STEP_COMMIT, 0, NULL);
+	if (i + 1 < p->n_items)
+		pipe_add(p, sql_begin, i + 1, STEP_PLAIN, 0, NULL);
+}
+
+/* Runs items[0..n) in one transaction (a chain: one each), sending
+ * handlers' statements ahead when `ahead`. Returns how many items from the
+ * start are finished and committed; the item at that index (if any) needs
+ * another attempt, with the reason in its code/message, unless *split says
+ * it only has to go first in the next group. *lost says its transaction was
+ * lost as a whole (connection, COMMIT), which no single item is known for;
+ * *replay that the group rolled back and must run again without `ahead`,
+ * which costs no attempt. */
 static size_t
 run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *split, int *lost, int *replay)
 {
@@ -994,7 +1011,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	char errbuf[1024];
 	size_t i = 0, j, sent;
 	enum item_end end = ITEM_DONE;
-	int grouped = n > 1, ended = 0, abandoned = 0;
+	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
 	*split = *lost = *replay = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
@@ -1005,7 +1022,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		return 0;
 	}
 	memset(p, 0, sizeof(*p));
-	p->cap = 4 * (int)n + 16;
+	p->cap = 6 * (int)n + 16;
 	if ((p->steps = malloc((size_t)p->cap * sizeof(*p->steps))) == NULL)
 		abort();
 	p->items = items;
@@ -1016,12 +1033,23 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		snprintf(items[j].attempts, sizeof(items[j].attempts), "%d", items[j].job->attempts);
 	pipe_add(p, sql_begin, NO_ITEM, STEP_PLAIN, 0, NULL);
 	for (;;) {
+		if (chain && i > 0 && atomic_load(&w->abandon)) {
+			/* What is queued does not go: the job before commits no
+			 * more. */
+			for (j = p->committed; j < n; j++) {
+				free(items[j].pending);
+				items[j].pending = NULL;
+			}
+			p->n = 0;
+			i = n;
+		}
 		if (i == n) {
 			/* Abandoned: nothing of it is published, so nothing commits;
 			 * the redelivery runs it again. */
 			abandoned = atomic_load(&w->abandon);
-			pipe_add(p, abandoned ? sql_rollback : sql_commit, NO_ITEM, abandoned ? STEP_PLAIN : STEP_COMMIT,
-			         0, NULL);
+			if (!chain || abandoned)
+				pipe_add(p, abandoned ? sql_rollback : sql_commit, NO_ITEM,
+				         abandoned ? STEP_PLAIN : STEP_COMMIT, 0, NULL);
 			pipe_run(ex, p);
 			if (p->failed < 0) {
 				ended = 1;
@@ -1046,6 +1074,8 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 			if (p->failed < 0) {
 				if (end != ITEM_DONE)
 					break;
+				if (chain)
+					chain_next(p, i);
 				i++;
 				continue;
 			}
@@ -1062,7 +1092,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 			goto broken;
 		}
 		/* A ledger write that went after later jobs' savepoints cannot be
-		 * undone alone: the group runs again, one job at a time. */
+		 * undone alone: the group runs again, without plans. */
 		if (p->windowed)
 			goto replay;
 		j = p->fail_item;
@@ -1070,6 +1100,8 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		i = end == ITEM_DONE ? j + 1 : j;
 		if (end != ITEM_DONE)
 			break;
+		if (chain)
+			chain_next(p, j);
 	}
 	ex->pipe = NULL;
 	clear_ahead(p, 0);
@@ -1106,7 +1138,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		goto broken;
 	}
 	if (abandoned)
-		return 0;
+		return p->committed;
 	atomic_store(&w->ops.pg_ok, 1);
 	return i;
 
@@ -1127,11 +1159,13 @@ broken:
 	free(p->steps);
 	p->steps = NULL;
 	*lost = 1;
-	forget_outcomes(items, n);
-	snprintf(items[0].code, sizeof(items[0].code), "db_transient");
-	snprintf(items[0].message, sizeof(items[0].message), "%s", errbuf);
+	/* In a chain the jobs before the lost transaction committed. */
+	i = p->committed;
+	forget_outcomes(items + i, n - i);
+	snprintf(items[i].code, sizeof(items[i].code), "db_transient");
+	snprintf(items[i].message, sizeof(items[i].message), "%s", errbuf);
 	sl_job_disconnect(ex);
-	return 0;
+	return i;
 }
 
 /* ---- retries ------------------------------------------------------------ */

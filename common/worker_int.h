@@ -74,6 +74,9 @@ struct sl_job {
 };
 
 #define SL_MAX_PREPARED 32
+/* Jobs an executor takes at once with limits.max_batch 1: each commits
+ * alone, its COMMIT sent with the next one's first statement (job.c). */
+#define SL_CHAIN_MAX 16
 
 struct sl_pipe;
 
@@ -164,7 +167,8 @@ int sl_executors_stop(struct sl_worker *w, double wait_seconds);
 void sl_executors_cancel_all(struct sl_worker *w);
 
 /* job.c: runs jobs (in queue order, up to limits.max_batch of them in one
- * transaction) on ex's connection and fills each job's outcome. */
+ * transaction, else one each, chained) on ex's connection and fills each
+ * job's outcome. */
 void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
 
 /* job.c: drops ex's connection and everything prepared on it. Executor thread. */

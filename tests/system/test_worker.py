@@ -337,13 +337,16 @@ def round_trips(w):
     return int(float(re.search(r"^sluice_pg_round_trips_total (\S+)$", text, re.M).group(1)))
 
 
-@pytest.mark.parametrize("rejecting", [False, True], ids=["all-succeed", "some-rejected"])
-def test_a_group_shares_its_round_trips(env, rejecting):
+@pytest.mark.parametrize("max_batch,rejecting", [(32, False), (32, True), (1, True)],
+                         ids=["grouped", "grouped-some-rejected", "per-job-some-rejected"])
+def test_round_trips_per_job(env, max_batch, rejecting):
     """ledger.transfer says its statement ahead, so a group of jobs costs
     about two round trips to PostgreSQL, [the group's statements] and
     [ledger writes, COMMIT], instead of one per job. Rejected jobs in the
     middle of a group (undone to their savepoint while later jobs' statements
-    already ran) cost one more each, and the ledger still adds up."""
+    already ran) cost one more each, and the ledger still adds up. One
+    transaction per job (max_batch 1) costs one round trip per job, not two:
+    a job's COMMIT goes with the next job's statement."""
     opens = env.open_accounts()
     w = env.worker(executors=1)
     w.start()
@@ -359,7 +362,7 @@ def test_a_group_shares_its_round_trips(env, rejecting):
                                                         "amount": amount}))
     env.produce_jobs(transfers, lambda ev: ev["data"]["from"].encode())
     # Preloaded, so the one executor finds full groups.
-    w = env.worker(executors=1, max_batch=32, http_listen="127.0.0.1:0").start()
+    w = env.worker(executors=1, max_batch=max_batch, http_listen="127.0.0.1:0").start()
     ids = [ev["id"] for ev in opens + transfers]
     res = read_results(env.kafka, env.results, len(ids), timeout=120)
     trips = round_trips(w)
@@ -368,6 +371,10 @@ def test_a_group_shares_its_round_trips(env, rejecting):
     counts = res.status_counts()
     rejected = sum(1 for ev in transfers if ev["data"]["amount"] > 1)
     assert counts == {"succeeded": len(ids) - rejected, **({"rejected": rejected} if rejected else {})}, counts
-    # One per job would be 640; full groups of 32 would be about 40 (plus
-    # the rejections).
-    assert trips <= len(transfers) / 4 + rejected, f"{trips} round trips for {len(transfers)} jobs"
+    if max_batch > 1:
+        # One per job would be 640; full groups of 32 would be about 40
+        # (plus the rejections).
+        assert trips <= len(transfers) / 4 + rejected, f"{trips} round trips for {len(transfers)} jobs"
+    else:
+        # Two per job would be 1280; chains of 16 about 680.
+        assert trips <= len(transfers) * 1.2, f"{trips} round trips for {len(transfers)} jobs"
