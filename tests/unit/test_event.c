@@ -573,6 +573,56 @@ test_result_invalid_utf8_message(void **state)
 	free(a);
 }
 
+/* The result text is written without jansson; its strings must come out as
+ * jansson's json_dumps() would write them: every ASCII character, and UTF-8
+ * of every length, inside every string field. */
+static void
+test_result_escapes_like_jansson(void **state)
+{
+	char s[256];
+	struct sl_result r = { 0 };
+	json_t *ref, *data, *err;
+	char *a, *b;
+	int i, n = 0;
+
+	(void)state;
+	for (i = 1; i < 128; i++)
+		s[n++] = (char)i;
+	strcpy(s + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80/end");
+	r.status = "failed";
+	r.job_id = s;
+	r.job_source = s;
+	r.job_type = s;
+	r.error_code = s;
+	r.error_message = s;
+	a = sl_event_result(&r, s, s, s);
+	assert_non_null(a);
+
+	data = json_pack("{s:s, s:s, s:s, s:s}", "status", "failed", "id", s, "source", s, "type", s);
+	err = json_pack("{s:s, s:s}", "code", s, "message", s);
+	assert_non_null(data);
+	assert_non_null(err);
+	assert_int_equal(json_object_set_new(data, "error", err), 0);
+	ref = json_object();
+	assert_int_equal(json_object_set_new(ref, "specversion", json_string("1.0")), 0);
+	assert_int_equal(json_object_set_new(ref, "id", json_string(s)), 0);
+	assert_int_equal(json_object_set_new(ref, "source", json_string(s)), 0);
+	b = malloc(strlen(s) + sizeof(".result"));
+	sprintf(b, "%s.result", s);
+	assert_int_equal(json_object_set_new(ref, "type", json_string(b)), 0);
+	free(b);
+	assert_int_equal(json_object_set_new(ref, "subject", json_string(s)), 0);
+	assert_int_equal(json_object_set_new(ref, "time", json_string(s)), 0);
+	assert_int_equal(json_object_set_new(ref, "datacontenttype", json_string("application/json")), 0);
+	assert_int_equal(json_object_set_new(ref, "data", data), 0);
+	b = json_dumps(ref, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_non_null(b);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	json_decref(ref);
+}
+
 /* A result event is itself a valid job-shaped CloudEvent. */
 static void
 test_result_round_trip(void **state)
@@ -620,6 +670,21 @@ test_uuid(void **state)
 	}
 	assert_int_equal(a[14], '4');
 	assert_non_null(strchr("89ab", a[19]));
+	/* Across refills of the random pool (32 UUIDs each): all distinct,
+	 * all version 4. */
+	{
+		static char many[100][37];
+		int j;
+
+		for (i = 0; i < 100; i++) {
+			sl_event_uuid(many[i]);
+			assert_int_equal(strlen(many[i]), 36);
+			assert_int_equal(many[i][14], '4');
+			assert_non_null(strchr("89ab", many[i][19]));
+			for (j = 0; j < i; j++)
+				assert_string_not_equal(many[i], many[j]);
+		}
+	}
 }
 
 static void
@@ -665,6 +730,7 @@ main(void)
 		cmocka_unit_test(test_result_rejected_failed_golden),
 		cmocka_unit_test(test_result_unknown_job),
 		cmocka_unit_test(test_result_invalid_utf8_message),
+		cmocka_unit_test(test_result_escapes_like_jansson),
 		cmocka_unit_test(test_result_round_trip),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_now),
