@@ -128,6 +128,23 @@ sl_job_disconnect(struct sl_executor *ex)
 	ex->n_prepared = 0;
 }
 
+/* Names prepared statement i "s<i>", without printf: every statement of a
+ * pipeline is named. */
+_Static_assert(SL_MAX_PREPARED <= 100, "statement names have two digits");
+static void
+statement_name(int i, char name[16])
+{
+	name[0] = 's';
+	if (i >= 10) {
+		name[1] = (char)('0' + i / 10);
+		name[2] = (char)('0' + i % 10);
+		name[3] = '\0';
+	} else {
+		name[1] = (char)('0' + i);
+		name[2] = '\0';
+	}
+}
+
 /* Returns the index of `sql` (static storage: its address names it) among
  * the statements prepared on ex's connection, or -1. */
 static int
@@ -157,7 +174,7 @@ prepared_index(struct sl_executor *ex, const char *sql, PGresult **err)
 		return i;
 	if ((i = ex->n_prepared) == SL_MAX_PREPARED)
 		return -1;
-	snprintf(name, sizeof(name), "s%d", i);
+	statement_name(i, name);
 	res = PQprepare(ex->conn, name, sql, 0, NULL);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		*err = res;
@@ -215,7 +232,7 @@ exec_prepared(struct sl_executor *ex, const char *sql, int n, const char *const 
 	sl_metrics_counter_inc(ex->w->ops.m_round_trips);
 	if (i == -1)
 		return PQexecParams(ex->conn, sql, n, NULL, params, NULL, NULL, 0);
-	snprintf(name, sizeof(name), "s%d", i);
+	statement_name(i, name);
 	return PQexecPrepared(ex->conn, name, n, params, NULL, NULL, 0);
 }
 
@@ -602,7 +619,7 @@ send_step(struct sl_executor *ex, struct step *s)
 		return PQsendQueryParams(conn, s->text, 0, NULL, NULL, NULL, NULL, 0);
 	if ((i = prepared_find(ex, s->sql)) < 0)
 		i = ex->n_prepared;
-	snprintf(name, sizeof(name), "s%d", i);
+	statement_name(i, name);
 	if (i == ex->n_prepared && i < SL_MAX_PREPARED) {
 		if (PQsendPrepare(conn, name, s->sql, 0, NULL) != 1)
 			return 0;

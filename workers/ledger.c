@@ -145,13 +145,23 @@ struct transfer_args {
 static int
 transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *outcome)
 {
+	json_t *from = json_object_get(ctx->data, "from"), *to = json_object_get(ctx->data, "to");
+	json_t *amount = json_object_get(ctx->data, "amount");
 	size_t from_len = 0, to_len = 0;
 	json_error_t jerr;
 
 	a->from = a->to = NULL;
 	a->amount = 0;
-	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &a->from, &from_len, "to",
-	                   &a->to, &to_len, "amount", &a->amount) != 0) {
+	if (json_is_string(from) && json_is_string(to) && json_is_integer(amount)) {
+		/* The common case, without json_unpack's format parsing. */
+		a->from = json_string_value(from);
+		from_len = json_string_length(from);
+		a->to = json_string_value(to);
+		to_len = json_string_length(to);
+		a->amount = json_integer_value(amount);
+	} else if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &a->from, &from_len, "to",
+	                          &a->to, &to_len, "amount", &a->amount) != 0) {
+		/* jansson's words for what is wrong. */
 		*outcome = fail_invalid(ctx, jerr.text);
 		return -1;
 	}
