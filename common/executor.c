@@ -68,10 +68,9 @@ executor_main(void *arg)
 		atomic_store(&ex->busy, 0);
 		atomic_fetch_add(&ex->done, (long long)n);
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
-		for (i = 0; i < n; i++) {
+		for (i = 0; i < n; i++)
 			batch[i]->run_seconds = took / (double)n;
-			sl_worker_job_done(ex->w, batch[i]);
-		}
+		sl_worker_jobs_done(ex->w, batch, n);
 	}
 	free(batch);
 	sl_job_disconnect(ex);

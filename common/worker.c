@@ -69,20 +69,25 @@ sl_now(void)
 /* ---- handing jobs back (any thread) ---------------------------------- */
 
 void
-sl_worker_job_done(struct sl_worker *w, struct sl_job *job)
+sl_worker_jobs_done(struct sl_worker *w, struct sl_job **jobs, size_t n)
 {
+	size_t i;
 	int was_empty;
 
-	job->next = NULL;
+	if (n == 0)
+		return;
+	for (i = 0; i + 1 < n; i++)
+		jobs[i]->next = jobs[i + 1];
+	jobs[n - 1]->next = NULL;
 	pthread_mutex_lock(&w->done_mu);
 	was_empty = w->done_head == NULL;
 	if (w->done_tail != NULL)
-		w->done_tail->next = job;
+		w->done_tail->next = jobs[0];
 	else
-		w->done_head = job;
-	w->done_tail = job;
+		w->done_head = jobs[0];
+	w->done_tail = jobs[n - 1];
 	pthread_mutex_unlock(&w->done_mu);
-	/* Wake the consumer thread out of rd_kafka_consumer_poll(). */
+	/* Wake the consumer thread out of rd_kafka_consumer_poll(), once. */
 	if (was_empty && w->consumer_q != NULL)
 		rd_kafka_queue_yield(w->consumer_q);
 }

@@ -183,8 +183,9 @@ void sl_ops_job_done(struct sl_worker *w, const struct sl_job *job);
 void sl_ops_kafka_error(struct sl_worker *w, const char *name);
 void sl_ops_stop(struct sl_worker *w);
 
-/* worker.c: hands a finished job back to the consumer thread. Any thread. */
-void sl_worker_job_done(struct sl_worker *w, struct sl_job *job);
+/* worker.c: hands finished jobs back to the consumer thread, in order, at
+ * once. Any thread. */
+void sl_worker_jobs_done(struct sl_worker *w, struct sl_job **jobs, size_t n);
 
 double sl_now(void);
 
