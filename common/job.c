@@ -461,7 +461,8 @@ struct sl_pipe {
 	int windowed;                 /* statements of several items went out ahead together */
 	int lost;                     /* the connection failed: no statement goes out */
 	int replay;                   /* a handler broke its plan: run the group again */
-	size_t committed;             /* a chain: items[0..committed) committed */
+	size_t committed;             /* items[0..committed) committed (a chain, a split) */
+	size_t start;                 /* the first item of the transaction being queued */
 	/* The first failed step other than a handler's own statement, until
 	 * the group settles it. */
 	int failed;
@@ -857,7 +858,7 @@ settle(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, enu
 		return ITEM_BROKEN;
 	}
 	if (cls == SL_PG_TRANSIENT)
-		return grouped && index > 0 && strncmp(it->message, "55P03", 5) == 0 ? ITEM_SPLIT : ITEM_RETRY;
+		return grouped && index > p->start && strncmp(it->message, "55P03", 5) == 0 ? ITEM_SPLIT : ITEM_RETRY;
 	if (record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0) {
 		snprintf(it->message, sizeof(it->message), "%s", errbuf);
 		return ITEM_BROKEN;
@@ -892,6 +893,7 @@ queue_ahead(struct sl_pipe *p, size_t i)
 {
 	size_t k;
 	struct step *s;
+	int timeout_queued = p->timeout_set || i > p->start; /* i > start: queued before i */
 
 	for (k = i; k < p->n_items; k++) {
 		struct item *it = &p->items[k];
@@ -899,8 +901,9 @@ queue_ahead(struct sl_pipe *p, size_t i)
 		if (!plan_item(it))
 			break;
 		if (k > i) {
-			if (!p->timeout_set)
+			if (!timeout_queued)
 				pipe_add(p, sql_lock_timeout, k, STEP_PLAIN, 0, NULL);
+			timeout_queued = 1;
 			queue_savepoint(p, k);
 		}
 		s = pipe_insert(p, p->n, it->plan.sql, k, STEP_AHEAD, 0, NULL);
@@ -967,13 +970,14 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	case SL_OUTCOME_RETRY:
 	default:
 		json_decref(ctx.output);
-		/* The undo goes with what the handler did not send. */
 		queue_undo(p, index, grouped);
+		/* A split's undo goes with the COMMIT of the jobs before it. */
+		if (grouped && index > p->start && strcmp(ctx.sqlstate, "55P03") == 0)
+			return ITEM_SPLIT;
+		/* The undo goes with what the handler did not send. */
 		pipe_run(ex, p);
 		if (p->failed >= 0)
 			return ITEM_DONE;
-		if (grouped && index > 0 && strcmp(ctx.sqlstate, "55P03") == 0)
-			return ITEM_SPLIT;
 		snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : "transient");
 		snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
 		sl_metrics_counter_inc(ex->w->ops.m_pg[0]);
@@ -1000,6 +1004,17 @@ forget_outcomes(struct item *items, size_t n)
 	}
 }
 
+/* Queues the COMMIT of the group's items before items[i] (ITEM_SPLIT) and
+ * the BEGIN of the next transaction, which items[i] starts. */
+static void
+split_at(struct sl_pipe *p, size_t i)
+{
+	pipe_add(p, sql_commit, i - 1, STEP_COMMIT, 0, NULL);
+	pipe_add(p, sql_begin, i, STEP_PLAIN, 0, NULL);
+	p->start = i;
+	p->timeout_set = 0;
+}
+
 /* In a chain (limits.max_batch 1, several jobs taken at once) each job
  * commits alone, and its COMMIT goes to the server with the next job's
  * BEGIN and handler statement: one round trip per job instead of two. */
@@ -1012,15 +1027,16 @@ chain_next(struct sl_pipe *p, size_t i)
 }
 
 /* Runs items[0..n) in one transaction (a chain: one each), sending
- * handlers' statements ahead when `ahead`. Returns how many items from the
- * start are finished and committed; the item at that index (if any) needs
- * another attempt, with the reason in its code/message, unless *split says
- * it only has to go first in the next group. *lost says its transaction was
- * lost as a whole (connection, COMMIT), which no single item is known for;
- * *replay that the group rolled back and must run again without `ahead`,
- * which costs no attempt. */
+ * handlers' statements ahead when `ahead`. A job that would wait for a lock
+ * inside a group splits it: the jobs before it commit, and it goes first in
+ * the next transaction, queued with that COMMIT. Returns how many items from
+ * the start are finished and committed; the item at that index (if any)
+ * needs another attempt, with the reason in its code/message. *lost says
+ * its transaction was lost as a whole (connection, COMMIT), which no single
+ * item is known for; *replay that the transaction rolled back and its jobs
+ * must run again without `ahead`, which costs no attempt. */
 static size_t
-run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *split, int *lost, int *replay)
+run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *lost, int *replay)
 {
 	struct sl_worker *w = ex->w;
 	struct sl_pipe pipe, *p = &pipe;
@@ -1030,7 +1046,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	enum item_end end = ITEM_DONE;
 	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
-	*split = *lost = *replay = 0;
+	*lost = *replay = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
 		sl_metrics_counter_inc(w->ops.m_pg[0]);
@@ -1074,7 +1090,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 			}
 		} else {
 			if (grouped && items[i].ahead == AHEAD_NONE) {
-				if (i > 0 && !p->timeout_set)
+				if (i > p->start && !p->timeout_set)
 					pipe_add(p, sql_lock_timeout, i, STEP_PLAIN, 0, NULL);
 				queue_savepoint(p, i);
 				sent = ahead ? queue_ahead(p, i) : 0;
@@ -1089,6 +1105,10 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 					goto replay;
 			}
 			if (p->failed < 0) {
+				if (end == ITEM_SPLIT && !atomic_load(&w->abandon)) {
+					split_at(p, i);
+					continue;
+				}
 				if (end != ITEM_DONE)
 					break;
 				if (chain)
@@ -1104,6 +1124,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		}
 		p->n = 0;
 		p->failed = -1;
+		p->start = p->committed; /* a split's COMMIT may not have run */
 		if (p->lost || p->fail_item == NO_ITEM || p->fail_kind != STEP_RECORD) {
 			snprintf(errbuf, sizeof(errbuf), "%.1000s", p->fail_error);
 			goto broken;
@@ -1115,6 +1136,10 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		j = p->fail_item;
 		end = settle(ex, p, j, grouped, p->fail_cls, p->fail_final, p->fail_error);
 		i = end == ITEM_DONE ? j + 1 : j;
+		if (end == ITEM_SPLIT && !atomic_load(&w->abandon)) {
+			split_at(p, j);
+			continue;
+		}
 		if (end != ITEM_DONE)
 			break;
 		if (chain)
@@ -1128,7 +1153,6 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	}
 	if (!ended) {
 		/* Stopped early at items[i]: the ones before it commit now. */
-		*split = end == ITEM_SPLIT;
 		abandoned = atomic_load(&w->abandon);
 		/* A COMMIT that fails with the connection lost may have committed:
 		 * the next attempt's ledger write finds out, so retrying is safe. */
@@ -1164,11 +1188,11 @@ replay:
 	clear_ahead(p, 0);
 	free(p->steps);
 	p->steps = NULL;
-	forget_outcomes(items, n);
+	forget_outcomes(items + p->committed, n - p->committed);
 	if (p->lost || command(ex, sql_rollback, errbuf, sizeof(errbuf)) < 0)
 		goto broken;
 	*replay = 1;
-	return 0;
+	return p->committed;
 
 broken:
 	ex->pipe = NULL;
@@ -1176,11 +1200,13 @@ broken:
 	free(p->steps);
 	p->steps = NULL;
 	*lost = 1;
-	/* In a chain the jobs before the lost transaction committed. */
+	/* The jobs before the lost transaction (a chain's, a split's) committed. */
 	i = p->committed;
 	forget_outcomes(items + i, n - i);
-	snprintf(items[i].code, sizeof(items[i].code), "db_transient");
-	snprintf(items[i].message, sizeof(items[i].message), "%s", errbuf);
+	if (i < n) {
+		snprintf(items[i].code, sizeof(items[i].code), "db_transient");
+		snprintf(items[i].message, sizeof(items[i].message), "%s", errbuf);
+	}
 	sl_job_disconnect(ex);
 	return i;
 }
@@ -1292,7 +1318,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 	struct item *items = calloc(n, sizeof(*items));
 	struct sl_retry_policy policy;
 	size_t i, n_db = 0, n_decoded, first = 0, done, size;
-	int split, lost, replay, alone = 0, ahead = 1;
+	int lost, replay, alone = 0, ahead = 1;
 
 	if (items == NULL)
 		abort();
@@ -1319,14 +1345,9 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		 * breaks its connection then pays for it alone, instead of the
 		 * group's first job (which is what gets the next attempt). */
 		size = alone ? 1 : n_db - first;
-		done = run_group(ex, it, size, ahead, &split, &lost, &replay);
+		done = run_group(ex, it, size, ahead, &lost, &replay);
 		if (lost && size > 1)
 			alone = 1;
-		if (replay) {
-			/* Rolled back whole: the same jobs go again, without plans. */
-			ahead = 0;
-			continue;
-		}
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
 		if (atomic_load(&w->abandon)) {
 			/* Rolled back or cancelled by the stop: not a failure of the
@@ -1343,8 +1364,11 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		first += done;
 		if (first == n_db)
 			break;
-		if (split)
+		if (replay) {
+			/* Rolled back: the same jobs go again, without plans. */
+			ahead = 0;
 			continue;
+		}
 		/* The item at `first` failed transiently (or the group was lost). */
 		it = &items[first];
 		pthread_mutex_lock(&w->reload_mu);
