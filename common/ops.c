@@ -32,7 +32,7 @@ ready(void *arg, char *reason, size_t reason_size)
 	struct sl_worker *w = arg;
 
 	if (!atomic_load(&w->ops.joined)) {
-		snprintf(reason, reason_size, "not in the consumer group yet");
+		snprintf(reason, reason_size, "not in the consumer group (not yet, or its assignment was lost)");
 		return 0;
 	}
 	if (!atomic_load(&w->ops.pg_ok)) {

@@ -517,6 +517,8 @@ on_revoke(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts, int aband
 	for (i = 0; i < parts->cnt; i++)
 		if ((p = partition_find(w, parts->elems[i].topic, parts->elems[i].partition)) != NULL)
 			atomic_store(&p->revoked, 1);
+	if (lost) /* out of the group until the next assignment: not ready */
+		atomic_store(&w->ops.joined, 0);
 	do {
 		busy = 0;
 		drain_done(w);
