@@ -117,9 +117,9 @@ FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address
               -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
 FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
 
-build/fuzz/fuzz_schema: tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c common/schema*.h)
+build/fuzz/fuzz_schema: tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c common/schema*.h) common/text.c common/text.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c) common/text.c $(FUZZ_LIBS)
 
 fuzz: build/fuzz/fuzz_schema
 	@mkdir -p build/fuzz/corpus/schema

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "text.h"
+
 /* Longest id, source or type accepted: they key the ledger and name topics
  * and metrics, so a megabyte-long one is a mistake, not an identity. */
 #define ATTR_MAX_BYTES 1024
@@ -493,49 +495,13 @@ sl_event_clear(struct sl_event *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-/* The text of a result event, built in one buffer. */
-struct text_buf {
-	char *p;
-	size_t n, cap;
-	int oom;
-};
-
-static void
-tb_put(struct text_buf *b, const char *s, size_t n)
-{
-	char *grown;
-	size_t cap;
-
-	if (b->oom)
-		return;
-	if (b->n + n + 1 > b->cap) {
-		for (cap = b->cap ? b->cap * 2 : 512; cap < b->n + n + 1; cap *= 2)
-			;
-		if ((grown = realloc(b->p, cap)) == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->p = grown;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void
-tb_lit(struct text_buf *b, const char *s)
-{
-	tb_put(b, s, strlen(s));
-}
-
 /* Appends s as a JSON string (null when s is NULL), escaped as jansson's
  * json_dumps() escapes without JSON_ENSURE_ASCII: `"`, `\` and C0 controls
  * only; UTF-8 stays as it came. A byte that starts no valid UTF-8 sequence
  * (a handler's message built from a non-UTF-8 server message, say) becomes
  * U+FFFD: deterministic, and the result event still gets built. */
 static void
-tb_string(struct text_buf *b, const char *s)
+put_json_string(struct sl_text *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
@@ -544,11 +510,11 @@ tb_string(struct text_buf *b, const char *s)
 	char esc[7];
 
 	if (s == NULL) {
-		tb_lit(b, "null");
+		sl_text_puts(b, "null");
 		return;
 	}
 	n = strlen(s);
-	tb_put(b, "\"", 1);
+	sl_text_put(b, "\"", 1);
 	while (i < n) {
 		if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
 			i++;
@@ -559,37 +525,37 @@ tb_string(struct text_buf *b, const char *s)
 			i += seq;
 			continue;
 		}
-		tb_put(b, s + run, i - run);
+		sl_text_put(b, s + run, i - run);
 		if (seq == 0) {
-			tb_put(b, "\xef\xbf\xbd", 3);
+			sl_text_put(b, "\xef\xbf\xbd", 3);
 		} else {
 			switch (p[i]) {
-			case '"': tb_put(b, "\\\"", 2); break;
-			case '\\': tb_put(b, "\\\\", 2); break;
-			case '\b': tb_put(b, "\\b", 2); break;
-			case '\f': tb_put(b, "\\f", 2); break;
-			case '\n': tb_put(b, "\\n", 2); break;
-			case '\r': tb_put(b, "\\r", 2); break;
-			case '\t': tb_put(b, "\\t", 2); break;
+			case '"': sl_text_put(b, "\\\"", 2); break;
+			case '\\': sl_text_put(b, "\\\\", 2); break;
+			case '\b': sl_text_put(b, "\\b", 2); break;
+			case '\f': sl_text_put(b, "\\f", 2); break;
+			case '\n': sl_text_put(b, "\\n", 2); break;
+			case '\r': sl_text_put(b, "\\r", 2); break;
+			case '\t': sl_text_put(b, "\\t", 2); break;
 			default:
 				memcpy(esc, "\\u00", 4);
 				esc[4] = hex[p[i] >> 4];
 				esc[5] = hex[p[i] & 0xf];
-				tb_put(b, esc, 6);
+				sl_text_put(b, esc, 6);
 			}
 		}
 		run = ++i;
 	}
-	tb_put(b, s + run, n - run);
-	tb_put(b, "\"", 1);
+	sl_text_put(b, s + run, n - run);
+	sl_text_put(b, "\"", 1);
 }
 
 static int
-tb_dump(const char *buffer, size_t size, void *data)
+put_dumped(const char *buffer, size_t size, void *data)
 {
-	struct text_buf *b = data;
+	struct sl_text *b = data;
 
-	tb_put(b, buffer, size);
+	sl_text_put(b, buffer, size);
 	return b->oom ? -1 : 0;
 }
 
@@ -600,55 +566,55 @@ char *
 sl_event_result(const struct sl_result *r, const char *result_id, const char *result_source,
                 const char *time_rfc3339)
 {
-	struct text_buf b = { 0 };
+	struct sl_text b = { 0 };
 
 	assert(r != NULL && r->status != NULL);
 	assert(result_id != NULL && result_source != NULL && time_rfc3339 != NULL);
 
-	tb_lit(&b, "{\"specversion\":\"1.0\",\"id\":");
-	tb_string(&b, result_id);
-	tb_lit(&b, ",\"source\":");
-	tb_string(&b, result_source);
-	tb_lit(&b, ",\"type\":");
+	sl_text_puts(&b, "{\"specversion\":\"1.0\",\"id\":");
+	put_json_string(&b, result_id);
+	sl_text_puts(&b, ",\"source\":");
+	put_json_string(&b, result_source);
+	sl_text_puts(&b, ",\"type\":");
 	if (r->job_type != NULL) {
 		/* The suffix goes inside the quotes. */
-		tb_string(&b, r->job_type);
+		put_json_string(&b, r->job_type);
 		if (!b.oom)
-			b.n--;
-		tb_lit(&b, ".result\"");
+			b.len--;
+		sl_text_puts(&b, ".result\"");
 	} else {
-		tb_lit(&b, "\"sluice.unknown.result\"");
+		sl_text_puts(&b, "\"sluice.unknown.result\"");
 	}
 	if (r->job_id != NULL) {
-		tb_lit(&b, ",\"subject\":");
-		tb_string(&b, r->job_id);
+		sl_text_puts(&b, ",\"subject\":");
+		put_json_string(&b, r->job_id);
 	}
-	tb_lit(&b, ",\"time\":");
-	tb_string(&b, time_rfc3339);
-	tb_lit(&b, ",\"datacontenttype\":\"application/json\",\"data\":{\"status\":");
-	tb_string(&b, r->status);
-	tb_lit(&b, ",\"id\":");
-	tb_string(&b, r->job_id);
-	tb_lit(&b, ",\"source\":");
-	tb_string(&b, r->job_source);
-	tb_lit(&b, ",\"type\":");
-	tb_string(&b, r->job_type);
+	sl_text_puts(&b, ",\"time\":");
+	put_json_string(&b, time_rfc3339);
+	sl_text_puts(&b, ",\"datacontenttype\":\"application/json\",\"data\":{\"status\":");
+	put_json_string(&b, r->status);
+	sl_text_puts(&b, ",\"id\":");
+	put_json_string(&b, r->job_id);
+	sl_text_puts(&b, ",\"source\":");
+	put_json_string(&b, r->job_source);
+	sl_text_puts(&b, ",\"type\":");
+	put_json_string(&b, r->job_type);
 	if (strcmp(r->status, "succeeded") == 0) {
-		tb_lit(&b, ",\"output\":");
+		sl_text_puts(&b, ",\"output\":");
 		if (r->output == NULL)
-			tb_lit(&b, "null");
+			sl_text_puts(&b, "null");
 		else if (!b.oom &&
-		         json_dump_callback(r->output, tb_dump, &b,
+		         json_dump_callback(r->output, put_dumped, &b,
 		                            JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0)
 			b.oom = 1;
 	} else {
-		tb_lit(&b, ",\"error\":{\"code\":");
-		tb_string(&b, r->error_code);
-		tb_lit(&b, ",\"message\":");
-		tb_string(&b, r->error_message);
-		tb_lit(&b, "}");
+		sl_text_puts(&b, ",\"error\":{\"code\":");
+		put_json_string(&b, r->error_code);
+		sl_text_puts(&b, ",\"message\":");
+		put_json_string(&b, r->error_message);
+		sl_text_puts(&b, "}");
 	}
-	tb_lit(&b, "}}");
+	sl_text_puts(&b, "}}");
 	if (b.oom) {
 		free(b.p);
 		return NULL;

@@ -563,7 +563,7 @@ render_histogram(sl_metrics_writer_t *w, const struct sl_metrics_family *f,
 char *
 sl_metrics_render(sl_metrics_t *m, size_t *len)
 {
-	sl_metrics_writer_t w = { NULL, 0, 0, 0 };
+	sl_metrics_writer_t w = { { NULL, 0, 0, 0 } };
 	struct sl_metrics_family *f;
 	struct sl_metrics_series *s;
 	struct collector *c;
@@ -596,11 +596,11 @@ sl_metrics_render(sl_metrics_t *m, size_t *len)
 	for (c = atomic_load_explicit(&m->collectors, memory_order_acquire); c != NULL;
 	     c = atomic_load_explicit(&c->next, memory_order_acquire))
 		c->fn(&w, c->arg);
-	if (w.failed) {
-		free(w.buf);
+	if (w.text.oom) {
+		free(w.text.p);
 		return NULL;
 	}
 	if (len != NULL)
-		*len = w.len;
-	return w.buf;
+		*len = w.text.len;
+	return w.text.p;
 }

@@ -10,12 +10,10 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "text.h"
 
 struct sl_metrics_writer {
-	char *buf;
-	size_t len;
-	size_t cap;
-	int failed;             /* out of memory: the render returns NULL */
+	struct sl_text text;    /* text.oom: the render returns NULL */
 };
 
 /* Name rules of the exposition format: [a-zA-Z_:][a-zA-Z0-9_:]* for metric
@@ -24,7 +22,7 @@ int sl__metrics_valid_name(const char *s, int colon_ok);
 int sl__metrics_valid_label_name(const char *s);
 
 /* Appends to the writer's buffer; after an allocation failure they do
- * nothing and w->failed stays set. */
+ * nothing and w->text.oom stays set. */
 void sl__metrics_append(sl_metrics_writer_t *w, const char *s, size_t n);
 void sl__metrics_puts(sl_metrics_writer_t *w, const char *s);
 void sl__metrics_put_double(sl_metrics_writer_t *w, double v);

@@ -40,25 +40,7 @@ sl__metrics_valid_label_name(const char *s)
 void
 sl__metrics_append(sl_metrics_writer_t *w, const char *s, size_t n)
 {
-	char *nb;
-	size_t ncap;
-
-	if (w->failed)
-		return;
-	if (w->len + n + 1 > w->cap) {
-		ncap = w->cap ? w->cap : 4096;
-		while (w->len + n + 1 > ncap)
-			ncap *= 2;
-		if ((nb = realloc(w->buf, ncap)) == NULL) {
-			w->failed = 1;
-			return;
-		}
-		w->buf = nb;
-		w->cap = ncap;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-	w->buf[w->len] = '\0';
+	sl_text_put(&w->text, s, n);
 }
 
 void

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "schema_int.h"
+#include "text.h"
 
 /* ECMA-262 WhiteSpace and LineTerminator code points, as class contents. */
 #define ECMA_SPACE "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
@@ -23,41 +24,6 @@
 	"\\x{3001}-\\x{D7FF}\\x{E000}-\\x{FEFE}\\x{FF00}-\\x{10FFFF}"
 #define ECMA_NOT_DIGIT "\\x{0}-\\x{2F}\\x{3A}-\\x{10FFFF}"
 #define ECMA_NOT_WORD "\\x{0}-\\x{2F}\\x{3A}-\\x{40}\\x{5B}-\\x{5E}\\x{60}\\x{7B}-\\x{10FFFF}"
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-put(struct buf *b, const char *s, size_t n)
-{
-	char *np;
-
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = (b->cap + n + 1) * 2;
-
-		np = realloc(b->p, cap);
-		if (np == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-puts_(struct buf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
 
 static int
 hexval(char c)
@@ -89,46 +55,46 @@ read_u4(const char *s)
 /* Translates the escape at *pp (pointing after the backslash) into b.
  * in_class says whether we are inside [...]. Returns 0 or -1 with errbuf. */
 static int
-escape(struct buf *b, const char **pp, int in_class, char *errbuf, size_t errbuf_size)
+escape(struct sl_text *b, const char **pp, int in_class, char *errbuf, size_t errbuf_size)
 {
 	const char *p = *pp;
 	char tmp[32];
 	long cp, lo;
 
 	switch (*p) {
-	case 'd': puts_(b, in_class ? "0-9" : "[0-9]"); break;
-	case 'D': puts_(b, in_class ? ECMA_NOT_DIGIT : "[^0-9]"); break;
-	case 'w': puts_(b, in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]"); break;
-	case 'W': puts_(b, in_class ? ECMA_NOT_WORD : "[^A-Za-z0-9_]"); break;
-	case 's': puts_(b, in_class ? ECMA_SPACE : "[" ECMA_SPACE "]"); break;
-	case 'S': puts_(b, in_class ? ECMA_NOT_SPACE : "[^" ECMA_SPACE "]"); break;
-	case 'v': puts_(b, "\\x{0B}"); break;
-	case 'b': puts_(b, in_class ? "\\x{08}" : "\\b"); break;
+	case 'd': sl_text_puts(b, in_class ? "0-9" : "[0-9]"); break;
+	case 'D': sl_text_puts(b, in_class ? ECMA_NOT_DIGIT : "[^0-9]"); break;
+	case 'w': sl_text_puts(b, in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]"); break;
+	case 'W': sl_text_puts(b, in_class ? ECMA_NOT_WORD : "[^A-Za-z0-9_]"); break;
+	case 's': sl_text_puts(b, in_class ? ECMA_SPACE : "[" ECMA_SPACE "]"); break;
+	case 'S': sl_text_puts(b, in_class ? ECMA_NOT_SPACE : "[^" ECMA_SPACE "]"); break;
+	case 'v': sl_text_puts(b, "\\x{0B}"); break;
+	case 'b': sl_text_puts(b, in_class ? "\\x{08}" : "\\b"); break;
 	case 'B':
 		if (in_class)
 			goto bad;
-		puts_(b, "\\B");
+		sl_text_puts(b, "\\B");
 		break;
 	case 't': case 'n': case 'f': case 'r':
-		put(b, p - 1, 2);
+		sl_text_put(b, p - 1, 2);
 		break;
 	case '0':
 		if (p[1] >= '0' && p[1] <= '9')
 			goto bad;
-		puts_(b, "\\x{0}");
+		sl_text_puts(b, "\\x{0}");
 		break;
 	case 'c':
 		if (!((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z')))
 			goto bad;
 		snprintf(tmp, sizeof(tmp), "\\x{%X}", p[1] & 0x1f);
-		puts_(b, tmp);
+		sl_text_puts(b, tmp);
 		p++;
 		break;
 	case 'x':
 		if (hexval(p[1]) < 0 || hexval(p[2]) < 0)
 			goto bad;
 		snprintf(tmp, sizeof(tmp), "\\x{%c%c}", p[1], p[2]);
-		puts_(b, tmp);
+		sl_text_puts(b, tmp);
 		p += 2;
 		break;
 	case 'u':
@@ -157,24 +123,24 @@ escape(struct buf *b, const char **pp, int in_class, char *errbuf, size_t errbuf
 			return -1;
 		}
 		snprintf(tmp, sizeof(tmp), "\\x{%lX}", cp);
-		puts_(b, tmp);
+		sl_text_puts(b, tmp);
 		break;
 	case 'p': case 'P':
 		if (p[1] != '{')
 			goto bad;
-		put(b, p - 1, 2);
+		sl_text_put(b, p - 1, 2);
 		break;
 	case 'k':
 		if (p[1] != '<')
 			goto bad;
-		put(b, p - 1, 2);
+		sl_text_put(b, p - 1, 2);
 		break;
 	case '\0':
 		snprintf(errbuf, errbuf_size, "pattern ends with a backslash");
 		return -1;
 	default:
 		if (*p >= '1' && *p <= '9' && !in_class) {
-			put(b, p - 1, 2);
+			sl_text_put(b, p - 1, 2);
 			break;
 		}
 		/* Any other letter or digit is an escape ECMA does not define
@@ -182,7 +148,7 @@ escape(struct buf *b, const char **pp, int in_class, char *errbuf, size_t errbuf
 		 * match something JavaScript would not. */
 		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
 			goto bad;
-		put(b, p - 1, 2);
+		sl_text_put(b, p - 1, 2);
 		break;
 	}
 	*pp = p + 1;
@@ -197,11 +163,11 @@ bad:
 static char *
 translate(const char *src, char *errbuf, size_t errbuf_size)
 {
-	struct buf b = { 0 };
+	struct sl_text b = { 0 };
 	const char *p = src;
 	int in_class = 0;
 
-	puts_(&b, "");
+	sl_text_puts(&b, "");
 	while (*p != '\0') {
 		if (*p == '\\') {
 			p++;
@@ -213,28 +179,28 @@ translate(const char *src, char *errbuf, size_t errbuf_size)
 			if (*p == ']')
 				in_class = 0;
 			/* PCRE reads "[:", "[." and "[=" as POSIX classes. */
-			put(&b, *p == '[' ? "\\[" : p, *p == '[' ? 2 : 1);
+			sl_text_put(&b, *p == '[' ? "\\[" : p, *p == '[' ? 2 : 1);
 			p++;
 			continue;
 		}
 		switch (*p) {
 		case '[':
 			if (p[1] == ']') {
-				puts_(&b, "(?!)"); /* ECMA's [] matches nothing */
+				sl_text_puts(&b, "(?!)"); /* ECMA's [] matches nothing */
 				p += 2;
 			} else if (p[1] == '^' && p[2] == ']') {
-				puts_(&b, "[\\x{0}-\\x{10FFFF}]");
+				sl_text_puts(&b, "[\\x{0}-\\x{10FFFF}]");
 				p += 3;
 			} else {
 				in_class = 1;
-				puts_(&b, "[");
+				sl_text_puts(&b, "[");
 				p++;
 				if (*p == '^')
-					put(&b, p++, 1);
+					sl_text_put(&b, p++, 1);
 			}
 			break;
 		case '.':
-			puts_(&b, "[^\\n\\r\\x{2028}\\x{2029}]");
+			sl_text_puts(&b, "[^\\n\\r\\x{2028}\\x{2029}]");
 			p++;
 			break;
 		case '(':
@@ -243,10 +209,10 @@ translate(const char *src, char *errbuf, size_t errbuf_size)
 				snprintf(errbuf, errbuf_size, "group syntax \"(?%c\" is not ECMA-262", p[2]);
 				goto err;
 			}
-			put(&b, p++, 1);
+			sl_text_put(&b, p++, 1);
 			break;
 		default:
-			put(&b, p++, 1);
+			sl_text_put(&b, p++, 1);
 			break;
 		}
 	}
