@@ -501,19 +501,14 @@ sl_event_clear(struct sl_event *ev)
  * (a handler's message built from a non-UTF-8 server message, say) becomes
  * U+FFFD: deterministic, and the result event still gets built. */
 static void
-put_json_string(struct sl_text *b, const char *s)
+put_json_chars(struct sl_text *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, run = 0, n, seq;
+	size_t i = 0, run = 0, seq;
 	uint32_t cp;
 	char esc[7];
 
-	if (s == NULL) {
-		sl_text_puts(b, "null");
-		return;
-	}
-	n = strlen(s);
 	sl_text_put(b, "\"", 1);
 	while (i < n) {
 		if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
@@ -550,12 +545,100 @@ put_json_string(struct sl_text *b, const char *s)
 	sl_text_put(b, "\"", 1);
 }
 
+static void
+put_json_string(struct sl_text *b, const char *s)
+{
+	if (s == NULL)
+		sl_text_puts(b, "null");
+	else
+		put_json_chars(b, s, strlen(s));
+}
+
 static int
 put_dumped(const char *buffer, size_t size, void *data)
 {
 	struct sl_text *b = data;
 
 	sl_text_put(b, buffer, size);
+	return b->oom ? -1 : 0;
+}
+
+/* Nesting deeper than jansson's parser accepts (JSON_PARSER_MAX_DEPTH) can
+ * only come from a handler that built a cycle; jansson's dumper refuses
+ * those too. */
+#define MAX_OUTPUT_DEPTH 2048
+
+/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) would, without
+ * its snprintf per integer and callback per token, which made dumping a
+ * handler's output most of the cost of a result event. Reals go through
+ * jansson so that their digits stay exactly its own. Returns -1 (and sets
+ * oom) on a cycle or out of memory. */
+static int
+put_json_value(struct sl_text *b, json_t *v, int depth)
+{
+	char digits[24], *d;
+	unsigned long long u;
+	json_t *item;
+	size_t i;
+	void *it;
+
+	if (depth > MAX_OUTPUT_DEPTH) {
+		b->oom = 1;
+		return -1;
+	}
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		sl_text_put(b, "{", 1);
+		for (it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+			if (it != json_object_iter(v))
+				sl_text_put(b, ",", 1);
+			put_json_chars(b, json_object_iter_key(it), json_object_iter_key_len(it));
+			sl_text_put(b, ":", 1);
+			if (put_json_value(b, json_object_iter_value(it), depth + 1) != 0)
+				return -1;
+		}
+		sl_text_put(b, "}", 1);
+		break;
+	case JSON_ARRAY:
+		sl_text_put(b, "[", 1);
+		json_array_foreach(v, i, item) {
+			if (i > 0)
+				sl_text_put(b, ",", 1);
+			if (put_json_value(b, item, depth + 1) != 0)
+				return -1;
+		}
+		sl_text_put(b, "]", 1);
+		break;
+	case JSON_STRING:
+		put_json_chars(b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		u = (unsigned long long)json_integer_value(v);
+		if (json_integer_value(v) < 0)
+			u = -u;
+		d = digits + sizeof(digits);
+		do {
+			*--d = (char)('0' + u % 10);
+			u /= 10;
+		} while (u != 0);
+		if (json_integer_value(v) < 0)
+			*--d = '-';
+		sl_text_put(b, d, (size_t)(digits + sizeof(digits) - d));
+		break;
+	case JSON_REAL:
+		if (!b->oom && json_dump_callback(v, put_dumped, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+			b->oom = 1;
+		break;
+	case JSON_TRUE:
+		sl_text_puts(b, "true");
+		break;
+	case JSON_FALSE:
+		sl_text_puts(b, "false");
+		break;
+	case JSON_NULL:
+		sl_text_puts(b, "null");
+		break;
+	}
 	return b->oom ? -1 : 0;
 }
 
@@ -603,10 +686,8 @@ sl_event_result(const struct sl_result *r, const char *result_id, const char *re
 		sl_text_puts(&b, ",\"output\":");
 		if (r->output == NULL)
 			sl_text_puts(&b, "null");
-		else if (!b.oom &&
-		         json_dump_callback(r->output, put_dumped, &b,
-		                            JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0)
-			b.oom = 1;
+		else
+			put_json_value(&b, r->output, 0);
 	} else {
 		sl_text_puts(&b, ",\"error\":{\"code\":");
 		put_json_string(&b, r->error_code);

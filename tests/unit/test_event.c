@@ -2,6 +2,7 @@
  * representative payload, hostile payloads (invalid UTF-8, deep nesting, huge
  * numbers, NUL bytes, control characters), a complete event, result events
  * byte for byte, UUIDs and timestamps. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -623,6 +624,59 @@ test_result_escapes_like_jansson(void **state)
 	json_decref(ref);
 }
 
+/* A handler's output is written as json_dumps() writes it: nesting, key
+ * order, escapes, keys with NUL, the integer extremes and reals. */
+static void
+test_result_output_like_jansson(void **state)
+{
+	static const char odd_key[] = "k\0\"\x01";
+	struct sl_result r = {
+		.status = "succeeded",
+		.job_id = "j-1",
+		.job_source = "shop",
+		.job_type = "t",
+	};
+	json_t *out, *ref, *data, *cycle, *arr;
+	char *a, *b;
+
+	(void)state;
+	out = json_pack("{s:i, s:s, s:[I, I, I, f, f, f, f, b, b, n, {}, []], s:{s:{s:s}}}",
+	                "zeta", 0, "alpha", "tab\tquote\"nl\n\x7f\xc3\xa9",
+	                "list", (json_int_t)LLONG_MIN, (json_int_t)LLONG_MAX, (json_int_t)-1,
+	                0.1, 1e300, -0.0, 3.0, 1, 0,
+	                "m", "n", "o", "p");
+	assert_non_null(out);
+	assert_int_equal(json_object_setn_new(out, odd_key, sizeof(odd_key) - 1, json_integer(7)), 0);
+	r.output = out;
+	a = sl_event_result(&r, "rid", "src", "2026-12-01T00:00:00Z");
+	assert_non_null(a);
+
+	data = json_pack("{s:s, s:s, s:s, s:s, s:O}", "status", "succeeded", "id", "j-1", "source",
+	                 "shop", "type", "t", "output", out);
+	ref = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id", "rid",
+	                "source", "src", "type", "t.result", "subject", "j-1", "time",
+	                "2026-12-01T00:00:00Z", "datacontenttype", "application/json", "data", data);
+	assert_non_null(ref);
+	b = json_dumps(ref, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_non_null(b);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	json_decref(ref);
+	json_decref(out);
+
+	/* A cycle fails the event instead of recursing forever. */
+	cycle = json_object();
+	arr = json_array();
+	assert_int_equal(json_array_append(arr, cycle), 0);
+	assert_int_equal(json_object_set(cycle, "a", arr), 0);
+	r.output = cycle;
+	assert_null(sl_event_result(&r, "rid", "src", "2026-12-01T00:00:00Z"));
+	json_array_clear(arr);
+	json_decref(arr);
+	json_decref(cycle);
+}
+
 /* A result event is itself a valid job-shaped CloudEvent. */
 static void
 test_result_round_trip(void **state)
@@ -731,6 +785,7 @@ main(void)
 		cmocka_unit_test(test_result_unknown_job),
 		cmocka_unit_test(test_result_invalid_utf8_message),
 		cmocka_unit_test(test_result_escapes_like_jansson),
+		cmocka_unit_test(test_result_output_like_jansson),
 		cmocka_unit_test(test_result_round_trip),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_now),
