@@ -591,7 +591,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
     run = Run(env, name + "-lat", settings, executors, 1)
     try:
         c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
-        p = new_producer(env.brokers, 5)
+        p = new_producer(env.brokers, env.args.driver_linger_ms)
         rnd = random.Random(2)
         prefix = f"{slug(name)}-lat-{uuid.uuid4().hex[:6]}"
         sent = {}
@@ -629,7 +629,12 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             if warm:
                 raise BenchError("the warm-up jobs got no results within 60 s")
 
-            total = max(1, int(rate * seconds))
+            # The first --latency-warm-up seconds are offered like the rest
+            # but not measured: the broker's JIT compiles its paths for small
+            # produce requests and fetches then (the throughput phase, with
+            # preloaded jobs, does not use them), which took it most of a CPU.
+            unmeasured = int(rate * env.args.latency_warm_up)
+            total = unmeasured + max(1, int(rate * seconds))
             # Serialised before the clock starts: the driver shares the
             # machine, and the job's `time` is patched in when it is sent.
             jobs = []
@@ -638,18 +643,22 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 key, value = transfer(rnd, env.args.accounts, job, 0)
                 at = value.index(event_time(0))
                 jobs.append((job, key, (value[:at], value[at + len(event_time(0)):])))
-            log(f"latency: offering {rate:.0f} jobs/s for {seconds:.0f} s ({total} jobs)")
-            sys0, me0 = system_cpu(), os.times()
-            t0 = time.time()
+            log(f"latency: offering {rate:.0f} jobs/s for {env.args.latency_warm_up:.0f} + {seconds:.0f} s "
+                f"({total} jobs, the first {unmeasured} not measured)")
+            t0, t_measured = time.time(), None
             i = 0
             while i < total:
+                if t_measured is None and i >= unmeasured:
+                    sys0, me0 = system_cpu(), os.times()
+                    services0, jit0, t_measured = env.services_cpu(), env.kafka_jit_seconds(), time.time()
                 now = time.time()
                 tick = now
                 due = min(total, int((now - t0) * rate) + 1)
                 while i < due:
                     ms = int(time.time() * 1000)
                     job, key, (head, tail) = jobs[i]
-                    sent[job] = ms
+                    if i >= unmeasured:
+                        sent[job] = ms
                     produce(p, run.jobs_topic, key, head + event_time(ms) + tail)
                     i += 1
                 p.poll(0)
@@ -660,8 +669,10 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 next_at = max(t0 + i / rate, tick + 0.005)
                 receive(max(0.0, min(0.01, next_at - time.time())))
             p.flush(30)
-            offered = total / (time.time() - t0)
+            measured = total - unmeasured
+            offered = measured / (time.time() - t_measured)
             sys1, me1 = system_cpu(), os.times()
+            services1, jit1 = env.services_cpu(), env.kafka_jit_seconds()
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
@@ -677,7 +688,10 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 "p99_ms": r(percentile(lat, 0.99)), "max_ms": r(lat[-1] if lat else None),
                 "latency_phase_peak_rss_mib": round(rss, 1),
                 "latency_machine_busy": round((sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]), 2),
-                "latency_driver_cpu_us_per_job": round((me1.user + me1.system - me0.user - me0.system) * 1e6 / total, 1)}
+                "latency_driver_cpu_us_per_job": round((me1.user + me1.system - me0.user - me0.system) * 1e6 / measured, 1),
+                "latency_pg_cpu_us_per_job": per_job(services0["postgres"], services1["postgres"], measured),
+                "latency_kafka_cpu_us_per_job": per_job(services0["kafka"], services1["kafka"], measured),
+                "latency_kafka_jit_cpu_us_per_job": per_job(jit0, jit1, measured)}
     finally:
         run.close()
 
@@ -789,8 +803,10 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
             row.update(latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
                                      args.latency_seconds, executors))
             log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms at "
-                f"{row['offered_per_s']} jobs/s offered; machine busy {row['latency_machine_busy']}, this driver "
-                f"{row['latency_driver_cpu_us_per_job']} us CPU/job")
+                f"{row['offered_per_s']} jobs/s offered; machine busy {row['latency_machine_busy']}; CPU per job: "
+                f"this driver {row['latency_driver_cpu_us_per_job']} us, PostgreSQL {row['latency_pg_cpu_us_per_job']}"
+                f" us, Kafka {row['latency_kafka_cpu_us_per_job']} us (JIT compiler "
+                f"{row['latency_kafka_jit_cpu_us_per_job']} us)")
         if with_ceiling:
             row["ceiling_tps"] = ceiling(env, executors * workers, n)
             if row["ceiling_tps"]:
@@ -826,6 +842,10 @@ def main():
     ap.add_argument("--warm-up", type=int, default=30000,
                     help="messages pushed through the broker, then jobs run by the worker, before measuring "
                          "(default 30000; 0 for none)")
+    ap.add_argument("--latency-warm-up", type=float, default=5.0,
+                    help="seconds offered at the latency rate before measuring (default 5)")
+    ap.add_argument("--driver-linger-ms", type=float, default=5,
+                    help="linger.ms of the latency phase's job producer (default 5)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--scaling", action="store_true",
