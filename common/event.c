@@ -563,10 +563,11 @@ put_dumped(const char *buffer, size_t size, void *data)
 	return b->oom ? -1 : 0;
 }
 
-/* Nesting deeper than jansson's parser accepts (JSON_PARSER_MAX_DEPTH) can
- * only come from a handler that built a cycle; jansson's dumper refuses
- * those too. */
-#define MAX_OUTPUT_DEPTH 2048
+/* A handler's output nests deeper than this only when it holds a cycle
+ * (jansson's dumper refuses those too): four times what jansson's parser
+ * accepts (JSON_PARSER_MAX_DEPTH), so that output wrapping a job's data
+ * always fits. Each level costs a stack frame of about 100 bytes. */
+#define MAX_OUTPUT_DEPTH (4 * JSON_PARSER_MAX_DEPTH)
 
 /* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) would, without
  * its snprintf per integer and callback per token, which made dumping a
