@@ -1026,6 +1026,23 @@ chain_next(struct sl_pipe *p, size_t i)
 		pipe_add(p, sql_begin, i + 1, STEP_PLAIN, 0, NULL);
 }
 
+/* After items[k] ended with `end`, queues what the next item starts with
+ * (a split's COMMIT, a chain's COMMIT) and returns that item's index, or
+ * NO_ITEM when the group stops at items[k]. */
+static size_t
+advance(struct sl_worker *w, struct sl_pipe *p, size_t k, enum item_end end, int chain)
+{
+	if (end == ITEM_SPLIT && !atomic_load(&w->abandon)) {
+		split_at(p, k);
+		return k;
+	}
+	if (end != ITEM_DONE)
+		return NO_ITEM;
+	if (chain)
+		chain_next(p, k);
+	return k + 1;
+}
+
 /* Runs items[0..n) in one transaction (a chain: one each), sending
  * handlers' statements ahead when `ahead`. A job that would wait for a lock
  * inside a group splits it: the jobs before it commit, and it goes first in
@@ -1042,7 +1059,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	struct sl_pipe pipe, *p = &pipe;
 	enum sl_pg_class cls;
 	char errbuf[1024];
-	size_t i = 0, j, sent;
+	size_t i = 0, j, sent, next;
 	enum item_end end = ITEM_DONE;
 	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
@@ -1105,15 +1122,9 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 					goto replay;
 			}
 			if (p->failed < 0) {
-				if (end == ITEM_SPLIT && !atomic_load(&w->abandon)) {
-					split_at(p, i);
-					continue;
-				}
-				if (end != ITEM_DONE)
+				if ((next = advance(w, p, i, end, chain)) == NO_ITEM)
 					break;
-				if (chain)
-					chain_next(p, i);
-				i++;
+				i = next;
 				continue;
 			}
 		}
@@ -1135,15 +1146,11 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 			goto replay;
 		j = p->fail_item;
 		end = settle(ex, p, j, grouped, p->fail_cls, p->fail_final, p->fail_error);
-		i = end == ITEM_DONE ? j + 1 : j;
-		if (end == ITEM_SPLIT && !atomic_load(&w->abandon)) {
-			split_at(p, j);
-			continue;
-		}
-		if (end != ITEM_DONE)
+		if ((next = advance(w, p, j, end, chain)) == NO_ITEM) {
+			i = j;
 			break;
-		if (chain)
-			chain_next(p, j);
+		}
+		i = next;
 	}
 	ex->pipe = NULL;
 	clear_ahead(p, 0);
