@@ -152,12 +152,17 @@ def git_rev():
         return None
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of a live process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def read_stat(path):
+    """(command name, utime + stime in seconds) of a /proc/.../stat file."""
+    with open(path) as f:
         stat = f.read()
     fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a live process, in seconds."""
+    return read_stat(f"/proc/{pid}/stat")[1]
 
 
 def proc_tree_cpu_seconds(pid):
@@ -260,28 +265,26 @@ class Env:
         except (OSError, ValueError):
             pass
         try:
-            with open(os.path.join(self.services_dir, "kafka", "pid")) as f:
-                out["kafka"] = proc_cpu_seconds(int(f.read().strip()))
+            out["kafka"] = proc_cpu_seconds(self.kafka_pid())
         except (OSError, ValueError):
             pass
         return out
 
+    def kafka_pid(self):
+        with open(os.path.join(self.services_dir, "kafka", "pid")) as f:
+            return int(f.read().strip())
+
     def kafka_jit_seconds(self):
         """CPU seconds the broker's JIT compiler threads used so far, or None."""
         try:
-            with open(os.path.join(self.services_dir, "kafka", "pid")) as f:
-                pid = int(f.read().strip())
-            total = 0.0
+            pid, total = self.kafka_pid(), 0.0
             for task in os.listdir(f"/proc/{pid}/task"):
                 try:
-                    with open(f"/proc/{pid}/task/{task}/stat") as f:
-                        stat = f.read()
+                    name, cpu = read_stat(f"/proc/{pid}/task/{task}/stat")
                 except OSError:
                     continue  # the thread ended meanwhile
-                name = stat[stat.index("(") + 1:stat.rindex(")")]
                 if name.startswith(("C1 Compiler", "C2 Compiler")):
-                    fields = stat[stat.rindex(")") + 2:].split()
-                    total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+                    total += cpu
             return total
         except (OSError, ValueError):
             return None
