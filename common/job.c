@@ -95,6 +95,9 @@ struct item {
 	char *pending;               /* result on its way into the ledger, malloc'ed */
 	const char *pending_status;  /* its status (static) */
 	char attempts[16];           /* job->attempts as text, for the ledger */
+	int wait;                    /* the last attempt ended because PostgreSQL cannot judge now */
+	int giving_up;               /* out of attempts: its failed outcome is on its way to the ledger */
+	int record_tries;            /* ...and that write failed this often while PostgreSQL answered */
 	char code[64];               /* why the last attempt did not finish it */
 	char message[1024];
 	/* Its handler's statement, sent ahead of the handler (sl_handler.plan). */
@@ -850,12 +853,19 @@ settle(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, enu
 		}
 		return ITEM_DONE;
 	}
-	sl_metrics_counter_inc(ex->w->ops.m_pg[cls == SL_PG_TRANSIENT ? 0 : 1]);
-	snprintf(it->code, sizeof(it->code), "%s", cls == SL_PG_TRANSIENT ? "db_transient" : "db_error");
+	sl_metrics_counter_inc(ex->w->ops.m_pg[cls == SL_PG_TRANSIENT ? 0 : cls == SL_PG_UNAVAILABLE ? 2 : 1]);
+	snprintf(it->code, sizeof(it->code), "%s",
+	         cls == SL_PG_TRANSIENT ? "db_transient" : cls == SL_PG_UNAVAILABLE ? "db_unavailable" : "db_error");
 	snprintf(it->message, sizeof(it->message), "%.1000s", error);
 	if (undo_item(ex, p, index, grouped, errbuf, sizeof(errbuf)) < 0) {
 		snprintf(it->message, sizeof(it->message), "%s", errbuf);
 		return ITEM_BROKEN;
+	}
+	if (cls == SL_PG_UNAVAILABLE) {
+		/* Not the job's doing (a cancel, a read-only or overloaded
+		 * server): it waits and goes again, no attempt counted. */
+		it->wait = 1;
+		return ITEM_RETRY;
 	}
 	if (cls == SL_PG_TRANSIENT)
 		return grouped && index > p->start && strncmp(it->message, "55P03", 5) == 0 ? ITEM_SPLIT : ITEM_RETRY;
@@ -980,7 +990,11 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 			return ITEM_DONE;
 		snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : "transient");
 		snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
-		sl_metrics_counter_inc(ex->w->ops.m_pg[0]);
+		/* A handler's statement that PostgreSQL could not judge is no
+		 * attempt of the job's; a handler's own wish to retry is. */
+		it->wait = PQstatus(ex->conn) != CONNECTION_OK ||
+		           (*ctx.sqlstate && sl_pg_classify_sqlstate(ctx.sqlstate) == SL_PG_UNAVAILABLE);
+		sl_metrics_counter_inc(ex->w->ops.m_pg[it->wait ? 2 : 0]);
 		return ITEM_RETRY;
 	}
 	return ITEM_DONE;
@@ -1064,9 +1078,12 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
 	*lost = *replay = 0;
+	for (j = 0; j < n; j++)
+		items[j].wait = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
-		sl_metrics_counter_inc(w->ops.m_pg[0]);
+		sl_metrics_counter_inc(w->ops.m_pg[2]);
+		items[0].wait = 1;
 		snprintf(items[0].code, sizeof(items[0].code), "db_unavailable");
 		snprintf(items[0].message, sizeof(items[0].message), "%s", errbuf);
 		return 0;
@@ -1211,62 +1228,185 @@ broken:
 	i = p->committed;
 	forget_outcomes(items + i, n - i);
 	if (i < n) {
-		snprintf(items[i].code, sizeof(items[i].code), "db_transient");
+		/* Lost with its transaction: whether it committed (a COMMIT whose
+		 * answer is lost) is the ledger's to say on the next attempt. */
+		items[i].wait = 1;
+		snprintf(items[i].code, sizeof(items[i].code), "db_unavailable");
 		snprintf(items[i].message, sizeof(items[i].message), "%s", errbuf);
 	}
+	sl_metrics_counter_inc(w->ops.m_pg[2]);
 	sl_job_disconnect(ex);
 	return i;
 }
 
 /* ---- retries ------------------------------------------------------------ */
 
-/* Sleeps the backoff before attempt `attempt` + 1; returns early (-1) when the
- * worker starts abandoning jobs or the job's partition is revoked. Full
- * jitter over the upper half. */
+/* Sleeps `d` seconds with full jitter over its upper half; returns early
+ * (-1) when the worker starts abandoning jobs or the job's partition is
+ * revoked. */
 static int
-backoff(struct sl_executor *ex, const struct sl_job *job, const struct sl_retry_policy *p, int attempt)
+sleep_unless_stopped(struct sl_executor *ex, const struct sl_job *job, double d)
 {
-	double d = p->initial_backoff * pow(p->multiplier, attempt - 1), until;
+	double until;
 	uint32_t rnd = 0;
 
-	if (d > p->max_backoff)
-		d = p->max_backoff;
 	(void)!getrandom(&rnd, sizeof(rnd), 0);
 	d = d / 2 + d / 2 * (rnd / 4294967296.0);
 	until = sl_now() + d;
-	while (sl_now() < until) {
+	for (;;) {
 		double left = until - sl_now();
 		struct timespec ts = { 0, 0 };
 		if (atomic_load(&ex->w->abandon) || atomic_load(&job->part->revoked))
 			return -1;
+		if (left <= 0)
+			return 0;
 		if (left > 0.05)
 			left = 0.05;
 		ts.tv_nsec = (long)(left * 1e9);
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* Sleeps the backoff before attempt `attempt` + 1 (see sleep_unless_stopped). */
+static int
+backoff(struct sl_executor *ex, const struct sl_job *job, const struct sl_retry_policy *p, int attempt)
+{
+	double d = p->initial_backoff * pow(p->multiplier, attempt - 1);
+
+	return sleep_unless_stopped(ex, job, d > p->max_backoff ? p->max_backoff : d);
+}
+
+/* How long a job waits for PostgreSQL before it looks again: from 100 ms,
+ * doubling, to WAIT_MAX. Waiting costs nothing but the partition's
+ * progress, so it lasts as long as the outage does. */
+#define WAIT_FIRST 0.1
+#define WAIT_MAX 2.0
+#define WAIT_LOG_EVERY 10.0
+
+/* Marks ex as waiting for PostgreSQL with `jobs` jobs (*held: how many it
+ * counts as held now), for /readyz, the metric and the watchdog. Logs the
+ * reason when the worker starts waiting and then once every
+ * WAIT_LOG_EVERY seconds, not once per job. */
+static void
+wait_start(struct sl_executor *ex, long *held, long jobs, const struct item *it)
+{
+	struct sl_ops *o = &ex->w->ops;
+	double now = sl_now();
+
+	if (!atomic_exchange(&ex->waiting, 1))
+		atomic_fetch_add(&o->waiting, 1);
+	atomic_fetch_add(&o->jobs_waiting, jobs - *held);
+	*held = jobs;
+	atomic_store(&o->pg_ok, 0);
+	pthread_mutex_lock(&o->wait_mu);
+	snprintf(o->wait_reason, sizeof(o->wait_reason), "%.40s: %.200s", it->code, it->message);
+	if (now - o->wait_logged_at >= WAIT_LOG_EVERY) {
+		o->wait_logged_at = now;
+		sl_log_warn("postgresql cannot judge jobs now (%s); %d executors hold %ld jobs, counting no attempts, "
+		            "until it can (logged every %.0f s)",
+		            o->wait_reason, atomic_load(&o->waiting), atomic_load(&o->jobs_waiting), WAIT_LOG_EVERY);
+	}
+	pthread_mutex_unlock(&o->wait_mu);
+}
+
+/* Ends ex's wait, if it waits; the last executor to stop waiting says so. */
+static void
+wait_end(struct sl_executor *ex, long *held)
+{
+	struct sl_ops *o = &ex->w->ops;
+
+	if (!atomic_exchange(&ex->waiting, 0))
+		return;
+	atomic_fetch_sub(&o->jobs_waiting, *held);
+	*held = 0;
+	if (atomic_fetch_sub(&o->waiting, 1) == 1) {
+		pthread_mutex_lock(&o->wait_mu);
+		o->wait_logged_at = 0;
+		pthread_mutex_unlock(&o->wait_mu);
+		sl_log_info("postgresql answers again; waiting jobs resume");
+	}
+}
+
+/* Sleeps before looking again at a job that waits (the waits-th time). */
+static int
+wait_sleep(struct sl_executor *ex, const struct sl_job *job, int *waits)
+{
+	double d = WAIT_FIRST * pow(2, *waits);
+
+	if (d < WAIT_MAX)
+		(*waits)++;
+	return sleep_unless_stopped(ex, job, d > WAIT_MAX ? WAIT_MAX : d);
+}
+
+/* Settles a job whose failed outcome cannot be written while PostgreSQL
+ * answers (the write itself breaks, e.g. a trigger): the outcome the
+ * ledger holds, if it holds one (final, or `failed` from an earlier
+ * delivery), else a `failed` result without a ledger row, like a message
+ * that never reached PostgreSQL gets, with an id and words that are the
+ * same on every delivery. Returns -1 when the ledger cannot be read. */
+static int
+fail_unrecorded(struct sl_executor *ex, struct item *it)
+{
+	const char *params[2] = { it->ev.source, it->ev.id };
+	enum sl_pg_class cls;
+	char errbuf[512];
+	PGresult *res = run(ex, sql_stored, 2, params, &cls, errbuf, sizeof(errbuf));
+	const char *st;
+
+	if (res == NULL)
+		return -1;
+	free(it->job->result);
+	it->job->result = NULL;
+	st = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 0) : "";
+	if (strcmp(st, "succeeded") == 0 || strcmp(st, "rejected") == 0 || strcmp(st, "failed") == 0) {
+		it->job->result = xstrdup(PQgetvalue(res, 0, 1));
+		it->job->status = strcmp(st, "succeeded") == 0 ? "succeeded" : strcmp(st, "rejected") == 0 ? "rejected"
+		                                                                                            : "failed";
+		it->job->duplicate = strcmp(st, "failed") != 0;
+		dead_letter(it);
+	} else {
+		fail_without_ledger(ex, it->job, &it->ev, SL_ERR_RETRIES_EXHAUSTED,
+		                    "gave up: the job's own ledger write fails while postgresql answers");
+	}
+	PQclear(res);
 	return 0;
 }
 
-/* Gives up on a job after its last attempt: a failed result, recorded in
- * the ledger when PostgreSQL lets us (it may be why we give up). */
-static void
+/* Gives up on a job after its last attempt: a failed result, written to
+ * the ledger before anything is published (if the job is final meanwhile,
+ * its stored result instead). Returns 0 when the outcome is settled, -1
+ * when PostgreSQL cannot take it now: the job then waits, as one that
+ * cannot be judged does, and this runs again. */
+static int
 give_up(struct sl_executor *ex, struct item *it)
 {
 	enum sl_pg_class cls;
 	char errbuf[512], msg[sizeof(it->message)];
 
-	snprintf(msg, sizeof(msg), "gave up after %d attempts: %.60s: %.900s", it->job->attempts, it->code,
-	         it->message);
-	snprintf(it->code, sizeof(it->code), "%s", SL_ERR_RETRIES_EXHAUSTED);
-	memcpy(it->message, msg, sizeof(msg));
-	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0 ||
-	    record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) < 0) {
-		sl_log_job_warn(it->ev.id, "could not record the failed job in the ledger: %s", errbuf);
-		free(it->job->result);
-		it->job->result = build_result(ex, &it->ev, "failed", NULL, it->code, it->message);
-		it->job->status = "failed";
+	if (!it->giving_up) {
+		snprintf(msg, sizeof(msg), "gave up after %d attempts: %.60s: %.900s", it->job->attempts, it->code,
+		         it->message);
+		snprintf(it->code, sizeof(it->code), "%s", SL_ERR_RETRIES_EXHAUSTED);
+		memcpy(it->message, msg, sizeof(msg));
+		it->giving_up = 1;
 	}
-	dead_letter(it);
+	if (ensure_connection(ex, errbuf, sizeof(errbuf)) == 0) {
+		if (record_failed(ex, it, &cls, errbuf, sizeof(errbuf)) == 0) {
+			dead_letter(it);
+			return 0;
+		}
+		if (PQstatus(ex->conn) != CONNECTION_OK)
+			sl_job_disconnect(ex);
+		/* The write failed; if PostgreSQL still answers, the write is
+		 * what breaks. */
+		if (ensure_connection(ex, errbuf, sizeof(errbuf)) == 0 && ++it->record_tries >= 3 &&
+		    fail_unrecorded(ex, it) == 0)
+			return 0;
+	}
+	atomic_store(&ex->w->ops.pg_ok, 0);
+	it->wait = 1;
+	sl_log_job_debug(it->ev.id, "could not record the failed job in the ledger yet: %s", errbuf);
+	return -1;
 }
 
 static void
@@ -1325,7 +1465,9 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 	struct item *items = calloc(n, sizeof(*items));
 	struct sl_retry_policy policy;
 	size_t i, n_db = 0, n_decoded, first = 0, done, size;
-	int lost, replay, alone = 0, ahead = 1;
+	int lost, replay, alone = 0, ahead = 1, waits = 0;
+	long held = 0;
+	char errbuf[512];
 
 	if (items == NULL)
 		abort();
@@ -1347,6 +1489,22 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 			for (i = first; i < n_db; i++)
 				items[i].job->end = SL_JOB_END_SKIPPED;
 			break;
+		}
+		if (it->giving_up) {
+			/* Its failed outcome waits for the ledger. */
+			if (give_up(ex, it) == 0) {
+				wait_end(ex, &held);
+				log_failed(it);
+				first++;
+				continue;
+			}
+			wait_start(ex, &held, (long)(n_db - first), it);
+			if (wait_sleep(ex, it->job, &waits) < 0) {
+				for (i = first; i < n_db; i++)
+					items[i].job->end = SL_JOB_END_SKIPPED;
+				break;
+			}
+			continue;
 		}
 		/* After a group was lost, its jobs go one by one: a job that
 		 * breaks its connection then pays for it alone, instead of the
@@ -1376,15 +1534,33 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 			ahead = 0;
 			continue;
 		}
-		/* The item at `first` failed transiently (or the group was lost). */
 		it = &items[first];
+		/* A job that lost its connection alone while PostgreSQL answers
+		 * right after may be what breaks it: that attempt counts. */
+		if (it->wait && lost && size == 1 && ensure_connection(ex, errbuf, sizeof(errbuf)) == 0)
+			it->wait = 0;
+		if (it->wait) {
+			/* Cannot judge now: no attempt counted, nothing published;
+			 * the job (and its partition's offset) waits for PostgreSQL. */
+			wait_start(ex, &held, (long)(n_db - first), it);
+			if (wait_sleep(ex, it->job, &waits) < 0) {
+				for (i = first; i < n_db; i++)
+					items[i].job->end = SL_JOB_END_SKIPPED;
+				break;
+			}
+			continue;
+		}
+		wait_end(ex, &held);
+		waits = 0;
+		/* The job's own transient failure: it counts. */
 		pthread_mutex_lock(&w->reload_mu);
 		policy = it->jt->retry;
 		pthread_mutex_unlock(&w->reload_mu);
 		if (it->job->attempts >= policy.max_attempts) {
-			give_up(ex, it);
-			log_failed(it);
-			first++;
+			if (give_up(ex, it) == 0) {
+				log_failed(it);
+				first++;
+			}
 			continue;
 		}
 		atomic_fetch_add(&w->n_retries, 1);
@@ -1398,6 +1574,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		}
 		it->job->attempts++;
 	}
+	wait_end(ex, &held);
 	for (i = 0; i < n_decoded; i++)
 		sl_event_clear(&items[i].ev);
 	free(items);

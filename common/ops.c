@@ -25,7 +25,8 @@
 static const double duration_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 	                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
 
-/* HTTP thread: ready when the group is joined and PostgreSQL answers. */
+/* HTTP thread: ready when the group is joined and PostgreSQL answers, and
+ * no job waits because PostgreSQL cannot judge it now. */
 static int
 ready(void *arg, char *reason, size_t reason_size)
 {
@@ -33,6 +34,13 @@ ready(void *arg, char *reason, size_t reason_size)
 
 	if (!atomic_load(&w->ops.joined)) {
 		snprintf(reason, reason_size, "not in the consumer group (not yet, or its assignment was lost)");
+		return 0;
+	}
+	if (atomic_load(&w->ops.waiting) > 0) {
+		pthread_mutex_lock(&w->ops.wait_mu);
+		snprintf(reason, reason_size, "waiting for postgresql, %ld jobs held: %s",
+		         atomic_load(&w->ops.jobs_waiting), w->ops.wait_reason);
+		pthread_mutex_unlock(&w->ops.wait_mu);
 		return 0;
 	}
 	if (!atomic_load(&w->ops.pg_ok)) {
@@ -77,6 +85,7 @@ sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 	size_t i;
 
 	pthread_mutex_init(&o->lag_mu, NULL);
+	pthread_mutex_init(&o->wait_mu, NULL);
 	if (sl_notify_init(errbuf, errbuf_size) < 0)
 		return -1;
 	if ((o->metrics = sl_metrics_new()) == NULL) {
@@ -106,6 +115,11 @@ sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 	f = sl_metrics_counter(o->metrics, "sluice_pg_errors_total", "postgresql failures, by class", "class");
 	o->m_pg[0] = sl_metrics_series(f, "transient");
 	o->m_pg[1] = sl_metrics_series(f, "permanent");
+	o->m_pg[2] = sl_metrics_series(f, "unavailable");
+	o->m_waiting = sl_metrics_series(
+		sl_metrics_gauge(o->metrics, "sluice_jobs_waiting",
+		                 "jobs held, without counting attempts, because postgresql cannot judge them now", NULL),
+		NULL);
 	o->m_round_trips = sl_metrics_series(
 		sl_metrics_counter(o->metrics, "sluice_pg_round_trips_total",
 		                   "waits of the executors for postgresql (one per pipeline or statement)", NULL),
@@ -200,6 +214,7 @@ snapshot(struct sl_worker *w, double now)
 	o->last_done = done;
 	o->last_util_at = now;
 	sl_metrics_gauge_set(o->m_in_flight, (double)w->in_flight);
+	sl_metrics_gauge_set(o->m_waiting, (double)atomic_load(&o->jobs_waiting));
 	sl_metrics_gauge_set(o->m_assigned, (double)n);
 }
 
@@ -213,13 +228,15 @@ stuck(struct sl_worker *w, double now, char *why, size_t why_size)
 	for (e = 0; e < w->n_executors; e++) {
 		struct sl_executor *ex = &w->executors[e];
 		double since = now - (double)atomic_load(&ex->progress_at) / 1000.0;
-		if (atomic_load(&ex->busy) && since > w->stall_timeout) {
+		if (atomic_load(&ex->busy) && !atomic_load(&ex->waiting) && since > w->stall_timeout) {
 			snprintf(why, why_size, "executor %u has run one job for %.0f s", e, since);
 			return 1;
 		}
 	}
 	for (p = w->parts; p != NULL; p = p->next) {
-		if (p->oldest == NULL) {
+		/* Partitions do not move while jobs wait for PostgreSQL; a
+		 * restart would not make it answer sooner. */
+		if (p->oldest == NULL || atomic_load(&w->ops.waiting) > 0) {
 			p->progress_at = now;
 			continue;
 		}

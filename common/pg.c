@@ -15,12 +15,24 @@ sl_pg_sqlstate(const PGresult *res)
 }
 
 enum sl_pg_class
+sl_pg_classify_sqlstate(const char *state)
+{
+	/* No SQLSTATE at all means libpq itself failed (lost connection). */
+	if (state == NULL || *state == '\0')
+		return SL_PG_UNAVAILABLE;
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0)
+		return SL_PG_TRANSIENT;
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+	    strcmp(state, "57014") == 0 || strcmp(state, "25006") == 0 || strcmp(state, "25P03") == 0)
+		return SL_PG_UNAVAILABLE;
+	return SL_PG_PERMANENT;
+}
+
+enum sl_pg_class
 sl_pg_classify(const PGconn *conn, const PGresult *res)
 {
-	const char *state;
-
 	if (res == NULL || conn == NULL || PQstatus(conn) != CONNECTION_OK)
-		return SL_PG_TRANSIENT;
+		return SL_PG_UNAVAILABLE;
 	switch (PQresultStatus(res)) {
 	case PGRES_COMMAND_OK:
 	case PGRES_TUPLES_OK:
@@ -34,15 +46,7 @@ sl_pg_classify(const PGconn *conn, const PGresult *res)
 	default:
 		break;
 	}
-	state = sl_pg_sqlstate(res);
-	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
-	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
-	    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0)
-		return SL_PG_TRANSIENT;
-	/* No SQLSTATE at all means libpq itself failed (lost connection). */
-	if (*state == '\0')
-		return SL_PG_TRANSIENT;
-	return SL_PG_PERMANENT;
+	return sl_pg_classify_sqlstate(sl_pg_sqlstate(res));
 }
 
 /* Copies libpq's message without its trailing newline. */

@@ -1,7 +1,10 @@
 /* pg.h -- PostgreSQL helpers shared by the executors, handlers and sluicectl.
  *
  * Connection set-up with redacted errors, and the classification of failures
- * into transient (retry) and permanent (fail) that DESIGN.md fixes.
+ * that DESIGN.md fixes: the job's own transient failures (retried, counting
+ * attempts), "cannot judge now" (the server is away or refuses to work for
+ * reasons that are not the job's: nothing counts, the job waits) and
+ * permanent ones (the job fails).
  * Not for: job execution (executor) or handler logic (workers/).
  */
 #ifndef SL_PG_H
@@ -12,14 +15,25 @@
 
 enum sl_pg_class {
 	SL_PG_OK = 0,
-	SL_PG_TRANSIENT,       /* retry: 40001, 40P01, 55P03, 57P01-3, classes 08 and 53, lost connection */
+	SL_PG_TRANSIENT,       /* the job's own, retried with attempts counted: 40001, 40P01, 55P03 */
 	SL_PG_PERMANENT,       /* fail: everything else (22xxx bad data, 23xxx constraint, ...) */
+	SL_PG_UNAVAILABLE,     /* cannot judge now: lost connection, class 08, 53 (resources),
+	                        * 57P01-57P05 (shutdown, terminated, timeouts), 57014 (a cancel),
+	                        * 25006 (read-only server), 25P03 (idle-in-transaction timeout) */
 };
 
 /* Classifies the outcome of a command on conn: `res` is its result (NULL
- * when libpq returned none). A NULL result or a connection not in
- * CONNECTION_OK is transient. */
+ * when libpq returned none). A NULL result, a result without a SQLSTATE or
+ * a connection not in CONNECTION_OK is SL_PG_UNAVAILABLE. A cancel (57014)
+ * is too: sluice cancels statements only when it abandons jobs at a stop,
+ * and those jobs are handed back unrun, so any cancel that reaches a job is
+ * someone else's (an operator, or PostgreSQL's own lock-timeout signal
+ * arriving late), never the job's fault. */
 enum sl_pg_class sl_pg_classify(const PGconn *conn, const PGresult *res);
+
+/* Classifies a SQLSTATE alone, as sl_pg_classify() does for an error
+ * result that has it ("" is SL_PG_UNAVAILABLE). */
+enum sl_pg_class sl_pg_classify_sqlstate(const char *sqlstate);
 
 /* Returns the SQLSTATE of res, or "" when it has none (never NULL). */
 const char *sl_pg_sqlstate(const PGresult *res);

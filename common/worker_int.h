@@ -95,6 +95,7 @@ struct sl_executor {
 	struct sl_pipe *pipe;          /* executor thread: the group's statement queue (job.c) */
 	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
 	atomic_int busy;               /* running a job right now */
+	atomic_int waiting;            /* its jobs wait for PostgreSQL (not stalled) */
 	atomic_llong busy_ns;          /* total time spent running jobs */
 	atomic_llong done;             /* jobs handed back */
 	atomic_llong progress_at;      /* monotonic ms of the last step forward */
@@ -112,7 +113,8 @@ struct sl_job_type_rt {
 struct sl_ops {
 	sl_metrics_t *metrics;
 	void *http;                    /* sl_http_t * */
-	sl_metrics_series_t *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[2];
+	sl_metrics_series_t *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[3];
+	sl_metrics_series_t *m_waiting; /* jobs held because PostgreSQL cannot judge them now */
 	sl_metrics_series_t *m_round_trips;
 	sl_metrics_family_t *f_dead_letters, *f_kafka_errors;
 	pthread_mutex_t lag_mu;
@@ -120,6 +122,13 @@ struct sl_ops {
 	size_t n_lag;                  /* under lag_mu */
 	atomic_int joined;             /* the first assignment arrived */
 	atomic_int pg_ok;              /* the last PostgreSQL contact worked */
+	/* "Cannot judge now" (job.c): executors and jobs waiting for
+	 * PostgreSQL, and why, for /readyz and the log. */
+	atomic_int waiting;            /* executors waiting */
+	atomic_long jobs_waiting;      /* jobs they hold */
+	pthread_mutex_t wait_mu;
+	char wait_reason[256];         /* under wait_mu: the latest reason */
+	double wait_logged_at;         /* under wait_mu: when it was last logged */
 	double next_snapshot, next_status, next_watchdog, last_util_at;
 	long long last_busy_ns, last_done;
 	double rate;                   /* jobs/s over the last snapshot interval */

@@ -75,7 +75,9 @@ sl_job_fail(struct sl_job_ctx *ctx, enum sl_outcome outcome, const char *code, c
  * code "db_error" and `could not WHAT (SQLSTATE xxxxx): server's words`.
  * The server's words are its primary message when the result has one, else
  * libpq's message on the connection (lost connection, out of memory).
- * Returns RETRY for transient failures and FAILED for everything else,
+ * Returns RETRY for transient failures and when PostgreSQL cannot judge now
+ * (the executor tells the two apart by ctx->sqlstate and the connection),
+ * and FAILED for everything else,
  * including a result that turns out to be a success (a caller's mistake is
  * not worth retrying). Does not PQclear(res). */
 enum sl_outcome
@@ -95,7 +97,7 @@ sl_job_sql_error(struct sl_job_ctx *ctx, const PGresult *res, const char *what)
 		words = "no error message";
 	snprintf(msg, sizeof(msg), "%s", words);
 	trim_right(msg);
-	return sl_job_fail(ctx, cls == SL_PG_TRANSIENT ? SL_OUTCOME_RETRY : SL_OUTCOME_FAILED,
+	return sl_job_fail(ctx, cls == SL_PG_TRANSIENT || cls == SL_PG_UNAVAILABLE ? SL_OUTCOME_RETRY : SL_OUTCOME_FAILED,
 	                   "db_error", "could not %s (SQLSTATE %s): %s", what,
 	                   *state ? state : "none", msg);
 }
