@@ -401,6 +401,46 @@ set_defaults(struct sl_config *cfg)
 	cfg->log_format = SL_LOG_KV;
 }
 
+/* The consumer's session.timeout.ms as the worker sets it: the user's
+ * consumer property, else the shared one, else sluice's 10000. */
+static double
+session_timeout_seconds(const struct sl_config *cfg)
+{
+	const char *v = NULL;
+	size_t i;
+	char *end;
+	double ms;
+
+	for (i = 0; i < cfg->n_kafka_props; i++)
+		if (strcmp(cfg->kafka_props[i].key, "session.timeout.ms") == 0)
+			v = cfg->kafka_props[i].value;
+	for (i = 0; i < cfg->n_consumer_props; i++)
+		if (strcmp(cfg->consumer_props[i].key, "session.timeout.ms") == 0)
+			v = cfg->consumer_props[i].value;
+	if (v == NULL)
+		return 10.0;
+	ms = strtod(v, &end);
+	return end != v && *end == '\0' && ms >= 1 ? ms / 1000.0 : 10.0; /* librdkafka refuses it otherwise */
+}
+
+/* Unset lock and idle-transaction bounds follow the consumer's session
+ * timeout: by the time the group gives a frozen worker's partitions to
+ * another member, the server has ended the frozen worker's open
+ * transactions (their locks go with them), and a job waiting for a lock
+ * waits no longer than that holder can hold it. */
+static void
+derive_session_bounds(struct sl_config *cfg)
+{
+	double half = session_timeout_seconds(cfg) / 2;
+
+	if (half < 1)
+		half = 1;
+	if (cfg->lock_timeout == 0)
+		cfg->lock_timeout = half;
+	if (cfg->idle_in_transaction_timeout == 0)
+		cfg->idle_in_transaction_timeout = half;
+}
+
 static int
 read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 {
@@ -411,7 +451,8 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 		                                   NULL };
 	static const char *const pg_known[] = { "conninfo", NULL };
 	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_batch",
-		                                    "shutdown_timeout", "revoke_timeout", "stall_timeout", NULL };
+		                                    "shutdown_timeout", "revoke_timeout", "stall_timeout",
+		                                    "lock_timeout", "idle_in_transaction_timeout", NULL };
 	static const char *const results_known[] = { "source", NULL };
 	static const char *const http_known[] = { "listen", NULL };
 	static const char *const log_known[] = { "level", "format", NULL };
@@ -456,6 +497,9 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	    get_double(r, limits, "shutdown_timeout", 0, 3600, &cfg->shutdown_timeout) < 0 ||
 	    get_double(r, limits, "revoke_timeout", 0, 3600, &cfg->revoke_timeout) < 0 ||
 	    get_double(r, limits, "stall_timeout", 0.1, 86400, &cfg->stall_timeout) < 0 ||
+	    get_double(r, limits, "lock_timeout", 0.001, 3600, &cfg->lock_timeout) < 0 ||
+	    get_double(r, limits, "idle_in_transaction_timeout", 0.1, 3600,
+	               &cfg->idle_in_transaction_timeout) < 0 ||
 	    get_retry(r, lookup(root, "retry"), &cfg->retry) < 0 || get_jobs(r, root, cfg) < 0 ||
 	    get_string(r, results, "source", &cfg->result_source) < 0 ||
 	    get_string(r, http, "listen", &cfg->http_listen) < 0 || get_string(r, logg, "level", &level) < 0 ||
@@ -516,6 +560,7 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 	set_defaults(cfg);
 	if (read_all(&r, config_root_setting(&lc), cfg) < 0)
 		goto err;
+	derive_session_bounds(cfg);
 
 	if ((env = getenv("SLUICE_KAFKA_BROKERS")) != NULL && *env) {
 		free(cfg->brokers);

@@ -61,6 +61,12 @@ struct sl_config {
 	double shutdown_timeout;
 	double revoke_timeout;
 	double stall_timeout;      /* a job running longer, or a partition stuck longer, stops WATCHDOG=1 */
+	/* Bounds on what one session may hold, so that a frozen or cut-off
+	 * worker cannot hold the others: a lock wait ends with SQLSTATE 55P03
+	 * (retried), an idle transaction is ended by the server. Seconds; by
+	 * default half the consumer's session.timeout.ms (sl_config_load). */
+	double lock_timeout;
+	double idle_in_transaction_timeout;
 
 	struct sl_retry_policy retry;
 	struct sl_job_type *jobs;

@@ -196,6 +196,7 @@ ensure_connection(struct sl_executor *ex, char *errbuf, size_t errbuf_size)
 	PGcancel *cancel;
 	PGresult *err;
 	size_t i;
+	char bounds[128];
 
 	if (ex->conn != NULL && PQstatus(ex->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(ex->conn) == PQTRANS_IDLE)
@@ -204,6 +205,15 @@ ensure_connection(struct sl_executor *ex, char *errbuf, size_t errbuf_size)
 	conn = sl_pg_connect(w->cfg->pg_conninfo, "sluice-worker", errbuf, errbuf_size);
 	if (conn == NULL)
 		return -1;
+	/* The session's bounds (config.h): no lock wait and no open
+	 * transaction of ours lasts longer, so a frozen or cut-off worker
+	 * holds the others' jobs up for that long at most. */
+	snprintf(bounds, sizeof(bounds), "set lock_timeout = %ld; set idle_in_transaction_session_timeout = %ld",
+	         (long)(w->cfg->lock_timeout * 1000 + 0.5), (long)(w->cfg->idle_in_transaction_timeout * 1000 + 0.5));
+	if (sl_pg_exec(conn, bounds, errbuf, errbuf_size) < 0) {
+		PQfinish(conn);
+		return -1;
+	}
 	cancel = PQgetCancel(conn);
 	pthread_mutex_lock(&ex->mu);
 	ex->cancel = cancel;

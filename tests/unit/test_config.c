@@ -70,6 +70,38 @@ test_defaults(void **state)
 	sl_config_destroy(cfg);
 }
 
+/* Lock waits and idle transactions are bounded by half the consumer's
+ * session timeout unless set: a frozen worker's locks go before its
+ * partitions move to another member. */
+static void
+test_session_bounds_follow_the_session_timeout(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf(minimal), err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_true(cfg->lock_timeout == 5.0 && cfg->idle_in_transaction_timeout == 5.0);
+	sl_config_destroy(cfg);
+
+	cfg = sl_config_load(write_conf("kafka: { properties = [ \"session.timeout.ms=30000\" ];\n"
+	                                "  consumer_properties = [ \"session.timeout.ms=7000\" ]; };\n"
+	                                "limits: { idle_in_transaction_timeout = 2.5; };\n"
+	                                "jobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_true(cfg->lock_timeout == 3.5);
+	assert_true(cfg->idle_in_transaction_timeout == 2.5);
+	sl_config_destroy(cfg);
+
+	expect_error("limits: { lock_timeout = 0; };\n" "jobs = ( { type = \"t\"; } );\n",
+	             "\"limits.lock_timeout\" must be between");
+}
+
 static void
 test_sample_file_loads(void **state)
 {
@@ -178,6 +210,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sample_file_loads),
+		cmocka_unit_test(test_session_bounds_follow_the_session_timeout),
 		cmocka_unit_test(test_env_overrides),
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
