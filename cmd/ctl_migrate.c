@@ -589,9 +589,9 @@ sl_ctl_migrate(int argc, char **argv)
 				errbuf[j++] = errbuf[i];
 		}
 		errbuf[j] = '\0';
-		/* The conninfo is shown only redacted: it may carry a password. */
-		sl_log_redact(conninfo, redacted, sizeof(redacted));
-		if (*redacted)
+		/* The conninfo is shown only redacted: it may carry a password.
+		 * One libpq cannot parse is not shown at all; errbuf says why. */
+		if (sl_pg_conninfo_redact(conninfo, redacted, sizeof(redacted)) == 0 && *redacted)
 			sl_ctl_error("could not connect to \"%s\": %s", redacted, errbuf);
 		else
 			sl_ctl_error("could not connect to PostgreSQL: %s", errbuf);

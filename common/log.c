@@ -5,6 +5,7 @@
  * stderr only, and journald or the supervisor takes it from there.
  */
 #include "log.h"
+#include "pg.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -164,57 +165,12 @@ sl_log_write(enum sl_log_level level, const char *job_id, const char *fields, co
 	errno = saved_errno;
 }
 
+/* Kept for the callers that predate sl_pg_conninfo_redact(), which does the
+ * work with libpq's own parser; a string libpq cannot parse is shown as
+ * "(invalid)" since the caller prints the connection error beside it. */
 void
 sl_log_redact(const char *conninfo, char *buf, size_t buf_size)
 {
-	const char *p = conninfo, *key;
-	size_t off = 0;
-
-	if (buf_size == 0)
-		return;
-	buf[0] = '\0';
-	if (conninfo == NULL)
-		return;
-	/* URI form: postgresql://user:secret@host/db */
-	if (strncmp(p, "postgres", 8) == 0 && strstr(p, "://") != NULL) {
-		const char *s = strstr(p, "://") + 3, *at = strchr(s, '@'), *colon;
-		colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-		if (colon != NULL) {
-			snprintf(buf, buf_size, "%.*s:***%s", (int)(colon - p), p, at);
-			return;
-		}
-		snprintf(buf, buf_size, "%s", p);
-		return;
-	}
-	/* key=value form: replace the value of password=. */
-	while (*p && off < buf_size - 1) {
-		key = p;
-		if ((key == conninfo || key[-1] == ' ') && strncmp(key, "password", 8) == 0) {
-			const char *v = key + 8;
-			while (*v == ' ')
-				v++;
-			if (*v == '=') {
-				v++;
-				while (*v == ' ')
-					v++;
-				if (*v == '\'') {
-					for (v++; *v && *v != '\''; v++)
-						if (*v == '\\' && v[1])
-							v++;
-					if (*v)
-						v++;
-				} else {
-					while (*v && *v != ' ')
-						v++;
-				}
-				off += (size_t)snprintf(buf + off, buf_size - off, "password=***");
-				if (off >= buf_size)
-					off = buf_size - 1;
-				p = v;
-				continue;
-			}
-		}
-		buf[off++] = *p++;
-	}
-	buf[off] = '\0';
+	if (sl_pg_conninfo_redact(conninfo, buf, buf_size) < 0)
+		snprintf(buf, buf_size, "(invalid)");
 }

@@ -102,6 +102,18 @@ def test_ctl_migrate_never_prints_the_password(bin_dir, tmp_path):
     assert secret not in r.stderr + r.stdout
 
 
+def test_ctl_migrate_redacts_every_conninfo_form(bin_dir):
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    for conninfo in (f"postgresql://x@127.0.0.1:1/x?password={secret}",
+                     f"host=127.0.0.1\tport=1\npassword={secret}",
+                     f"host=127.0.0.1 port=1 sslpassword={secret}",
+                     f"host=127.0.0.1 port=1 password={secret[:8]} {secret[8:]}"):
+        r = ctl(bin_dir, "migrate", env={"SLUICE_PG_CONNINFO": conninfo})
+        assert r.returncode == 2, r.stderr
+        assert "could not connect" in r.stderr
+        assert secret[:8] not in r.stderr + r.stdout and secret[8:] not in r.stderr + r.stdout
+
+
 # ---- enqueue ---------------------------------------------------------------
 
 def test_ctl_enqueue_data(bin_dir, kafka):

@@ -17,6 +17,8 @@ test_level_parse(void **state)
 	assert_int_equal(sl_log_level_parse("loud"), -1);
 }
 
+/* sl_log_redact() goes through libpq's parser (sl_pg_conninfo_redact()):
+ * the pairs come back in libpq's order, secrets as "***". */
 static void
 test_redact_keyword(void **state)
 {
@@ -24,12 +26,11 @@ test_redact_keyword(void **state)
 
 	(void)state;
 	sl_log_redact("host=db password=s3cret user=app", buf, sizeof(buf));
-	assert_string_equal(buf, "host=db password=*** user=app");
+	assert_string_equal(buf, "user=app password=*** host=db");
 	sl_log_redact("password = 'a b\\' c' dbname=x", buf, sizeof(buf));
 	assert_string_equal(buf, "password=*** dbname=x");
 	sl_log_redact("host=db user=app", buf, sizeof(buf));
-	assert_string_equal(buf, "host=db user=app");
-	assert_null(strstr(buf, "s3cret"));
+	assert_string_equal(buf, "user=app host=db");
 }
 
 static void
@@ -39,9 +40,33 @@ test_redact_uri(void **state)
 
 	(void)state;
 	sl_log_redact("postgresql://app:s3cret@db:5432/x", buf, sizeof(buf));
-	assert_string_equal(buf, "postgresql://app:***@db:5432/x");
+	assert_string_equal(buf, "user=app password=*** dbname=x host=db port=5432");
 	sl_log_redact("postgres://db/x", buf, sizeof(buf));
-	assert_string_equal(buf, "postgres://db/x");
+	assert_string_equal(buf, "dbname=x host=db");
+}
+
+/* The forms a pattern matcher missed: a password in a URI's query, pairs
+ * separated by a tab or a newline, sslpassword, and a parse error. */
+static void
+test_redact_hostile_forms(void **state)
+{
+	static const char *const forms[] = {
+		"postgresql://app@db/x?password=s3cret",
+		"host=db\tpassword=s3cret",
+		"host=db\npassword=s3cret",
+		"host=db sslpassword=s3cret",
+		"host=db password=s3 cret",
+		NULL,
+	};
+	const char *const *f;
+	char buf[256];
+
+	(void)state;
+	for (f = forms; *f != NULL; f++) {
+		sl_log_redact(*f, buf, sizeof(buf));
+		if (strstr(buf, "s3") != NULL || strstr(buf, "cret") != NULL)
+			fail_msg("\"%s\" redacted to \"%s\"", *f, buf);
+	}
 }
 
 int
@@ -51,6 +76,7 @@ main(void)
 		cmocka_unit_test(test_level_parse),
 		cmocka_unit_test(test_redact_keyword),
 		cmocka_unit_test(test_redact_uri),
+		cmocka_unit_test(test_redact_hostile_forms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
