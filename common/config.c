@@ -16,15 +16,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
+#include "pg.h"
 
 /* Reading state: the file and the error buffer every getter writes to. */
 struct reader {
 	const char *file;
 	char *errbuf;
 	size_t errbuf_size;
+	const char *secret_file;   /* the last file warned about by warn_secret() */
 };
+
+void
+sl_config_warn_exposed(const char *file, const char *what)
+{
+	struct stat st;
+
+	if (file == NULL || stat(file, &st) != 0 || (st.st_mode & (S_IRGRP | S_IROTH)) == 0)
+		return;
+	sl_log_warn("file \"%s\" holds a secret (%s) but is readable by %s: "
+	            "chmod go-rwx it", file, what, st.st_mode & S_IROTH ? "others" : "its group");
+}
+
+/* Warns once per file when setting s, which holds a secret, lives in a file
+ * that other users can read. */
+static void
+warn_secret(struct reader *r, const config_setting_t *s, const char *what)
+{
+	const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : r->file;
+
+	if (r->secret_file != NULL && strcmp(r->secret_file, file) == 0)
+		return;
+	r->secret_file = file;
+	sl_config_warn_exposed(file, what);
+}
 
 static int fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -243,6 +270,12 @@ static const char *const owned_props[] = {
 	"enable.auto.commit", "enable.idempotence", "acks", "request.required.acks", "enable.partition.eof", NULL,
 };
 
+/* Kafka properties whose values are secrets. */
+static const char *const secret_props[] = {
+	"sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem",
+	"sasl.oauthbearer.client.secret", NULL,
+};
+
 /* Reads "name=value" strings and checks each against librdkafka, so a
  * misspelt property fails here rather than at connect time. */
 static int
@@ -298,6 +331,9 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, struct 
 			return fail(r, e, "kafka property \"%s\": %s", v[i].key, kerr);
 		}
 		rd_kafka_conf_destroy(probe);
+		for (o = secret_props; *o != NULL; o++)
+			if (strcmp(*o, v[i].key) == 0 && *v[i].value != '\0')
+				warn_secret(r, e, v[i].key);
 	}
 	return 0;
 }
@@ -492,8 +528,9 @@ out:
 struct sl_config *
 sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 {
-	struct reader r = { path, errbuf, errbuf_size };
+	struct reader r = { path, errbuf, errbuf_size, NULL };
 	struct sl_config *cfg = NULL;
+	const config_setting_t *s;
 	const char *env, *slash;
 	config_t lc;
 
@@ -516,6 +553,9 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 	set_defaults(cfg);
 	if (read_all(&r, config_root_setting(&lc), cfg) < 0)
 		goto err;
+	if ((s = config_lookup(&lc, "postgres.conninfo")) != NULL &&
+	    sl_pg_conninfo_has_secret(config_setting_get_string(s)))
+		warn_secret(&r, s, "a password in postgres.conninfo");
 
 	if ((env = getenv("SLUICE_KAFKA_BROKERS")) != NULL && *env) {
 		free(cfg->brokers);

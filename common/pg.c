@@ -160,6 +160,21 @@ sl_pg_conninfo_redact(const char *conninfo, char *out, size_t out_size)
 	return 0;
 }
 
+int
+sl_pg_conninfo_has_secret(const char *conninfo)
+{
+	PQconninfoOption *opts, *o;
+	int found = 0;
+
+	if (conninfo == NULL || *conninfo == '\0' || (opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return 0;
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL && *o->val != '\0' && o->dispchar != NULL && strchr(o->dispchar, '*') != NULL)
+			found = 1;
+	PQconninfoFree(opts);
+	return found;
+}
+
 PGconn *
 sl_pg_connect(const char *conninfo, const char *application_name, char *errbuf, size_t errbuf_size)
 {

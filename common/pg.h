@@ -33,6 +33,10 @@ const char *sl_pg_sqlstate(const PGresult *res);
  * conninfo reaches a log line or a terminal. */
 int sl_pg_conninfo_redact(const char *conninfo, char *out, size_t out_size);
 
+/* Returns 1 when conninfo parses and sets an option libpq marks as a secret
+ * (a password) to a non-empty value, else 0. */
+int sl_pg_conninfo_has_secret(const char *conninfo);
+
 /* Connects with `conninfo` (empty: libpq's environment) and sets
  * application_name. Returns a connection in CONNECTION_OK, or NULL with the
  * reason (never the password) in errbuf. */

@@ -114,6 +114,26 @@ def test_ctl_migrate_redacts_every_conninfo_form(bin_dir):
         assert secret[:8] not in r.stderr + r.stdout and secret[8:] not in r.stderr + r.stdout
 
 
+def test_ctl_migrate_conninfo_file(bin_dir, tmp_path):
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    f = tmp_path / "conninfo"
+    f.write_text(f"host=127.0.0.1 port=1 user=x password={secret} dbname=x\n")
+    f.chmod(0o644)
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(f))
+    assert r.returncode == 2
+    assert "could not connect" in r.stderr and "password=***" in r.stderr
+    assert str(f) in r.stderr and "holds a secret" in r.stderr and "readable by others" in r.stderr
+    assert secret not in r.stderr + r.stdout
+    f.chmod(0o600)
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(f))
+    assert r.returncode == 2 and "readable" not in r.stderr
+    r = ctl(bin_dir, "migrate", "--conninfo", f"host=127.0.0.1 port=1 password={secret}")
+    assert "visible to other users" in r.stderr and secret not in r.stderr
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "could not open conninfo file" in r.stderr
+    assert "--conninfo-file FILE" in ctl(bin_dir, "migrate", "--help").stdout
+
+
 # ---- enqueue ---------------------------------------------------------------
 
 def test_ctl_enqueue_data(bin_dir, kafka):

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "config.h"
@@ -172,6 +173,64 @@ test_secret_values_not_echoed(void **state)
 	assert_null(strstr(err, "hunter2"));
 }
 
+/* Loads text from a file of the given mode and returns what the load wrote
+ * to stderr (the log) in out. */
+static void
+load_capturing_log(const char *text, mode_t mode, char *out, size_t out_size)
+{
+	char err[512], logpath[] = "/tmp/sluice-test-log.XXXXXX";
+	struct sl_config *cfg;
+	int logfd = mkstemp(logpath), saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	assert_true(logfd >= 0 && saved >= 0);
+	write_conf(text);
+	assert_int_equal(chmod(path, mode), 0);
+	dup2(logfd, STDERR_FILENO);
+	cfg = sl_config_load(path, err, sizeof(err));
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	sl_config_destroy(cfg);
+	n = pread(logfd, out, out_size - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(logfd);
+	unlink(logpath);
+}
+
+static void
+test_warns_about_readable_secrets(void **state)
+{
+	char log[2048];
+
+	(void)state;
+	unsetenv("SLUICE_PG_CONNINFO");
+	load_capturing_log("postgres: { conninfo = \"postgresql://app:hunter2@db/x\"; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (a password in postgres.conninfo) but is readable by others"));
+	assert_non_null(strstr(log, path));
+	assert_null(strstr(log, "hunter2"));
+	load_capturing_log("postgres: { conninfo = \"host=db\tpassword=hunter2\"; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0640, log, sizeof(log));
+	assert_non_null(strstr(log, "readable by its group"));
+	load_capturing_log("kafka: { properties = [ \"sasl.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (sasl.password)"));
+	load_capturing_log("kafka: { properties = [ \"ssl.key.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (ssl.key.password)"));
+	/* Private files, and readable files without a secret, are fine. */
+	load_capturing_log("postgres: { conninfo = \"password=hunter2\"; };\n"
+	                   "kafka: { properties = [ \"sasl.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0600, log, sizeof(log));
+	assert_string_equal(log, "");
+	load_capturing_log("postgres: { conninfo = \"host=db\"; };\njobs = ( { type = \"a\"; } );\n", 0644, log,
+	                   sizeof(log));
+	assert_string_equal(log, "");
+}
+
 int
 main(void)
 {
@@ -182,6 +241,7 @@ main(void)
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_secret_values_not_echoed),
+		cmocka_unit_test(test_warns_about_readable_secrets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,6 +79,18 @@ test_redact_truncates(void **state)
 	assert_null(strstr(buf, "s3"));
 }
 
+static void
+test_has_secret(void **state)
+{
+	(void)state;
+	assert_int_equal(sl_pg_conninfo_has_secret("host=db password=x"), 1);
+	assert_int_equal(sl_pg_conninfo_has_secret("postgresql://a:x@db/"), 1);
+	assert_int_equal(sl_pg_conninfo_has_secret("host=db sslpassword=x"), 1);
+	assert_int_equal(sl_pg_conninfo_has_secret("host=db password=''"), 0);
+	assert_int_equal(sl_pg_conninfo_has_secret("host=db"), 0);
+	assert_int_equal(sl_pg_conninfo_has_secret(""), 0);
+}
+
 /* The errors sl_pg_connect() returns: a parse error without its token, and a
  * connection error (host and port, never the password). */
 static void
@@ -104,6 +116,7 @@ main(void)
 		cmocka_unit_test(test_redact_empty),
 		cmocka_unit_test(test_redact_parse_errors),
 		cmocka_unit_test(test_redact_truncates),
+		cmocka_unit_test(test_has_secret),
 		cmocka_unit_test(test_connect_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
