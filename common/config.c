@@ -324,6 +324,11 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, struct 
 		if (strcmp(v[i].key, "partition.assignment.strategy") == 0 && strstr(v[i].value, "cooperative") != NULL)
 			return fail(r, e, "kafka property \"partition.assignment.strategy\": only the eager assignors "
 			                  "(range, roundrobin) are supported");
+		/* Jobs of aborted Kafka transactions must never run; sluice sets
+		 * read_committed itself and accepts only that. */
+		if (strcmp(v[i].key, "isolation.level") == 0 && strcmp(v[i].value, "read_committed") != 0)
+			return fail(r, e, "kafka property \"isolation.level\": only read_committed is supported "
+			                  "(jobs of aborted transactions would run)");
 		probe = rd_kafka_conf_new();
 		if (rd_kafka_conf_set(probe, v[i].key, v[i].value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
 			rd_kafka_conf_destroy(probe);

@@ -109,6 +109,22 @@ test_env_overrides(void **state)
 }
 
 static void
+test_isolation_read_committed_accepted(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("kafka: { consumer_properties = [ \"isolation.level=read_committed\" ]; };\n"
+	                                "jobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	sl_config_destroy(cfg);
+}
+
+static void
 test_job_retry_inherits_and_overrides(void **state)
 {
 	char err[512];
@@ -141,6 +157,11 @@ test_errors(void **state)
 	expect_error("jobs = ( { type = \"a\"; }, { type = \"a\"; } );\n", "defined twice");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"enable.auto.offset.store=true\" ]; };\n",
 	             ":2: kafka property \"enable.auto.offset.store\" is set by sluice");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"isolation.level=read_uncommitted\" ]; };\n",
+	             ":2: kafka property \"isolation.level\": only read_committed is supported");
+	expect_error("jobs = ( { type = \"a\"; } );\n\nkafka: {\n  consumer_properties = [ \"fetch.wait.max.ms=50\",\n"
+	             "    \"isolation.level=read_uncommitted\" ]; };\n",
+	             ":5: kafka property \"isolation.level\": only read_committed is supported");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"no.such.prop=1\" ]; };\n",
 	             ":2: kafka property \"no.such.prop\"");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"sasl.password\" ]; };\n",
@@ -238,6 +259,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_sample_file_loads),
 		cmocka_unit_test(test_env_overrides),
+		cmocka_unit_test(test_isolation_read_committed_accepted),
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_secret_values_not_echoed),
