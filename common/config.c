@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config_text.h"
 #include "log.h"
 #include "pg.h"
 
@@ -27,7 +28,19 @@ struct reader {
 	char *errbuf;
 	size_t errbuf_size;
 	const char *secret_file;   /* the last file warned about by warn_secret() */
+	const struct sl_config_text *src; /* maps libconfig's lines to file:line */
 };
+
+/* Returns the file setting s came from and sets *line (OUT) to its line
+ * there (0 when unknown, or s NULL). */
+static const char *
+where(const struct reader *r, const config_setting_t *s, int *line)
+{
+	*line = 0;
+	if (s == NULL)
+		return r->file;
+	return sl_config_text_where(r->src, config_setting_source_line(s), line);
+}
 
 void
 sl_config_warn_exposed(const char *file, const char *what)
@@ -45,7 +58,8 @@ sl_config_warn_exposed(const char *file, const char *what)
 static void
 warn_secret(struct reader *r, const config_setting_t *s, const char *what)
 {
-	const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : r->file;
+	int line;
+	const char *file = where(r, s, &line);
 
 	if (r->secret_file != NULL && strcmp(r->secret_file, file) == 0)
 		return;
@@ -62,8 +76,8 @@ fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
-	int line = s ? config_setting_source_line(s) : 0;
-	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : r->file;
+	int line;
+	const char *file = where(r, s, &line);
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -533,21 +547,26 @@ out:
 struct sl_config *
 sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 {
-	struct reader r = { path, errbuf, errbuf_size, NULL };
+	struct sl_config_text src = { 0 };
+	struct reader r = { path, errbuf, errbuf_size, NULL, &src };
 	struct sl_config *cfg = NULL;
 	const config_setting_t *s;
-	const char *env, *slash;
+	const char *env, *slash, *file;
 	config_t lc;
+	int line;
 
 	config_init(&lc);
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(errbuf, errbuf_size, "could not read configuration file \"%s\": %s", path,
-			         strerror(errno ? errno : ENOENT));
+	/* libconfig sees one text: includes spliced in (resolved against the
+	 * including file's folder) and integer literals checked, see
+	 * config_text.h. */
+	if (sl_config_text_read(path, &src, errbuf, errbuf_size) < 0)
+		goto err;
+	if (config_read_string(&lc, src.text) != CONFIG_TRUE) {
+		file = sl_config_text_where(&src, config_error_line(&lc), &line);
+		if (line > 0)
+			snprintf(errbuf, errbuf_size, "%s:%d: %s", file, line, config_error_text(&lc));
 		else
-			snprintf(errbuf, errbuf_size, "%s:%d: %s",
-			         config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
-			         config_error_text(&lc));
+			snprintf(errbuf, errbuf_size, "%s: %s", file, config_error_text(&lc));
 		goto err;
 	}
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
@@ -575,9 +594,11 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 		goto err;
 	}
 	config_destroy(&lc);
+	sl_config_text_free(&src);
 	return cfg;
 err:
 	config_destroy(&lc);
+	sl_config_text_free(&src);
 	sl_config_destroy(cfg);
 	return NULL;
 }

@@ -175,8 +175,107 @@ test_errors(void **state)
 	expect_error("jobs = ( { type = \"a\";\n  retry: { max_attempts = 0; }; } );\n",
 	             ":2: \"jobs[0].retry.max_attempts\" must be between 1 and 1000");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { topics = [ ]; };\n", "is empty");
+	/* libconfig 1.5 stores these wrapped to 32 bits (4294967300 as 4). */
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 4294967300;\n",
+	             ":2: integer 4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nlimits: {\n max_batch = 2147483648; };\n",
+	             ":3: integer 2147483648 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = -4294967300;\n", ":2: integer -4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 0x100000004;\n", ":2: integer 0x100000004 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 99999999999999999999L;\n",
+	             ":2: integer 99999999999999999999L is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 4294967300L;\n",
+	             ":2: \"executors\" must be between 1 and 256, not 4294967300");
+	expect_error("jobs = ( { type = \"a\"; } );\nlimits: { shutdown_timeout = 4294967300; };\n",
+	             ":2: integer 4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\n@include \"/nonexistent/x.conf\"\n",
+	             ":2: could not read included file \"/nonexistent/x.conf\"");
 	assert_null(sl_config_load("/nonexistent/worker.conf", err, sizeof(err)));
 	assert_non_null(strstr(err, "could not read configuration file \"/nonexistent/worker.conf\""));
+}
+
+/* Large numbers where libconfig takes no integer: strings, comments, floats. */
+static void
+test_large_numbers_elsewhere(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("# executors = 4294967300\n/* 4294967300\n 99999999999 */\n"
+	                                "results: { source = \"4294967300 // 5\"; }; // 4294967300\n"
+	                                "limits: { shutdown_timeout = 3.0e2; revoke_timeout = .5; };\n"
+	                                "jobs = ( { type = \"a-4294967300\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->result_source, "4294967300 // 5");
+	assert_true(cfg->shutdown_timeout == 300.0);
+	sl_config_destroy(cfg);
+}
+
+/* Writes text to dir/name. */
+static void
+write_at(const char *dir, const char *name, const char *text)
+{
+	char p[256];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_non_null(f = fopen(p, "w"));
+	fputs(text, f);
+	fclose(f);
+}
+
+/* @include paths are relative to the including file's folder, not to the
+ * working directory; errors in an included file name that file and line. */
+static void
+test_include_relative_to_file(void **state)
+{
+	char dir[] = "/tmp/sluice-test-inc.XXXXXX", main_path[256], sub[256], err[512], want[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	unsetenv("SLUICE_KAFKA_BROKERS");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/conf.d", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_at(dir, "main.conf", "# settings\n@include \"conf.d/common.conf\"\njobs = ( { type = \"a\"; } );\n"
+	                           "/* @include \"nope.conf\" */\n");
+	write_at(sub, "common.conf", "executors = 7;\n  @include \"kafka.conf\"\n");
+	write_at(sub, "kafka.conf", "kafka: { brokers = \"k:1\"; };\n");
+	snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+	cfg = sl_config_load(main_path, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->executors, 7);
+	assert_string_equal(cfg->brokers, "k:1");
+	sl_config_destroy(cfg);
+
+	/* An absolute include, and an error inside it. */
+	snprintf(want, sizeof(want), "@include \"%s/kafka.conf\"\njobs = ( { type = \"a\"; } );\n", sub);
+	write_at(dir, "main.conf", want);
+	write_at(sub, "kafka.conf", "\nkafka: { brokerz = \"k:1\"; };\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:2: unknown setting \"kafka.brokerz\"", sub);
+	assert_string_equal(err, want);
+	write_at(sub, "kafka.conf", "kafka: { brokers = = 1; };\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:1: syntax error", sub);
+	assert_string_equal(err, want);
+	write_at(sub, "kafka.conf", "executors = 4294967300;\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:1: integer 4294967300 is out of range", sub);
+	assert_string_equal(err, want);
+
+	/* A file that includes itself. */
+	write_at(dir, "main.conf", "@include \"main.conf\"\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	assert_non_null(strstr(err, "includes nested more than 10 deep"));
+
+	snprintf(want, sizeof(want), "rm -rf '%s'", dir);
+	assert_int_equal(system(want), 0);
 }
 
 static void
@@ -263,6 +362,8 @@ main(void)
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_secret_values_not_echoed),
+		cmocka_unit_test(test_large_numbers_elsewhere),
+		cmocka_unit_test(test_include_relative_to_file),
 		cmocka_unit_test(test_warns_about_readable_secrets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
