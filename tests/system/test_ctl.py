@@ -244,6 +244,19 @@ def test_ctl_enqueue_validates_data_against_the_schema(bin_dir, kafka, tmp_path)
     assert kafka.end_offsets(topic) == {0: 2}
 
 
+def test_ctl_validate_bounds_the_instance_size(bin_dir, tmp_path):
+    (tmp_path / "s.json").write_text("{}")
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "/dev/zero", timeout=20)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ('sluicectl validate: instance "/dev/zero" is larger than 16777216 bytes '
+                                '(see --max-bytes)')
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "--max-bytes", "6", input="[1,2]\n")
+    assert r.returncode == 0, r.stderr
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "--max-bytes", "5", input="[1,2]\n")
+    assert r.returncode == 2 and "larger than 5 bytes" in r.stderr
+    assert "--max-bytes N" in ctl(bin_dir, "validate", "--help").stdout
+
+
 # ---- tail ------------------------------------------------------------------
 
 def test_ctl_tail_prints_results_byte_for_byte(bin_dir, kafka):
