@@ -20,6 +20,7 @@ struct vctx {
 	size_t max_errs, n_errs;
 	int quiet;                    /* > 0 inside a quiet subschema */
 	int depth;
+	unsigned long steps;          /* validate() calls so far, bounded by SL_SCHEMA_MAX_STEPS */
 	int internal;                 /* an internal error: abandon the walk */
 	char internal_msg[256];
 	char ipath[1024];             /* instance location, JSON Pointer */
@@ -478,6 +479,15 @@ validate(struct vctx *x, const struct sl__schema_node *n, const json_t *inst)
 
 	if (x->internal)
 		return 0;
+	/* Depth alone does not bound the work: 40 nested anyOf (or allOf) of
+	 * two $refs each is 2^40 evaluations of one instance. */
+	if (++x->steps > SL_SCHEMA_MAX_STEPS) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "schema too complex to evaluate (more than %d steps)", SL_SCHEMA_MAX_STEPS);
+		internal_error(x, msg);
+		return 0;
+	}
 	if (++x->depth > SL_SCHEMA_MAX_DEPTH) {
 		char msg[128];
 
