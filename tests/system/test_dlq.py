@@ -265,6 +265,21 @@ def test_dlq_replay_skips_omitted_values_and_cleans_headers(kafka, bin_dir):
     assert ctl(bin_dir, "dlq", "purge").returncode == 2
 
 
+def test_dlq_prints_letters_escaped(kafka, bin_dir):
+    jobs = kafka.create_topic("jobs", partitions=1)
+    dlq = kafka.create_topic("dlq", partitions=1)
+    kafka.produce(dlq, json.dumps({"type": "x\x1b[2J", "id": "a\x1b]0;pwned\x07\u202e"}).encode(), key=b"k",
+                  headers=[("sluice-error-code", b"handler_error"), ("sluice-error-message", b"bad\x1b[31m"),
+                           ("sluice-source-topic", jobs.encode()), ("sluice-source-partition", b"0"),
+                           ("sluice-source-offset", b"1")])
+    for args in (("dlq", "replay", "--topic", dlq, "--dry-run"), ("dlq", "list", "--topic", dlq)):
+        r = subprocess.run([str(bin_dir / "sluicectl"), *args], capture_output=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout + r.stderr
+        assert b"\x1b" not in out and b"\x07" not in out and "\u202e".encode() not in out
+        assert b"x\\x1B[2J" in out and b"a\\x1B]0;pwned\\x07\\xE2\\x80\\xAE" in out
+
+
 def test_lag_per_partition_in_messages_and_seconds(kafka, pg, tmp_path, bin_dir):
     env = DlqEnv(kafka, pg, tmp_path)
     w = env.worker()
