@@ -27,7 +27,11 @@ struct reader {
 	const char *file;
 	char *errbuf;
 	size_t errbuf_size;
-	const char *secret_file;   /* the last file warned about by warn_secret() */
+	struct exposed {
+		const char *file;  /* borrowed from the sl_config_text */
+		const char *what;  /* a literal or a property name that outlives the load */
+	} exposed[4];              /* files holding secrets, warned about once loaded */
+	size_t n_exposed;
 	const struct sl_config_text *src; /* maps libconfig's lines to file:line */
 };
 
@@ -42,33 +46,56 @@ where(const struct reader *r, const config_setting_t *s, int *line)
 	return sl_config_text_where(r->src, config_setting_source_line(s), line);
 }
 
-void
-sl_config_warn_exposed(const char *file, const char *what)
+#define EXPOSED_FMT "file \"%s\" holds a secret (%s) but is readable by %s: chmod go-rwx it"
+
+/* Returns who besides the owner can read file, or NULL (also when it
+ * cannot be stat'ed). */
+static const char *
+readers(const char *file)
 {
 	struct stat st;
 
 	if (file == NULL || stat(file, &st) != 0 || (st.st_mode & (S_IRGRP | S_IROTH)) == 0)
-		return;
-	sl_log_warn("file \"%s\" holds a secret (%s) but is readable by %s: "
-	            "chmod go-rwx it", file, what, st.st_mode & S_IROTH ? "others" : "its group");
+		return NULL;
+	return st.st_mode & S_IROTH ? "others" : "its group";
 }
 
-/* Warns once per file when setting s, which holds a secret, lives in a file
- * that other users can read. */
+/* Logs the warning of sl_config_warn_exposed() in `format`. */
+static void
+warn_exposed(enum sl_log_format format, const char *file, const char *what)
+{
+	const char *who = readers(file);
+
+	if (who != NULL)
+		sl_log_write_format(format, SL_LOG_WARN, EXPOSED_FMT, file, what, who);
+}
+
+void
+sl_config_warn_exposed(const char *file, const char *what)
+{
+	const char *who = readers(file);
+
+	if (who != NULL)
+		sl_log_warn(EXPOSED_FMT, file, what, who);
+}
+
+/* Notes that setting s holds a secret: its file is checked once the load
+ * has succeeded, and the warning written in the file's own log.format. */
 static void
 warn_secret(struct reader *r, const config_setting_t *s, const char *what)
 {
 	int line;
 	const char *file = where(r, s, &line);
+	size_t i;
 
-	if (r->secret_file != NULL && strcmp(r->secret_file, file) == 0)
-		return;
-	r->secret_file = file;
-	sl_config_warn_exposed(file, what);
+	for (i = 0; i < r->n_exposed; i++)
+		if (strcmp(r->exposed[i].file, file) == 0)
+			return;
+	if (r->n_exposed < sizeof(r->exposed) / sizeof(r->exposed[0])) {
+		r->exposed[r->n_exposed].file = file;
+		r->exposed[r->n_exposed++].what = what;
+	}
 }
-
-static int fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* Writes `file:line: message` (line of s, or the file alone) and returns -1. */
 static int
@@ -548,11 +575,12 @@ struct sl_config *
 sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 {
 	struct sl_config_text src = { 0 };
-	struct reader r = { path, errbuf, errbuf_size, NULL, &src };
+	struct reader r = { path, errbuf, errbuf_size, { { NULL, NULL } }, 0, &src };
 	struct sl_config *cfg = NULL;
 	const config_setting_t *s;
 	const char *env, *slash, *file;
 	config_t lc;
+	size_t i;
 	int line;
 
 	config_init(&lc);
@@ -593,6 +621,8 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 		snprintf(errbuf, errbuf_size, "%s: kafka.brokers is empty (set it or SLUICE_KAFKA_BROKERS)", path);
 		goto err;
 	}
+	for (i = 0; i < r.n_exposed; i++)
+		warn_exposed(cfg->log_format, r.exposed[i].file, r.exposed[i].what);
 	config_destroy(&lc);
 	sl_config_text_free(&src);
 	return cfg;

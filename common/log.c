@@ -156,19 +156,42 @@ append_field(char *buf, size_t size, size_t *off, const char *key, const char *v
 	return append_value(buf, size, off, value, json);
 }
 
+static void log_vwrite(int json, enum sl_log_level level, const char *job_id, const char *fields,
+                       const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
 void
 sl_log_write(enum sl_log_level level, const char *job_id, const char *fields, const char *fmt, ...)
 {
-	char line[4096], msg[2048], ts[96];
-	size_t off = 0, n;
-	int json = log_format == SL_LOG_JSON, saved_errno = errno, cut;
-	struct timeval tv;
-	struct tm tm;
 	va_list ap;
 
 	va_start(ap, fmt);
-	cut = vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg);
+	log_vwrite(log_format == SL_LOG_JSON, level, job_id, fields, fmt, ap);
 	va_end(ap);
+}
+
+void
+sl_log_write_format(enum sl_log_format format, enum sl_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if ((int)level > sl_log_level_current)
+		return;
+	va_start(ap, fmt);
+	log_vwrite(format == SL_LOG_JSON, level, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void
+log_vwrite(int json, enum sl_log_level level, const char *job_id, const char *fields, const char *fmt,
+           va_list ap)
+{
+	char line[4096], msg[2048], ts[96];
+	size_t off = 0, n;
+	int saved_errno = errno, cut;
+	struct timeval tv;
+	struct tm tm;
+
+	cut = vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg);
 	if (cut) {
 		n = strlen(msg);
 		trim_partial_utf8(msg, 0, &n);

@@ -44,6 +44,12 @@ void sl_log_set_program(const char *name);
 void sl_log_write(enum sl_log_level level, const char *job_id, const char *fields,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Writes one line in `format` rather than the process's: for what a
+ * configuration says while it is being loaded, before its log.format is
+ * applied. */
+void sl_log_write_format(enum sl_log_format format, enum sl_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Copies conninfo into buf as sl_pg_conninfo_redact() (pg.h) does, with
  * "(invalid)" for a string libpq cannot parse. New code calls
  * sl_pg_conninfo_redact() itself. */

@@ -434,6 +434,7 @@ def test_check_config_ok_and_broken(tmp_path, bin_dir):
     good = tmp_path / "good.conf"
     good.write_text(conf_text("127.0.0.1:9", conninfo, ["jobs.a", "jobs.b"], "res", "dead", "grp",
                               executors=3, http_listen="127.0.0.1:0"))
+    good.chmod(0o600)  # it holds a password: readable by others, it draws a warning (below)
     drop = ("SLUICE_KAFKA_BROKERS", "SLUICE_PG_CONNINFO")
     for args in (["check-config", str(good)], ["check-config", "-c", str(good)]):
         r = ctl(bin_dir, *args, drop_env=drop)
@@ -450,8 +451,15 @@ def test_check_config_ok_and_broken(tmp_path, bin_dir):
     assert r.returncode == 0 and "other-secret" not in r.stdout
     assert "(from SLUICE_PG_CONNINFO)" in r.stdout
 
+    assert "holds a secret" not in r.stderr
+    good.chmod(0o644)
+    r = ctl(bin_dir, "check-config", str(good), drop_env=drop)
+    assert r.returncode == 0 and "sekret" not in r.stdout + r.stderr
+    assert f'holds a secret (a password in postgres.conninfo) but is readable by others' in r.stderr
+
     bad = tmp_path / "bad.conf"
     bad.write_text(good.read_text().replace('handler = "ledger.transfer"', 'handler = "no.such.handler"'))
+    bad.chmod(0o600)
     r = ctl(bin_dir, "check-config", str(bad), drop_env=drop)
     assert r.returncode == 1 and r.stdout == ""
     assert re.match(rf"{re.escape(str(bad))}:\d+: unknown handler \"no.such.handler\"", r.stderr), r.stderr
