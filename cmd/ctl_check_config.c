@@ -6,7 +6,7 @@
  * group, topics, job types, executors and limits. The environment overrides
  * (SLUICE_KAFKA_BROKERS, SLUICE_PG_CONNINFO) apply as they would to the
  * worker, and the summary says so. The PostgreSQL conninfo is a secret and is
- * only ever shown through sl_log_redact().
+ * only ever shown through sl_pg_conninfo_redact().
  *
  * Not for: connecting to Kafka or PostgreSQL; a good file may still name a
  * broker that is down.
@@ -19,7 +19,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
-#include "log.h"
+#include "pg.h"
 #include "worker.h"
 
 #define DEFAULT_CONFIG "worker.conf"
@@ -74,7 +74,7 @@ print_summary(const struct sl_config *cfg)
 		printf("  postgres        libpq's PG* environment\n");
 	} else {
 		/* Never the raw string: it may carry a password. */
-		sl_log_redact(cfg->pg_conninfo, conninfo, sizeof(conninfo));
+		sl_pg_conninfo_redact(cfg->pg_conninfo, conninfo, sizeof(conninfo));
 		printf("  postgres        %s%s\n", conninfo,
 		       overridden("SLUICE_PG_CONNINFO") ? " (from SLUICE_PG_CONNINFO)" : "");
 	}

@@ -33,6 +33,7 @@
 
 #include "ctl.h"
 #include "ctl_common.h"
+#include "text.h"
 
 #define DEFAULT_DLQ_TOPIC  "jobs.dlq"
 #define POLL_MS            200
@@ -315,38 +316,21 @@ struct list {
 	int header_done;
 };
 
-/* Copies bytes into buf for a table cell: control characters become spaces,
- * and past `width` bytes the text is cut at a character boundary and ends
- * with "...". NULL bytes give "-". Returns buf. */
+/* Copies bytes into buf for a table cell through sl_text_escape_untrusted()
+ * (control characters and invalid UTF-8 as \xNN); past `width` bytes the
+ * text is cut between characters and ends with "...". NULL or empty gives
+ * "-". Returns buf. */
 static const char *
 cell(const char *p, size_t len, size_t width, char *buf, size_t buf_size)
 {
-	size_t i, k, need, n = 0;
-	unsigned char lead;
-
 	if (p == NULL || len == 0) {
 		snprintf(buf, buf_size, "-");
 		return buf;
 	}
 	if (width + 4 > buf_size)
 		width = buf_size - 4;
-	for (i = 0; i < len && n < width; i++)
-		buf[n++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? ' ' : p[i];
-	if (i < len) {
-		/* Do not end inside a UTF-8 sequence: find where the last
-		 * character starts and drop it when it was cut short. */
-		for (k = n; k > 0 && ((unsigned char)buf[k - 1] & 0xc0) == 0x80; k--)
-			;
-		if (k > 0) {
-			lead = (unsigned char)buf[k - 1];
-			need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-			if (n - (k - 1) < need)
-				n = k - 1;
-		}
-		memcpy(buf + n, "...", 3);
-		n += 3;
-	}
-	buf[n] = '\0';
+	if (sl_text_escape_untrusted(p, len, buf, width + 1) < len)
+		strcat(buf, "...");
 	return buf;
 }
 
@@ -466,6 +450,7 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static size_t
 target_of(struct replay *r, const char *topic)
 {
+	char shown[270];
 	struct target *t;
 	char errbuf[512];
 	size_t i;
@@ -483,7 +468,8 @@ target_of(struct replay *r, const char *topic)
 	if (t->topic == NULL)
 		return (size_t)-1;
 	if (sl_ctl_topic_partitions(r->rk, topic, METADATA_MS, &t->partitions, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("cannot replay to \"%s\": %s", topic, errbuf);
+		sl_ctl_error("cannot replay to \"%s\": %s", cell(topic, strlen(topic), 256, shown, sizeof(shown)),
+		             errbuf);
 		t->partitions = -1;
 	}
 	return r->n_t++;
@@ -518,13 +504,15 @@ replay_one(const struct letter *l, void *arg)
 	const char *topic = r->to ? r->to : l->source_topic;
 	struct target *t;
 	int32_t partition = RD_KAFKA_PARTITION_UA;
+	char type[140], id[140], where[270];
 	size_t idx;
 
 	if (l->omitted.p != NULL) {
 		sl_ctl_error("skipping the dead letter at partition %d offset %" PRId64 ": its value was omitted "
-		             "(%.*s); the original is in \"%s\" [%d] at offset %" PRId64,
-		             (int)m->partition, m->offset, (int)l->omitted.len, l->omitted.p,
-		             l->source_topic, (int)l->source_partition, l->source_offset);
+		             "(%s); the original is in \"%s\" [%d] at offset %" PRId64,
+		             (int)m->partition, m->offset, cell(l->omitted.p, l->omitted.len, 128, id, sizeof(id)),
+		             cell(l->source_topic, strlen(l->source_topic), 256, where, sizeof(where)),
+		             (int)l->source_partition, l->source_offset);
 		r->skipped++;
 		return 0;
 	}
@@ -549,8 +537,11 @@ replay_one(const struct letter *l, void *arg)
 	if (r->to == NULL && l->source_partition >= 0 && l->source_partition < t->partitions)
 		partition = l->source_partition;
 	if (r->dry_run) {
+		/* Type, id and topic come from the letter: shown escaped. */
 		printf("would replay %d/%" PRId64 " (type %s, id %s) to \"%s\" ", (int)m->partition, m->offset,
-		       *l->type ? l->type : "-", l->id ? l->id : "-", topic);
+		       cell(l->type, strlen(l->type), 128, type, sizeof(type)),
+		       cell(l->id, l->id ? strlen(l->id) : 0, 128, id, sizeof(id)),
+		       cell(topic, strlen(topic), 256, where, sizeof(where)));
 		if (partition == RD_KAFKA_PARTITION_UA)
 			printf("by key\n");
 		else
@@ -639,7 +630,7 @@ sl_ctl_dlq(int argc, char **argv)
 	struct replay r;
 	struct list ls = { 0, 0 };
 	const char *topic = DEFAULT_DLQ_TOPIC, *brokers = NULL, *action;
-	char errbuf[1024];
+	char errbuf[1024], shown[270];
 	long n_read = 0, n_selected = 0, produced = 0, delivered = 0, failed = 0;
 	int opt, is_replay, read_failed, rc = 2;
 	size_t i;
@@ -738,13 +729,14 @@ sl_ctl_dlq(int argc, char **argv)
 	read_failed = read_letters(brokers, topic, &f, replay_one, &r, &n_read, &n_selected) != 0;
 	sl_ctl_producer_flush(r.rk);
 	for (i = 0; i < r.n_t; i++) {
+		const char *to = cell(r.t[i].topic, strlen(r.t[i].topic), 256, shown, sizeof(shown));
+
 		if (r.dry_run)
-			printf("would replay %ld to \"%s\"\n", r.t[i].produced, r.t[i].topic);
+			printf("would replay %ld to \"%s\"\n", r.t[i].produced, to);
 		else if (r.t[i].failed == 0)
-			printf("replayed %ld to \"%s\"\n", r.t[i].delivered, r.t[i].topic);
+			printf("replayed %ld to \"%s\"\n", r.t[i].delivered, to);
 		else
-			printf("replayed %ld to \"%s\" (%ld failed)\n", r.t[i].delivered, r.t[i].topic,
-			       r.t[i].failed);
+			printf("replayed %ld to \"%s\" (%ld failed)\n", r.t[i].delivered, to, r.t[i].failed);
 		produced += r.t[i].produced;
 		delivered += r.t[i].delivered;
 		failed += r.t[i].failed;

@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
 #include "log.h"
@@ -74,7 +75,7 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl migrate [--dir DIR] [--conninfo STR] [--status]\n"
+	        "usage: sluicectl migrate [--dir DIR] [--conninfo-file FILE | --conninfo STR] [--status]\n"
 	        "\n"
 	        "Applies the migrations NNNN_name.sql in DIR in version order, each in its own\n"
 	        "transaction with its row in sluice.schema_migrations. Applied versions are\n"
@@ -83,13 +84,57 @@ usage(FILE *out)
 	        "\n"
 	        "  --dir DIR        migrations folder (default: $SLUICE_SQL_DIR, else ./schemas/sql,\n"
 	        "                   else %s/sluice/sql)\n"
+	        "  --conninfo-file FILE\n"
+	        "                   read the PostgreSQL conninfo or URI from FILE (one line)\n"
 	        "  --conninfo STR   PostgreSQL conninfo or URI (default: $SLUICE_PG_CONNINFO, else\n"
-	        "                   libpq's PG* environment)\n"
+	        "                   libpq's PG* environment). Other users see it in ps: pass a\n"
+	        "                   password through --conninfo-file, $SLUICE_PG_CONNINFO or\n"
+	        "                   ~/.pgpass instead\n"
 	        "  --status         apply nothing; list each migration as applied, pending or changed\n"
 	        "\n"
 	        "Exit status: 0 done (--status: all applied), 1 a migration failed or changed\n"
 	        "(--status: something pending or changed), 2 usage, folder or connection error.\n",
 	        SL_DATADIR);
+}
+
+/* Maximum size of a --conninfo-file. */
+#define CONNINFO_FILE_MAX 65536
+
+/* Reads the conninfo in `path` into a new string (the caller frees it):
+ * the file's bytes without the trailing newline and spaces. Warns when the
+ * file holds a password and others can read it. Returns NULL with the reason
+ * in errbuf. */
+static char *
+read_conninfo_file(const char *path, char *errbuf, size_t errbuf_size)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(errbuf, errbuf_size, "could not open conninfo file \"%s\": %s", path, strerror(errno));
+		return NULL;
+	}
+	if ((buf = malloc(CONNINFO_FILE_MAX + 1)) == NULL) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		goto out;
+	}
+	n = fread(buf, 1, CONNINFO_FILE_MAX + 1, f);
+	if (ferror(f) || n > CONNINFO_FILE_MAX) {
+		snprintf(errbuf, errbuf_size, "could not read conninfo file \"%s\": %s", path,
+		         ferror(f) ? strerror(errno) : "larger than 64 KiB");
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	buf[n] = '\0';
+	if (sl_pg_conninfo_has_secret(buf))
+		sl_config_warn_exposed(path, "a password in the conninfo");
+out:
+	fclose(f);
+	return buf;
 }
 
 /* Returns the migrations folder to use; borrowed (a literal, argv or environ). */
@@ -536,11 +581,13 @@ sl_ctl_migrate(int argc, char **argv)
 	static const struct option options[] = {
 		{ "dir", required_argument, NULL, 'd' },
 		{ "conninfo", required_argument, NULL, 'c' },
+		{ "conninfo-file", required_argument, NULL, 'f' },
 		{ "status", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir_opt = NULL, *conninfo = NULL, *dir;
+	const char *dir_opt = NULL, *conninfo = NULL, *conninfo_path = NULL, *dir;
+	char *conninfo_owned = NULL;
 	struct migrations ms = { NULL, 0 };
 	PGconn *conn = NULL;
 	char errbuf[2048], redacted[1024];
@@ -557,6 +604,9 @@ sl_ctl_migrate(int argc, char **argv)
 		case 'c':
 			conninfo = optarg;
 			break;
+		case 'f':
+			conninfo_path = optarg;
+			break;
 		case 's':
 			status = 1;
 			break;
@@ -569,6 +619,20 @@ sl_ctl_migrate(int argc, char **argv)
 	}
 	if (optind != argc)
 		return sl_ctl_argument_error(argv[optind]);
+	if (conninfo != NULL && conninfo_path != NULL) {
+		sl_ctl_error("--conninfo and --conninfo-file exclude each other");
+		return 2;
+	}
+	if (conninfo != NULL && sl_pg_conninfo_has_secret(conninfo))
+		sl_log_warn("a password in --conninfo is visible to other users (ps); use --conninfo-file, "
+		            "SLUICE_PG_CONNINFO or ~/.pgpass");
+	if (conninfo_path != NULL) {
+		if ((conninfo_owned = read_conninfo_file(conninfo_path, errbuf, sizeof(errbuf))) == NULL) {
+			sl_ctl_error("%s", errbuf);
+			return 2;
+		}
+		conninfo = conninfo_owned;
+	}
 	if (conninfo == NULL)
 		conninfo = getenv("SLUICE_PG_CONNINFO");
 	if (conninfo == NULL)
@@ -589,9 +653,9 @@ sl_ctl_migrate(int argc, char **argv)
 				errbuf[j++] = errbuf[i];
 		}
 		errbuf[j] = '\0';
-		/* The conninfo is shown only redacted: it may carry a password. */
-		sl_log_redact(conninfo, redacted, sizeof(redacted));
-		if (*redacted)
+		/* The conninfo is shown only redacted: it may carry a password.
+		 * One libpq cannot parse is not shown at all; errbuf says why. */
+		if (sl_pg_conninfo_redact(conninfo, redacted, sizeof(redacted)) == 0 && *redacted)
 			sl_ctl_error("could not connect to \"%s\": %s", redacted, errbuf);
 		else
 			sl_ctl_error("could not connect to PostgreSQL: %s", errbuf);
@@ -641,5 +705,6 @@ sl_ctl_migrate(int argc, char **argv)
 out:
 	PQfinish(conn);
 	migrations_free(&ms);
+	free(conninfo_owned);
 	return rc;
 }

@@ -18,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "ctl.h"
 #include "ctl_common.h"
+#include "text.h"
 
 #define DEFAULT_RESULT_TOPIC "job-results"
 #define DEFAULT_DLQ_TOPIC    "jobs.dlq"
@@ -50,7 +52,8 @@ usage(FILE *out)
 	        "  --brokers B        Kafka brokers (default: $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
 	        "\n"
 	        "Without --dlq each line is the message value exactly as stored (\"null\" for\n"
-	        "an empty one). Without --count or --timeout it runs until SIGINT or SIGTERM.\n"
+	        "an empty one); on a terminal, control characters and invalid UTF-8 are shown\n"
+	        "as \\xNN. Without --count or --timeout it runs until SIGINT or SIGTERM.\n"
 	        "Exit status: 0, 1 when --timeout ended it before --count messages came,\n"
 	        "2 usage or connection error.\n");
 }
@@ -136,10 +139,19 @@ print_message(const rd_kafka_message_t *m, int dlq)
 	char *s;
 
 	if (!dlq) {
-		if (m->payload == NULL || m->len == 0)
+		if (m->payload == NULL || m->len == 0) {
 			fputs("null", stdout);
-		else
+		} else if (isatty(STDOUT_FILENO)) {
+			/* A terminal gets no escape sequences from a message;
+			 * a pipe or a file gets the bytes as stored. */
+			if ((s = malloc(m->len * 4 + 1)) == NULL)
+				return -1;
+			sl_text_escape_untrusted(m->payload, m->len, s, m->len * 4 + 1);
+			fputs(s, stdout);
+			free(s);
+		} else {
 			fwrite(m->payload, 1, m->len, stdout);
+		}
 		putchar('\n');
 		return 0;
 	}

@@ -20,11 +20,18 @@
 #define MAX_REFS 32
 #define MAX_ERRS 64
 
+/* The instance size read by default; a job is at most limits.max_job_bytes
+ * (256 KiB by default, 64 MiB at most) anyway. jansson needs about 30 times
+ * a document's size in memory, so the bound is what keeps a stray
+ * /dev/zero or a log file from taking the machine's memory. */
+#define DEFAULT_MAX_BYTES (16L * 1024 * 1024)
+
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl validate --schema FILE [--ref URI_PREFIX=DIR]... [INSTANCE_FILE]\n"
+	        "usage: sluicectl validate --schema FILE [--ref URI_PREFIX=DIR]... [--max-bytes N]\n"
+	        "                          [INSTANCE_FILE]\n"
 	        "\n"
 	        "Validates the JSON document in INSTANCE_FILE (standard input when absent)\n"
 	        "against the JSON Schema (draft-07) in FILE.\n"
@@ -33,17 +40,19 @@ usage(FILE *out)
 	        "  -r, --ref PREFIX=DIR     resolve remote $refs starting with PREFIX from files\n"
 	        "                           under DIR (repeatable), e.g.\n"
 	        "                           --ref https://schemas.example.com/=./schemas\n"
+	        "  -m, --max-bytes N        refuse an instance larger than N bytes (default 16 MiB)\n"
 	        "  -h, --help               this text\n"
 	        "\n"
 	        "Exit status: 0 valid (nothing is printed), 1 invalid or not JSON (one error\n"
 	        "per line on standard error), 2 usage error, unreadable file or bad schema.\n");
 }
 
-/* Reads the instance from path, or standard input when path is NULL. Returns
- * a new reference, or NULL with the reason in errbuf and *unreadable set when
- * the input could not be read at all (as opposed to not being JSON). */
+/* Reads the instance from path, or standard input when path is NULL, up to
+ * max_bytes. Returns a new reference, or NULL with the reason in errbuf and
+ * *unreadable set when the input could not be read at all or is too large
+ * (as opposed to not being JSON). */
 static json_t *
-read_instance(const char *path, int *unreadable, char *errbuf, size_t errbuf_size)
+read_instance(const char *path, size_t max_bytes, int *unreadable, char *errbuf, size_t errbuf_size)
 {
 	size_t len = 0, cap = 0, n;
 	char *buf = NULL, *nb;
@@ -58,8 +67,16 @@ read_instance(const char *path, int *unreadable, char *errbuf, size_t errbuf_siz
 	}
 	/* Read it all first: a second parse needs the bytes again. */
 	do {
+		if (len > max_bytes) {
+			snprintf(errbuf, errbuf_size, "instance \"%s\" is larger than %zu bytes (see --max-bytes)",
+			         path ? path : "<stdin>", max_bytes);
+			goto out;
+		}
 		if (len == cap) {
+			/* One byte past the limit is enough to know it is too large. */
 			cap = cap ? cap * 2 : 65536;
+			if (cap > max_bytes + 1)
+				cap = max_bytes + 1;
 			if ((nb = realloc(buf, cap)) == NULL) {
 				snprintf(errbuf, errbuf_size, "out of memory");
 				goto out;
@@ -94,6 +111,7 @@ sl_ctl_validate(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "schema", required_argument, NULL, 's' },
 		{ "ref", required_argument, NULL, 'r' },
+		{ "max-bytes", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -105,11 +123,18 @@ sl_ctl_validate(int argc, char **argv)
 	sl_schema_t *schema = NULL;
 	json_t *instance = NULL;
 	int opt, rc = 2, unreadable;
+	long max_bytes = DEFAULT_MAX_BYTES;
 
 	sl_ctl_set_command("validate");
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "s:r:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:r:m:h", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'm':
+			if (sl_ctl_parse_long(optarg, 1, 1L << 40, &max_bytes) != 0) {
+				sl_ctl_error("--max-bytes wants a number of bytes from 1, got \"%s\"", optarg);
+				goto out;
+			}
+			break;
 		case 's':
 			schema_path = optarg;
 			break;
@@ -143,7 +168,8 @@ sl_ctl_validate(int argc, char **argv)
 		sl_ctl_error("could not load schema: %s", errbuf);
 		goto out;
 	}
-	instance = read_instance(optind < argc ? argv[optind] : NULL, &unreadable, errbuf, sizeof(errbuf));
+	instance = read_instance(optind < argc ? argv[optind] : NULL, (size_t)max_bytes, &unreadable, errbuf,
+	                         sizeof(errbuf));
 	if (instance == NULL) {
 		sl_ctl_error("%s", errbuf);
 		rc = unreadable ? 2 : 1;

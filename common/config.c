@@ -16,18 +16,86 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "config_text.h"
 #include "log.h"
+#include "pg.h"
 
 /* Reading state: the file and the error buffer every getter writes to. */
 struct reader {
 	const char *file;
 	char *errbuf;
 	size_t errbuf_size;
+	struct exposed {
+		const char *file;  /* borrowed from the sl_config_text */
+		const char *what;  /* a literal or a property name that outlives the load */
+	} exposed[4];              /* files holding secrets, warned about once loaded */
+	size_t n_exposed;
+	const struct sl_config_text *src; /* maps libconfig's lines to file:line */
 };
 
-static int fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Returns the file setting s came from and sets *line (OUT) to its line
+ * there (0 when unknown, or s NULL). */
+static const char *
+where(const struct reader *r, const config_setting_t *s, int *line)
+{
+	*line = 0;
+	if (s == NULL)
+		return r->file;
+	return sl_config_text_where(r->src, config_setting_source_line(s), line);
+}
+
+#define EXPOSED_FMT "file \"%s\" holds a secret (%s) but is readable by %s: chmod go-rwx it"
+
+/* Returns who besides the owner can read file, or NULL (also when it
+ * cannot be stat'ed). */
+static const char *
+readers(const char *file)
+{
+	struct stat st;
+
+	if (file == NULL || stat(file, &st) != 0 || (st.st_mode & (S_IRGRP | S_IROTH)) == 0)
+		return NULL;
+	return st.st_mode & S_IROTH ? "others" : "its group";
+}
+
+/* Logs the warning of sl_config_warn_exposed() in `format`. */
+static void
+warn_exposed(enum sl_log_format format, const char *file, const char *what)
+{
+	const char *who = readers(file);
+
+	if (who != NULL)
+		sl_log_write_format(format, SL_LOG_WARN, EXPOSED_FMT, file, what, who);
+}
+
+void
+sl_config_warn_exposed(const char *file, const char *what)
+{
+	const char *who = readers(file);
+
+	if (who != NULL)
+		sl_log_warn(EXPOSED_FMT, file, what, who);
+}
+
+/* Notes that setting s holds a secret: its file is checked once the load
+ * has succeeded, and the warning written in the file's own log.format. */
+static void
+warn_secret(struct reader *r, const config_setting_t *s, const char *what)
+{
+	int line;
+	const char *file = where(r, s, &line);
+	size_t i;
+
+	for (i = 0; i < r->n_exposed; i++)
+		if (strcmp(r->exposed[i].file, file) == 0)
+			return;
+	if (r->n_exposed < sizeof(r->exposed) / sizeof(r->exposed[0])) {
+		r->exposed[r->n_exposed].file = file;
+		r->exposed[r->n_exposed++].what = what;
+	}
+}
 
 /* Writes `file:line: message` (line of s, or the file alone) and returns -1. */
 static int
@@ -35,8 +103,8 @@ fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
-	int line = s ? config_setting_source_line(s) : 0;
-	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : r->file;
+	int line;
+	const char *file = where(r, s, &line);
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -243,6 +311,12 @@ static const char *const owned_props[] = {
 	"enable.auto.commit", "enable.idempotence", "acks", "request.required.acks", "enable.partition.eof", NULL,
 };
 
+/* Kafka properties whose values are secrets. */
+static const char *const secret_props[] = {
+	"sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem",
+	"sasl.oauthbearer.client.secret", NULL,
+};
+
 /* Reads "name=value" strings and checks each against librdkafka, so a
  * misspelt property fails here rather than at connect time. */
 static int
@@ -291,6 +365,11 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, struct 
 		if (strcmp(v[i].key, "partition.assignment.strategy") == 0 && strstr(v[i].value, "cooperative") != NULL)
 			return fail(r, e, "kafka property \"partition.assignment.strategy\": only the eager assignors "
 			                  "(range, roundrobin) are supported");
+		/* Jobs of aborted Kafka transactions must never run; sluice sets
+		 * read_committed itself and accepts only that. */
+		if (strcmp(v[i].key, "isolation.level") == 0 && strcmp(v[i].value, "read_committed") != 0)
+			return fail(r, e, "kafka property \"isolation.level\": only read_committed is supported "
+			                  "(jobs of aborted transactions would run)");
 		probe = rd_kafka_conf_new();
 		if (rd_kafka_conf_set(probe, v[i].key, v[i].value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
 			rd_kafka_conf_destroy(probe);
@@ -298,6 +377,9 @@ get_props(struct reader *r, const config_setting_t *g, const char *name, struct 
 			return fail(r, e, "kafka property \"%s\": %s", v[i].key, kerr);
 		}
 		rd_kafka_conf_destroy(probe);
+		for (o = secret_props; *o != NULL; o++)
+			if (strcmp(*o, v[i].key) == 0 && *v[i].value != '\0')
+				warn_secret(r, e, v[i].key);
 	}
 	return 0;
 }
@@ -536,20 +618,27 @@ out:
 struct sl_config *
 sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 {
-	struct reader r = { path, errbuf, errbuf_size };
+	struct sl_config_text src = { 0 };
+	struct reader r = { path, errbuf, errbuf_size, { { NULL, NULL } }, 0, &src };
 	struct sl_config *cfg = NULL;
-	const char *env, *slash;
+	const config_setting_t *s;
+	const char *env, *slash, *file;
 	config_t lc;
+	size_t i;
+	int line;
 
 	config_init(&lc);
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(errbuf, errbuf_size, "could not read configuration file \"%s\": %s", path,
-			         strerror(errno ? errno : ENOENT));
+	/* libconfig sees one text: includes spliced in (resolved against the
+	 * including file's folder) and integer literals checked, see
+	 * config_text.h. */
+	if (sl_config_text_read(path, &src, errbuf, errbuf_size) < 0)
+		goto err;
+	if (config_read_string(&lc, src.text) != CONFIG_TRUE) {
+		file = sl_config_text_where(&src, config_error_line(&lc), &line);
+		if (line > 0)
+			snprintf(errbuf, errbuf_size, "%s:%d: %s", file, line, config_error_text(&lc));
 		else
-			snprintf(errbuf, errbuf_size, "%s:%d: %s",
-			         config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
-			         config_error_text(&lc));
+			snprintf(errbuf, errbuf_size, "%s: %s", file, config_error_text(&lc));
 		goto err;
 	}
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
@@ -561,6 +650,9 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 	if (read_all(&r, config_root_setting(&lc), cfg) < 0)
 		goto err;
 	derive_session_bounds(cfg);
+	if ((s = config_lookup(&lc, "postgres.conninfo")) != NULL &&
+	    sl_pg_conninfo_has_secret(config_setting_get_string(s)))
+		warn_secret(&r, s, "a password in postgres.conninfo");
 
 	if ((env = getenv("SLUICE_KAFKA_BROKERS")) != NULL && *env) {
 		free(cfg->brokers);
@@ -574,10 +666,14 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 		snprintf(errbuf, errbuf_size, "%s: kafka.brokers is empty (set it or SLUICE_KAFKA_BROKERS)", path);
 		goto err;
 	}
+	for (i = 0; i < r.n_exposed; i++)
+		warn_exposed(cfg->log_format, r.exposed[i].file, r.exposed[i].what);
 	config_destroy(&lc);
+	sl_config_text_free(&src);
 	return cfg;
 err:
 	config_destroy(&lc);
+	sl_config_text_free(&src);
 	sl_config_destroy(cfg);
 	return NULL;
 }

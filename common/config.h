@@ -92,4 +92,9 @@ const struct sl_job_type *sl_config_job_type(const struct sl_config *cfg, const 
  * absolute paths are copied. Returns buf. */
 const char *sl_config_path(const struct sl_config *cfg, const char *path, char *buf, size_t buf_size);
 
+/* Logs a warning when `file` (borrowed) can be read by its group or by
+ * others, for files that hold a secret; `what` names the secret. This function
+ * can't fail (a file it cannot stat is not warned about). */
+void sl_config_warn_exposed(const char *file, const char *what);
+
 #endif

@@ -49,6 +49,7 @@
 #include "log.h"
 #include "pg.h"
 #include "registry.h"
+#include "text.h"
 #include "worker_int.h"
 
 static const char sql_begin[] = "begin";
@@ -1453,7 +1454,12 @@ prepare(struct sl_executor *ex, struct sl_job *job, struct item *it)
 		if (strcmp(w->types[i].conf->type, it->ev.type) == 0)
 			it->jt = &w->types[i];
 	if (it->jt == NULL) {
-		snprintf(errbuf, sizeof(errbuf), "no handler for job type \"%.200s\"", it->ev.type);
+		char shown[208];
+		size_t len = strlen(it->ev.type);
+		/* The type comes from the message: escaped, and cut whole. */
+		if (sl_text_escape_untrusted(it->ev.type, len, shown, sizeof(shown) - 3) < len)
+			strcat(shown, "...");
+		snprintf(errbuf, sizeof(errbuf), "no handler for job type \"%s\"", shown);
 		fail_without_ledger(ex, job, &it->ev, SL_ERR_UNKNOWN_TYPE, errbuf);
 		return 0;
 	}

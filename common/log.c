@@ -5,6 +5,7 @@
  * stderr only, and journald or the supervisor takes it from there.
  */
 #include "log.h"
+#include "pg.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -52,25 +53,57 @@ sl_log_level_parse(const char *name)
 	return -1;
 }
 
-/* Appends s to buf at *off, quoted for the current format when needed. */
+/* Bytes kept free at the end of a line for what closes it: a closing
+ * quote, `,"truncated":true`, `}` and the newline. */
+#define LINE_RESERVE 24
+
+/* Drops a UTF-8 sequence cut short at the end of buf[start, *off). */
 static void
+trim_partial_utf8(const char *buf, size_t start, size_t *off)
+{
+	size_t k = *off, need;
+	unsigned char lead;
+
+	while (k > start && ((unsigned char)buf[k - 1] & 0xc0) == 0x80)
+		k--;
+	if (k == start || ((unsigned char)buf[k - 1] & 0xc0) != 0xc0)
+		return;
+	lead = (unsigned char)buf[k - 1];
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+	if (*off - (k - 1) < need)
+		*off = k - 1;
+}
+
+/* Appends s to buf at *off, quoted for the current format when needed,
+ * leaving LINE_RESERVE bytes free. A value that does not fit is cut between
+ * characters (never inside a UTF-8 sequence or an escape) and still closed;
+ * returns -1 then, else 0. */
+static int
 append_value(char *buf, size_t size, size_t *off, const char *s, int json)
 {
-	int quote = json;
+	size_t limit = size - LINE_RESERVE, start, need;
+	int quote = json, cut = 0;
 	const char *p;
 
-	if (*off >= size)
-		return;
 	if (!json) {
 		quote = (*s == '\0');
 		for (p = s; *p && !quote; p++)
 			if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
 				quote = 1;
 	}
-	if (quote && *off < size - 1)
+	if (*off + 2 > limit)
+		return -1;
+	if (quote)
 		buf[(*off)++] = '"';
-	for (p = s; *p && *off < size - 2; p++) {
+	start = *off;
+	for (p = s; *p; p++) {
 		unsigned char c = (unsigned char)*p;
+
+		need = (quote && (c == '"' || c == '\\')) || c == '\n' ? 2 : 1;
+		if (*off + need + (size_t)quote > limit) {
+			cut = 1;
+			break;
+		}
 		if (quote && (c == '"' || c == '\\')) {
 			buf[(*off)++] = '\\';
 			buf[(*off)++] = (char)c;
@@ -83,8 +116,11 @@ append_value(char *buf, size_t size, size_t *off, const char *s, int json)
 			buf[(*off)++] = (char)c;
 		}
 	}
-	if (quote && *off < size - 1)
+	if (cut)
+		trim_partial_utf8(buf, start, off);
+	if (quote)
 		buf[(*off)++] = '"';
+	return cut ? -1 : 0;
 }
 
 static void
@@ -100,9 +136,13 @@ append_raw(char *buf, size_t size, size_t *off, const char *s)
 	*off += n;
 }
 
-static void
+/* Appends `key=value` or `"key":value`; returns -1 when the value was cut or
+ * the field did not fit at all (then nothing is written). */
+static int
 append_field(char *buf, size_t size, size_t *off, const char *key, const char *value, int json)
 {
+	if (*off + strlen(key) + 8 > size - LINE_RESERVE)
+		return -1;
 	if (json) {
 		append_raw(buf, size, off, *off > 1 ? ",\"" : "\"");
 		append_raw(buf, size, off, key);
@@ -113,22 +153,50 @@ append_field(char *buf, size_t size, size_t *off, const char *key, const char *v
 		append_raw(buf, size, off, key);
 		append_raw(buf, size, off, "=");
 	}
-	append_value(buf, size, off, value, json);
+	return append_value(buf, size, off, value, json);
 }
+
+static void log_vwrite(int json, enum sl_log_level level, const char *job_id, const char *fields,
+                       const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 void
 sl_log_write(enum sl_log_level level, const char *job_id, const char *fields, const char *fmt, ...)
 {
-	char line[4096], msg[2048], ts[96];
-	size_t off = 0;
-	int json = log_format == SL_LOG_JSON, saved_errno = errno;
-	struct timeval tv;
-	struct tm tm;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_vwrite(log_format == SL_LOG_JSON, level, job_id, fields, fmt, ap);
 	va_end(ap);
+}
+
+void
+sl_log_write_format(enum sl_log_format format, enum sl_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if ((int)level > sl_log_level_current)
+		return;
+	va_start(ap, fmt);
+	log_vwrite(format == SL_LOG_JSON, level, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void
+log_vwrite(int json, enum sl_log_level level, const char *job_id, const char *fields, const char *fmt,
+           va_list ap)
+{
+	char line[4096], msg[2048], ts[96];
+	size_t off = 0, n;
+	int saved_errno = errno, cut;
+	struct timeval tv;
+	struct tm tm;
+
+	cut = vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg);
+	if (cut) {
+		n = strlen(msg);
+		trim_partial_utf8(msg, 0, &n);
+		msg[n] = '\0';
+	}
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
@@ -143,78 +211,38 @@ sl_log_write(enum sl_log_level level, const char *job_id, const char *fields, co
 		append_field(line, sizeof(line), &off, "ts", ts, json);
 	append_field(line, sizeof(line), &off, "level", level_names[level], json);
 	append_field(line, sizeof(line), &off, "prog", log_program, json);
-	append_field(line, sizeof(line), &off, "msg", msg, json);
-	if (job_id != NULL)
-		append_field(line, sizeof(line), &off, "job", job_id, json);
-	if (fields != NULL && *fields) {
+	/* Once a field is cut, the ones after it are left out: the line stays
+	 * whole (valid JSON, one newline) and says it was truncated. */
+	cut |= append_field(line, sizeof(line), &off, "msg", msg, json) < 0;
+	if (!cut && job_id != NULL)
+		cut |= append_field(line, sizeof(line), &off, "job", job_id, json) < 0;
+	if (!cut && fields != NULL && *fields) {
 		/* Extra fields arrive as `k=v k=v`; JSON output keeps them as one string. */
-		if (json)
-			append_field(line, sizeof(line), &off, "fields", fields, json);
-		else {
+		if (json) {
+			cut |= append_field(line, sizeof(line), &off, "fields", fields, json) < 0;
+		} else if (off + 1 + strlen(fields) <= sizeof(line) - LINE_RESERVE) {
 			append_raw(line, sizeof(line), &off, " ");
 			append_raw(line, sizeof(line), &off, fields);
+		} else {
+			cut = 1;
 		}
 	}
+	/* LINE_RESERVE bytes are still free for these. */
+	if (cut)
+		append_raw(line, sizeof(line), &off, json ? ",\"truncated\":true" : " truncated=true");
 	if (json)
 		append_raw(line, sizeof(line), &off, "}");
-	if (off >= sizeof(line) - 1)
-		off = sizeof(line) - 2;
 	line[off++] = '\n';
 	(void)!write(STDERR_FILENO, line, off);
 	errno = saved_errno;
 }
 
+/* Kept for the callers that predate sl_pg_conninfo_redact(), which does the
+ * work with libpq's own parser; a string libpq cannot parse is shown as
+ * "(invalid)" since the caller prints the connection error beside it. */
 void
 sl_log_redact(const char *conninfo, char *buf, size_t buf_size)
 {
-	const char *p = conninfo, *key;
-	size_t off = 0;
-
-	if (buf_size == 0)
-		return;
-	buf[0] = '\0';
-	if (conninfo == NULL)
-		return;
-	/* URI form: postgresql://user:secret@host/db */
-	if (strncmp(p, "postgres", 8) == 0 && strstr(p, "://") != NULL) {
-		const char *s = strstr(p, "://") + 3, *at = strchr(s, '@'), *colon;
-		colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-		if (colon != NULL) {
-			snprintf(buf, buf_size, "%.*s:***%s", (int)(colon - p), p, at);
-			return;
-		}
-		snprintf(buf, buf_size, "%s", p);
-		return;
-	}
-	/* key=value form: replace the value of password=. */
-	while (*p && off < buf_size - 1) {
-		key = p;
-		if ((key == conninfo || key[-1] == ' ') && strncmp(key, "password", 8) == 0) {
-			const char *v = key + 8;
-			while (*v == ' ')
-				v++;
-			if (*v == '=') {
-				v++;
-				while (*v == ' ')
-					v++;
-				if (*v == '\'') {
-					for (v++; *v && *v != '\''; v++)
-						if (*v == '\\' && v[1])
-							v++;
-					if (*v)
-						v++;
-				} else {
-					while (*v && *v != ' ')
-						v++;
-				}
-				off += (size_t)snprintf(buf + off, buf_size - off, "password=***");
-				if (off >= buf_size)
-					off = buf_size - 1;
-				p = v;
-				continue;
-			}
-		}
-		buf[off++] = *p++;
-	}
-	buf[off] = '\0';
+	if (sl_pg_conninfo_redact(conninfo, buf, buf_size) < 0)
+		snprintf(buf, buf_size, "(invalid)");
 }

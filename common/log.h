@@ -5,7 +5,8 @@
  * The level test is inside the macros, so a disabled level costs a load and a
  * branch. Callers pass a message in PostgreSQL's voice (lowercase, no final
  * period); the fields after it are optional `key=value` pairs built by the
- * caller. Never pass a secret: conninfo strings go through sl_log_redact().
+ * caller. Never pass a secret: conninfo strings go through
+ * sl_pg_conninfo_redact() (pg.h).
  * All functions are thread-safe.
  */
 #ifndef SL_LOG_H
@@ -43,7 +44,15 @@ void sl_log_set_program(const char *name);
 void sl_log_write(enum sl_log_level level, const char *job_id, const char *fields,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Copies conninfo into buf with any password value replaced by "***". */
+/* Writes one line in `format` rather than the process's: for what a
+ * configuration says while it is being loaded, before its log.format is
+ * applied. */
+void sl_log_write_format(enum sl_log_format format, enum sl_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Copies conninfo into buf as sl_pg_conninfo_redact() (pg.h) does, with
+ * "(invalid)" for a string libpq cannot parse. New code calls
+ * sl_pg_conninfo_redact() itself. */
 void sl_log_redact(const char *conninfo, char *buf, size_t buf_size);
 
 #define sl_log_at(level, job, ...)                                      \

@@ -1,6 +1,7 @@
 /* pg.c -- PostgreSQL connection set-up and failure classification. */
 #include "pg.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,6 +62,123 @@ copy_message(const char *msg, char *errbuf, size_t errbuf_size)
 		errbuf[--n] = '\0';
 }
 
+/* Appends n bytes of s to out at *off, keeping out NUL-terminated and
+ * dropping what does not fit. */
+static void
+put(char *out, size_t out_size, size_t *off, const char *s, size_t n)
+{
+	if (*off + 1 >= out_size)
+		return;
+	if (n > out_size - *off - 1)
+		n = out_size - *off - 1;
+	memcpy(out + *off, s, n);
+	*off += n;
+	out[*off] = '\0';
+}
+
+/* Appends a conninfo value, quoted as libpq reads it when it is empty or holds
+ * a space, a quote or a backslash; control characters are shown as '?' (the
+ * result is for display, and a newline would split the line). */
+static void
+put_value(char *out, size_t out_size, size_t *off, const char *v)
+{
+	int quote = *v == '\0' || strpbrk(v, " \t\n\r\f\v'\\") != NULL;
+	const char *p;
+
+	if (quote)
+		put(out, out_size, off, "'", 1);
+	for (p = v; *p != '\0'; p++) {
+		if (quote && (*p == '\'' || *p == '\\'))
+			put(out, out_size, off, "\\", 1);
+		put(out, out_size, off, (unsigned char)*p < 0x20 || *p == 0x7f ? "?" : p, 1);
+	}
+	if (quote)
+		put(out, out_size, off, "'", 1);
+}
+
+/* Appends libpq's parse error without the tokens it quotes: they may be
+ * pieces of a password ("missing "=" after "s3cret""). A quoted single
+ * punctuation character such as "=" says what is wrong and stays. */
+static void
+put_safe_parse_error(char *out, size_t out_size, size_t *off, const char *msg)
+{
+	const char *p = msg, *close;
+
+	while (*p != '\0' && *p != '\n') {
+		if (*p == '"' && (close = strchr(p + 1, '"')) != NULL) {
+			if (close - p == 2 && !isalnum((unsigned char)p[1]) && p[1] != '%')
+				put(out, out_size, off, p, 3);
+			else
+				put(out, out_size, off, "\"...\"", 5);
+			p = close + 1;
+			continue;
+		}
+		if (*p == '"')
+			break;              /* an unmatched quote: the rest may be a token */
+		put(out, out_size, off, p, 1);
+		p++;
+	}
+	while (*off > 0 && out[*off - 1] == ' ')
+		out[--*off] = '\0';
+}
+
+int
+sl_pg_conninfo_redact(const char *conninfo, char *out, size_t out_size)
+{
+	PQconninfoOption *opts, *o;
+	char *perr = NULL;
+	size_t off = 0;
+
+	if (out_size == 0)
+		return -1;
+	out[0] = '\0';
+	if (conninfo == NULL || *conninfo == '\0')
+		return 0;
+	opts = PQconninfoParse(conninfo, &perr);
+	if (opts == NULL) {
+		put(out, out_size, &off, "invalid connection string", 25);
+		if (perr != NULL && *perr != '\0') {
+			put(out, out_size, &off, ": ", 2);
+			put_safe_parse_error(out, out_size, &off, perr);
+		} else if (perr == NULL) {
+			put(out, out_size, &off, ": out of memory", 15);
+		}
+		PQfreemem(perr);
+		return -1;
+	}
+	/* libpq's own table says which options are secrets (dispchar "*"):
+	 * password and sslpassword today, and whatever a later libpq adds. */
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (off > 0)
+			put(out, out_size, &off, " ", 1);
+		put(out, out_size, &off, o->keyword, strlen(o->keyword));
+		put(out, out_size, &off, "=", 1);
+		if (o->dispchar != NULL && strchr(o->dispchar, '*') != NULL)
+			put(out, out_size, &off, "***", 3);
+		else
+			put_value(out, out_size, &off, o->val);
+	}
+	PQconninfoFree(opts);
+	return 0;
+}
+
+int
+sl_pg_conninfo_has_secret(const char *conninfo)
+{
+	PQconninfoOption *opts, *o;
+	int found = 0;
+
+	if (conninfo == NULL || *conninfo == '\0' || (opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return 0;
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL && *o->val != '\0' && o->dispchar != NULL && strchr(o->dispchar, '*') != NULL)
+			found = 1;
+	PQconninfoFree(opts);
+	return found;
+}
+
 PGconn *
 sl_pg_connect(const char *conninfo, const char *application_name, char *errbuf, size_t errbuf_size)
 {
@@ -68,6 +186,14 @@ sl_pg_connect(const char *conninfo, const char *application_name, char *errbuf, 
 	const char *values[] = { application_name, "10", conninfo ? conninfo : "", NULL };
 	PGconn *conn;
 
+	/* libpq's parse errors quote the offending token, which may be part of
+	 * a password; its connection errors name the host, port and user but
+	 * never the password. So a string libpq cannot parse is refused here,
+	 * with the redacted parse error, before PQconnectdbParams() sees it. */
+	if (sl_pg_conninfo_redact(conninfo, errbuf, errbuf_size) < 0)
+		return NULL;
+	if (errbuf_size > 0)
+		errbuf[0] = '\0';
 	/* expand_dbname=1 lets `dbname` carry a whole conninfo string or URI. It
 	 * comes last so that what the conninfo sets wins over our defaults. An
 	 * empty conninfo leaves everything to libpq's PG* environment. */

@@ -38,6 +38,19 @@ enum sl_pg_class sl_pg_classify_sqlstate(const char *sqlstate);
 /* Returns the SQLSTATE of res, or "" when it has none (never NULL). */
 const char *sl_pg_sqlstate(const PGresult *res);
 
+/* Writes conninfo (a key=value string or a URI; NULL or "" gives "") into
+ * out for display, as the key=value pairs libpq parses from it, with the value
+ * of every option libpq marks as a secret (dispchar "*": password,
+ * sslpassword) replaced by "***". Returns 0; or -1 when libpq cannot parse it,
+ * with "invalid connection string: " and libpq's reason, minus the tokens it
+ * quotes, in out. A short out truncates. Thread-safe; this is the one way a
+ * conninfo reaches a log line or a terminal. */
+int sl_pg_conninfo_redact(const char *conninfo, char *out, size_t out_size);
+
+/* Returns 1 when conninfo parses and sets an option libpq marks as a secret
+ * (a password) to a non-empty value, else 0. */
+int sl_pg_conninfo_has_secret(const char *conninfo);
+
 /* Connects with `conninfo` (empty: libpq's environment) and sets
  * application_name. Returns a connection in CONNECTION_OK, or NULL with the
  * reason (never the password) in errbuf. */

@@ -45,7 +45,10 @@
  * Recursion: evaluation depth (schema nesting plus $ref hops) is bounded by
  * SL_SCHEMA_MAX_DEPTH; a $ref loop that makes no progress in the instance
  * ends there, and sl_schema_validate returns -1 with the error
- * "schema evaluation exceeds depth N (a $ref loop?)".
+ * "schema evaluation exceeds depth N (a $ref loop?)". The work is bounded
+ * too: a validation that evaluates more than SL_SCHEMA_MAX_STEPS (sub)schemas
+ * (nested anyOf/allOf over $refs grow exponentially) returns -1 with
+ * "schema too complex to evaluate (more than N steps)".
  */
 #ifndef SL_SCHEMA_H
 #define SL_SCHEMA_H
@@ -55,6 +58,7 @@
 #include <jansson.h>
 
 #define SL_SCHEMA_MAX_DEPTH 512
+#define SL_SCHEMA_MAX_STEPS 10000000
 
 typedef struct sl_schema sl_schema_t;
 

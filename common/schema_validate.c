@@ -14,12 +14,14 @@
 #include <string.h>
 
 #include "schema_int.h"
+#include "text.h"
 
 struct vctx {
 	struct sl_schema_error *errs; /* NULL: nothing is collected */
 	size_t max_errs, n_errs;
 	int quiet;                    /* > 0 inside a quiet subschema */
 	int depth;
+	unsigned long steps;          /* validate() calls so far, bounded by SL_SCHEMA_MAX_STEPS */
 	int internal;                 /* an internal error: abandon the walk */
 	char internal_msg[256];
 	char ipath[1024];             /* instance location, JSON Pointer */
@@ -49,9 +51,9 @@ fail(struct vctx *x, const struct sl__schema_node *n, const char *kw, const char
 	if (x->quiet > 0 || x->errs == NULL || x->n_errs >= x->max_errs)
 		return;
 	e = &x->errs[x->n_errs++];
-	/* Cut a long path to the field's size: a prefix still locates it. */
-	memcpy(e->instance_path, x->ipath, sizeof(e->instance_path) - 1);
-	e->instance_path[sizeof(e->instance_path) - 1] = '\0';
+	/* The path holds the instance's keys: escaped, and cut to the field's
+	 * size at a character boundary (a prefix still locates it). */
+	sl_text_escape_untrusted(x->ipath, x->ilen, e->instance_path, sizeof(e->instance_path));
 	snprintf(e->schema_path, sizeof(e->schema_path), "%s%s%s", n->loc, kw ? "/" : "", kw ? kw : "");
 	va_start(ap, fmt);
 	vsnprintf(e->message, sizeof(e->message), fmt, ap);
@@ -153,6 +155,18 @@ fmt_types(unsigned types, char *buf, size_t size)
 }
 
 static int validate(struct vctx *x, const struct sl__schema_node *n, const json_t *inst);
+
+/* Escapes an instance's key for a message into buf (sl_text_escape_untrusted),
+ * with "..." when it was cut. Returns buf. */
+static const char *
+key_text(const char *key, char *buf, size_t size)
+{
+	size_t len = strlen(key);
+
+	if (sl_text_escape_untrusted(key, len, buf, size - 3) < len)
+		strcat(buf, "...");
+	return buf;
+}
 
 /* Evaluates n quietly: only the verdict, no errors. */
 static int
@@ -325,6 +339,7 @@ validate_object(struct vctx *x, const struct sl__schema_node *n, const json_t *i
 	size_t size = json_object_size(inst), i, k, old;
 	const struct sl__schema_prop *p;
 	const char *key;
+	char kbuf[128];
 	json_t *val;
 	int ok = 1, matched, r;
 
@@ -363,7 +378,8 @@ validate_object(struct vctx *x, const struct sl__schema_node *n, const json_t *i
 			r = quiet(x, n->property_names, name);
 			json_decref(name);
 			if (!r)
-				FAIL("propertyNames", "property name \"%s\" does not match propertyNames", key);
+				FAIL("propertyNames", "property name \"%s\" does not match propertyNames",
+				     key_text(key, kbuf, sizeof(kbuf)));
 		}
 		old = push(x, key);
 		if ((p = find_prop(n, key)) != NULL) {
@@ -395,7 +411,8 @@ validate_object(struct vctx *x, const struct sl__schema_node *n, const json_t *i
 		if (matched || n->additional_props == NULL)
 			continue;
 		if (n->additional_props->boolean == 0) {
-			FAIL("additionalProperties", "must not have additional property \"%s\"", key);
+			FAIL("additionalProperties", "must not have additional property \"%s\"",
+			     key_text(key, kbuf, sizeof(kbuf)));
 			continue;
 		}
 		old = push(x, key);
@@ -478,6 +495,15 @@ validate(struct vctx *x, const struct sl__schema_node *n, const json_t *inst)
 
 	if (x->internal)
 		return 0;
+	/* Depth alone does not bound the work: 40 nested anyOf (or allOf) of
+	 * two $refs each is 2^40 evaluations of one instance. */
+	if (++x->steps > SL_SCHEMA_MAX_STEPS) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "schema too complex to evaluate (more than %d steps)", SL_SCHEMA_MAX_STEPS);
+		internal_error(x, msg);
+		return 0;
+	}
 	if (++x->depth > SL_SCHEMA_MAX_DEPTH) {
 		char msg[128];
 

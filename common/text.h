@@ -1,9 +1,13 @@
-/* text.h -- a growing NUL-terminated text buffer.
+/* text.h -- a growing NUL-terminated text buffer, and untrusted text made
+ * safe to show.
  *
- * For code that writes text piece by piece (result events, Prometheus text,
- * translated regular expressions) and wants one check for running out of
- * memory at the end instead of one per piece. Not for: formatting (callers
- * format into a local buffer and append it).
+ * The buffer is for code that writes text piece by piece (result events,
+ * Prometheus text, translated regular expressions) and wants one check for
+ * running out of memory at the end instead of one per piece. Not for:
+ * formatting (callers format into a local buffer and append it).
+ *
+ * sl_text_escape_untrusted() is the one way bytes from outside (job types,
+ * ids, JSON keys, dead letters) reach a message, a log line or a terminal.
  */
 #ifndef SL_TEXT_H
 #define SL_TEXT_H
@@ -22,5 +26,15 @@ void sl_text_put(struct sl_text *t, const char *s, size_t n);
 
 /* Appends the string s. */
 void sl_text_puts(struct sl_text *t, const char *s);
+
+/* Writes in_len bytes of untrusted input into out for display: printable
+ * ASCII and valid UTF-8 unchanged; control characters (C0, DEL, C1, the
+ * bidirectional overrides), invalid UTF-8 bytes and truncated sequences as
+ * \xNN per byte; a backslash as \\ (so every escape in out is one of
+ * these). out is always NUL-terminated; when it is too small the text stops
+ * before the first character or escape that does not fit whole, never
+ * inside one. Returns the number of input bytes written (less than in_len
+ * when cut). This function can't fail; thread-safe. */
+size_t sl_text_escape_untrusted(const char *in, size_t in_len, char *out, size_t out_size);
 
 #endif

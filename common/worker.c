@@ -674,7 +674,8 @@ client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbu
 		if (conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||
 		    conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) < 0 ||
 		    conf_set(conf, "enable.auto.commit", "true", errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "enable.partition.eof", "false", errbuf, errbuf_size) < 0)
+		    conf_set(conf, "enable.partition.eof", "false", errbuf, errbuf_size) < 0 ||
+		    conf_set(conf, "isolation.level", "read_committed", errbuf, errbuf_size) < 0)
 			goto err;
 		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	} else {

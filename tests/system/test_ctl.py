@@ -102,6 +102,38 @@ def test_ctl_migrate_never_prints_the_password(bin_dir, tmp_path):
     assert secret not in r.stderr + r.stdout
 
 
+def test_ctl_migrate_redacts_every_conninfo_form(bin_dir):
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    for conninfo in (f"postgresql://x@127.0.0.1:1/x?password={secret}",
+                     f"host=127.0.0.1\tport=1\npassword={secret}",
+                     f"host=127.0.0.1 port=1 sslpassword={secret}",
+                     f"host=127.0.0.1 port=1 password={secret[:8]} {secret[8:]}"):
+        r = ctl(bin_dir, "migrate", env={"SLUICE_PG_CONNINFO": conninfo})
+        assert r.returncode == 2, r.stderr
+        assert "could not connect" in r.stderr
+        assert secret[:8] not in r.stderr + r.stdout and secret[8:] not in r.stderr + r.stdout
+
+
+def test_ctl_migrate_conninfo_file(bin_dir, tmp_path):
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    f = tmp_path / "conninfo"
+    f.write_text(f"host=127.0.0.1 port=1 user=x password={secret} dbname=x\n")
+    f.chmod(0o644)
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(f))
+    assert r.returncode == 2
+    assert "could not connect" in r.stderr and "password=***" in r.stderr
+    assert str(f) in r.stderr and "holds a secret" in r.stderr and "readable by others" in r.stderr
+    assert secret not in r.stderr + r.stdout
+    f.chmod(0o600)
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(f))
+    assert r.returncode == 2 and "readable" not in r.stderr
+    r = ctl(bin_dir, "migrate", "--conninfo", f"host=127.0.0.1 port=1 password={secret}")
+    assert "visible to other users" in r.stderr and secret not in r.stderr
+    r = ctl(bin_dir, "migrate", "--conninfo-file", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "could not open conninfo file" in r.stderr
+    assert "--conninfo-file FILE" in ctl(bin_dir, "migrate", "--help").stdout
+
+
 # ---- enqueue ---------------------------------------------------------------
 
 def test_ctl_enqueue_data(bin_dir, kafka):
@@ -210,6 +242,19 @@ def test_ctl_enqueue_validates_data_against_the_schema(bin_dir, kafka, tmp_path)
     assert r.returncode == 2
     assert "stdin:2:" in r.stderr
     assert kafka.end_offsets(topic) == {0: 2}
+
+
+def test_ctl_validate_bounds_the_instance_size(bin_dir, tmp_path):
+    (tmp_path / "s.json").write_text("{}")
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "/dev/zero", timeout=20)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ('sluicectl validate: instance "/dev/zero" is larger than 16777216 bytes '
+                                '(see --max-bytes)')
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "--max-bytes", "6", input="[1,2]\n")
+    assert r.returncode == 0, r.stderr
+    r = ctl(bin_dir, "validate", "--schema", str(tmp_path / "s.json"), "--max-bytes", "5", input="[1,2]\n")
+    assert r.returncode == 2 and "larger than 5 bytes" in r.stderr
+    assert "--max-bytes N" in ctl(bin_dir, "validate", "--help").stdout
 
 
 # ---- tail ------------------------------------------------------------------

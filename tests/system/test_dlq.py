@@ -265,6 +265,21 @@ def test_dlq_replay_skips_omitted_values_and_cleans_headers(kafka, bin_dir):
     assert ctl(bin_dir, "dlq", "purge").returncode == 2
 
 
+def test_dlq_prints_letters_escaped(kafka, bin_dir):
+    jobs = kafka.create_topic("jobs", partitions=1)
+    dlq = kafka.create_topic("dlq", partitions=1)
+    kafka.produce(dlq, json.dumps({"type": "x\x1b[2J", "id": "a\x1b]0;pwned\x07\u202e"}).encode(), key=b"k",
+                  headers=[("sluice-error-code", b"handler_error"), ("sluice-error-message", b"bad\x1b[31m"),
+                           ("sluice-source-topic", jobs.encode()), ("sluice-source-partition", b"0"),
+                           ("sluice-source-offset", b"1")])
+    for args in (("dlq", "replay", "--topic", dlq, "--dry-run"), ("dlq", "list", "--topic", dlq)):
+        r = subprocess.run([str(bin_dir / "sluicectl"), *args], capture_output=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout + r.stderr
+        assert b"\x1b" not in out and b"\x07" not in out and "\u202e".encode() not in out
+        assert b"x\\x1B[2J" in out and b"a\\x1B]0;pwned\\x07\\xE2\\x80\\xAE" in out
+
+
 def test_lag_per_partition_in_messages_and_seconds(kafka, pg, tmp_path, bin_dir):
     env = DlqEnv(kafka, pg, tmp_path)
     w = env.worker()
@@ -419,6 +434,7 @@ def test_check_config_ok_and_broken(tmp_path, bin_dir):
     good = tmp_path / "good.conf"
     good.write_text(conf_text("127.0.0.1:9", conninfo, ["jobs.a", "jobs.b"], "res", "dead", "grp",
                               executors=3, http_listen="127.0.0.1:0"))
+    good.chmod(0o600)  # it holds a password: readable by others, it draws a warning (below)
     drop = ("SLUICE_KAFKA_BROKERS", "SLUICE_PG_CONNINFO")
     for args in (["check-config", str(good)], ["check-config", "-c", str(good)]):
         r = ctl(bin_dir, *args, drop_env=drop)
@@ -435,8 +451,15 @@ def test_check_config_ok_and_broken(tmp_path, bin_dir):
     assert r.returncode == 0 and "other-secret" not in r.stdout
     assert "(from SLUICE_PG_CONNINFO)" in r.stdout
 
+    assert "holds a secret" not in r.stderr
+    good.chmod(0o644)
+    r = ctl(bin_dir, "check-config", str(good), drop_env=drop)
+    assert r.returncode == 0 and "sekret" not in r.stdout + r.stderr
+    assert f'holds a secret (a password in postgres.conninfo) but is readable by others' in r.stderr
+
     bad = tmp_path / "bad.conf"
     bad.write_text(good.read_text().replace('handler = "ledger.transfer"', 'handler = "no.such.handler"'))
+    bad.chmod(0o600)
     r = ctl(bin_dir, "check-config", str(bad), drop_env=drop)
     assert r.returncode == 1 and r.stdout == ""
     assert re.match(rf"{re.escape(str(bad))}:\d+: unknown handler \"no.such.handler\"", r.stderr), r.stderr

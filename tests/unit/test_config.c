@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "config.h"
@@ -140,6 +141,22 @@ test_env_overrides(void **state)
 }
 
 static void
+test_isolation_read_committed_accepted(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("kafka: { consumer_properties = [ \"isolation.level=read_committed\" ]; };\n"
+	                                "jobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	sl_config_destroy(cfg);
+}
+
+static void
 test_job_retry_inherits_and_overrides(void **state)
 {
 	char err[512];
@@ -172,6 +189,11 @@ test_errors(void **state)
 	expect_error("jobs = ( { type = \"a\"; }, { type = \"a\"; } );\n", "defined twice");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"enable.auto.offset.store=true\" ]; };\n",
 	             ":2: kafka property \"enable.auto.offset.store\" is set by sluice");
+	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"isolation.level=read_uncommitted\" ]; };\n",
+	             ":2: kafka property \"isolation.level\": only read_committed is supported");
+	expect_error("jobs = ( { type = \"a\"; } );\n\nkafka: {\n  consumer_properties = [ \"fetch.wait.max.ms=50\",\n"
+	             "    \"isolation.level=read_uncommitted\" ]; };\n",
+	             ":5: kafka property \"isolation.level\": only read_committed is supported");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"no.such.prop=1\" ]; };\n",
 	             ":2: kafka property \"no.such.prop\"");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { properties = [ \"sasl.password\" ]; };\n",
@@ -185,8 +207,107 @@ test_errors(void **state)
 	expect_error("jobs = ( { type = \"a\";\n  retry: { max_attempts = 0; }; } );\n",
 	             ":2: \"jobs[0].retry.max_attempts\" must be between 1 and 1000");
 	expect_error("jobs = ( { type = \"a\"; } );\nkafka: { topics = [ ]; };\n", "is empty");
+	/* libconfig 1.5 stores these wrapped to 32 bits (4294967300 as 4). */
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 4294967300;\n",
+	             ":2: integer 4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nlimits: {\n max_batch = 2147483648; };\n",
+	             ":3: integer 2147483648 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = -4294967300;\n", ":2: integer -4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 0x100000004;\n", ":2: integer 0x100000004 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 99999999999999999999L;\n",
+	             ":2: integer 99999999999999999999L is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\nexecutors = 4294967300L;\n",
+	             ":2: \"executors\" must be between 1 and 256, not 4294967300");
+	expect_error("jobs = ( { type = \"a\"; } );\nlimits: { shutdown_timeout = 4294967300; };\n",
+	             ":2: integer 4294967300 is out of range");
+	expect_error("jobs = ( { type = \"a\"; } );\n@include \"/nonexistent/x.conf\"\n",
+	             ":2: could not read included file \"/nonexistent/x.conf\"");
 	assert_null(sl_config_load("/nonexistent/worker.conf", err, sizeof(err)));
 	assert_non_null(strstr(err, "could not read configuration file \"/nonexistent/worker.conf\""));
+}
+
+/* Large numbers where libconfig takes no integer: strings, comments, floats. */
+static void
+test_large_numbers_elsewhere(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("# executors = 4294967300\n/* 4294967300\n 99999999999 */\n"
+	                                "results: { source = \"4294967300 // 5\"; }; // 4294967300\n"
+	                                "limits: { shutdown_timeout = 3.0e2; revoke_timeout = .5; };\n"
+	                                "jobs = ( { type = \"a-4294967300\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->result_source, "4294967300 // 5");
+	assert_true(cfg->shutdown_timeout == 300.0);
+	sl_config_destroy(cfg);
+}
+
+/* Writes text to dir/name. */
+static void
+write_at(const char *dir, const char *name, const char *text)
+{
+	char p[256];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_non_null(f = fopen(p, "w"));
+	fputs(text, f);
+	fclose(f);
+}
+
+/* @include paths are relative to the including file's folder, not to the
+ * working directory; errors in an included file name that file and line. */
+static void
+test_include_relative_to_file(void **state)
+{
+	char dir[] = "/tmp/sluice-test-inc.XXXXXX", main_path[256], sub[256], err[512], want[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	unsetenv("SLUICE_KAFKA_BROKERS");
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/conf.d", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_at(dir, "main.conf", "# settings\n@include \"conf.d/common.conf\"\njobs = ( { type = \"a\"; } );\n"
+	                           "/* @include \"nope.conf\" */\n");
+	write_at(sub, "common.conf", "executors = 7;\n  @include \"kafka.conf\"\n");
+	write_at(sub, "kafka.conf", "kafka: { brokers = \"k:1\"; };\n");
+	snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+	cfg = sl_config_load(main_path, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->executors, 7);
+	assert_string_equal(cfg->brokers, "k:1");
+	sl_config_destroy(cfg);
+
+	/* An absolute include, and an error inside it. */
+	snprintf(want, sizeof(want), "@include \"%s/kafka.conf\"\njobs = ( { type = \"a\"; } );\n", sub);
+	write_at(dir, "main.conf", want);
+	write_at(sub, "kafka.conf", "\nkafka: { brokerz = \"k:1\"; };\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:2: unknown setting \"kafka.brokerz\"", sub);
+	assert_string_equal(err, want);
+	write_at(sub, "kafka.conf", "kafka: { brokers = = 1; };\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:1: syntax error", sub);
+	assert_string_equal(err, want);
+	write_at(sub, "kafka.conf", "executors = 4294967300;\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/kafka.conf:1: integer 4294967300 is out of range", sub);
+	assert_string_equal(err, want);
+
+	/* A file that includes itself. */
+	write_at(dir, "main.conf", "@include \"main.conf\"\n");
+	assert_null(sl_config_load(main_path, err, sizeof(err)));
+	assert_non_null(strstr(err, "includes nested more than 10 deep"));
+
+	snprintf(want, sizeof(want), "rm -rf '%s'", dir);
+	assert_int_equal(system(want), 0);
 }
 
 static void
@@ -204,6 +325,64 @@ test_secret_values_not_echoed(void **state)
 	assert_null(strstr(err, "hunter2"));
 }
 
+/* Loads text from a file of the given mode and returns what the load wrote
+ * to stderr (the log) in out. */
+static void
+load_capturing_log(const char *text, mode_t mode, char *out, size_t out_size)
+{
+	char err[512], logpath[] = "/tmp/sluice-test-log.XXXXXX";
+	struct sl_config *cfg;
+	int logfd = mkstemp(logpath), saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	assert_true(logfd >= 0 && saved >= 0);
+	write_conf(text);
+	assert_int_equal(chmod(path, mode), 0);
+	dup2(logfd, STDERR_FILENO);
+	cfg = sl_config_load(path, err, sizeof(err));
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	unlink(path);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	sl_config_destroy(cfg);
+	n = pread(logfd, out, out_size - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(logfd);
+	unlink(logpath);
+}
+
+static void
+test_warns_about_readable_secrets(void **state)
+{
+	char log[2048];
+
+	(void)state;
+	unsetenv("SLUICE_PG_CONNINFO");
+	load_capturing_log("postgres: { conninfo = \"postgresql://app:hunter2@db/x\"; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (a password in postgres.conninfo) but is readable by others"));
+	assert_non_null(strstr(log, path));
+	assert_null(strstr(log, "hunter2"));
+	load_capturing_log("postgres: { conninfo = \"host=db\tpassword=hunter2\"; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0640, log, sizeof(log));
+	assert_non_null(strstr(log, "readable by its group"));
+	load_capturing_log("kafka: { properties = [ \"sasl.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (sasl.password)"));
+	load_capturing_log("kafka: { properties = [ \"ssl.key.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0644, log, sizeof(log));
+	assert_non_null(strstr(log, "holds a secret (ssl.key.password)"));
+	/* Private files, and readable files without a secret, are fine. */
+	load_capturing_log("postgres: { conninfo = \"password=hunter2\"; };\n"
+	                   "kafka: { properties = [ \"sasl.password=hunter2\" ]; };\n"
+	                   "jobs = ( { type = \"a\"; } );\n", 0600, log, sizeof(log));
+	assert_string_equal(log, "");
+	load_capturing_log("postgres: { conninfo = \"host=db\"; };\njobs = ( { type = \"a\"; } );\n", 0644, log,
+	                   sizeof(log));
+	assert_string_equal(log, "");
+}
+
 int
 main(void)
 {
@@ -212,9 +391,13 @@ main(void)
 		cmocka_unit_test(test_sample_file_loads),
 		cmocka_unit_test(test_session_bounds_follow_the_session_timeout),
 		cmocka_unit_test(test_env_overrides),
+		cmocka_unit_test(test_isolation_read_committed_accepted),
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_secret_values_not_echoed),
+		cmocka_unit_test(test_large_numbers_elsewhere),
+		cmocka_unit_test(test_include_relative_to_file),
+		cmocka_unit_test(test_warns_about_readable_secrets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -334,6 +334,95 @@ test_ref_loop_bounded(void **state)
 	sl_schema_destroy(s);
 }
 
+/* Returns 1 when s is valid UTF-8 (jansson's check). */
+static int
+valid_utf8(const char *s)
+{
+	json_t *v = json_string(s);
+
+	json_decref(v);
+	return v != NULL;
+}
+
+/* Keys come from the instance: a message shows them escaped and never cut
+ * inside a character. */
+static void
+test_messages_escape_keys(void **state)
+{
+	struct sl_schema_error errs[4];
+	char inst[1200];
+	sl_schema_t *s;
+	size_t n, off = 0;
+	int i;
+
+	(void)state;
+	s = compile_text("{\"additionalProperties\":false}");
+	assert_int_equal(check(s, "{\"\\u001b[2Jx\":1}", errs, 4, &n), 1);
+	assert_string_equal(errs[0].message, "must not have additional property \"\\x1B[2Jx\"");
+	assert_string_equal(errs[0].instance_path, "");
+	off += (size_t)snprintf(inst, sizeof(inst), "{\"");
+	for (i = 0; i < 300; i++)
+		off += (size_t)snprintf(inst + off, sizeof(inst) - off, "\xc3\xa9");
+	snprintf(inst + off, sizeof(inst) - off, "\":1}");
+	assert_int_equal(check(s, inst, errs, 4, &n), 1);
+	assert_true(valid_utf8(errs[0].message));
+	assert_non_null(strstr(errs[0].message, "...\""));
+	sl_schema_destroy(s);
+	s = compile_text("{\"propertyNames\":{\"maxLength\":1},\"properties\":{\"\\u0007b\":{\"type\":\"string\"}}}");
+	assert_int_equal(check(s, "{\"\\u0007b\":1}", errs, 4, &n), 1);
+	assert_string_equal(errs[0].message, "property name \"\\x07b\" does not match propertyNames");
+	assert_string_equal(errs[1].instance_path, "/\\x07b");
+	/* A long path is cut at a character boundary too. */
+	s = (sl_schema_destroy(s), compile_text("{\"additionalProperties\":{\"type\":\"string\"}}"));
+	assert_int_equal(check(s, inst, errs, 4, &n), 1);
+	assert_true(valid_utf8(errs[0].instance_path));
+	sl_schema_destroy(s);
+}
+
+/* Builds 40 nested levels of `kw` over two $refs to the next level, ending
+ * in `last`: 2^40 evaluations without a bound on the work. */
+static sl_schema_t *
+compile_chain(const char *kw, const char *last)
+{
+	char *text = malloc(16384);
+	size_t off = 0;
+	sl_schema_t *s;
+	int i;
+
+	assert_non_null(text);
+	off += (size_t)snprintf(text + off, 16384 - off, "{\"$ref\":\"#/definitions/d0\",\"definitions\":{");
+	for (i = 0; i < 40; i++)
+		off += (size_t)snprintf(text + off, 16384 - off,
+		                        "\"d%d\":{\"%s\":[{\"$ref\":\"#/definitions/d%d\"},{\"$ref\":\"#/definitions/d%d\"}]},",
+		                        i, kw, i + 1, i + 1);
+	snprintf(text + off, 16384 - off, "\"d40\":%s}}", last);
+	s = compile_text(text);
+	free(text);
+	return s;
+}
+
+static void
+test_work_bounded(void **state)
+{
+	struct sl_schema_error errs[2];
+	sl_schema_t *s;
+	size_t n;
+
+	(void)state;
+	s = compile_chain("anyOf", "{\"type\":\"string\"}");
+	assert_int_equal(check(s, "1", errs, 2, &n), -1);
+	assert_int_equal(n, 1);
+	assert_string_equal(errs[0].message, "schema too complex to evaluate (more than 10000000 steps)");
+	assert_int_equal(check(s, "1", NULL, 0, NULL), -1);
+	/* The first branch matching ends anyOf early: no blow-up. */
+	assert_int_equal(check(s, "\"x\"", NULL, 0, NULL), 0);
+	sl_schema_destroy(s);
+	s = compile_chain("allOf", "true");
+	assert_int_equal(check(s, "1", errs, 2, &n), -1);
+	assert_non_null(strstr(errs[0].message, "too complex"));
+	sl_schema_destroy(s);
+}
+
 struct worker_arg {
 	const sl_schema_t *s;
 	json_t *good, *bad;
@@ -438,6 +527,8 @@ main(void)
 		cmocka_unit_test(test_remote_ref_map),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_ref_loop_bounded),
+		cmocka_unit_test(test_work_bounded),
+		cmocka_unit_test(test_messages_escape_keys),
 		cmocka_unit_test(test_concurrent_validation),
 		cmocka_unit_test(test_shipped_schemas),
 	};
