@@ -53,7 +53,7 @@ CTL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .DELETE_ON_ERROR:
-.PHONY: all deps check-deps unit test system demo bench bench-schema fuzz install clean
+.PHONY: all deps check-deps unit test system demo bench bench-schema chaos fuzz install clean
 
 all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
 
@@ -140,6 +140,13 @@ bench-schema: check-deps $(BUILD)/bench/bench_schema
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run $(BENCH_ARGS)
+
+# The chaos soak: faults against a worker group, then every guarantee checked
+# from the topics and tables. CHAOS_ARGS go to tests/chaos/chaos.py (e.g.
+# CHAOS_ARGS="--short --seed 1"); see tests/chaos/README.md.
+chaos: deps
+	@$(MAKE) --no-print-directory all
+	@tests/chaos/run $(CHAOS_ARGS)
 
 # Units, man pages and the sample configuration name the installed paths:
 # @SBINDIR@, @BINDIR@, @SYSCONFDIR@, @DATADIR@ and @VERSION@ in their sources

@@ -2,6 +2,8 @@
 import os
 import subprocess
 
+import pytest
+
 from harness import ROOT
 
 
@@ -99,3 +101,108 @@ def test_missing_kafka_gives_one_clear_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert "run 'make deps'" in lines[0] and "Kafka" in lines[0]
+
+
+# ---- fault verbs: stop, start, restart, topics -----------------------------
+
+SERVICES = str(ROOT / "tests" / "services")
+
+
+def services(*args, timeout=120, check=True):
+    r = subprocess.run([SERVICES, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"tests/services {' '.join(args)}: {r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def own_services():
+    """An environment of its own (the suite's must not go down under other
+    tests); yields its exported variables."""
+    r = services("up", timeout=180)
+    env = {k: v.strip("'") for k, v in (line[len("export "):].split("=", 1) for line in r.stdout.splitlines()
+                                          if line.startswith("export "))}
+    try:
+        yield env
+    finally:
+        services("down", env["SLUICE_SERVICES_DIR"])
+
+
+def psql(env, sql):
+    return subprocess.run(["psql", "-X", "-tAc", sql], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **env})
+
+
+def test_pg_stop_immediate_and_start_keep_port_and_data(own_services):
+    env, d = own_services, own_services["SLUICE_SERVICES_DIR"]
+    assert psql(env, "create table kept (v int); insert into kept values (7)").returncode == 0
+    services("stop", "pg", "--immediate", d)
+    r = psql(env, "select 1")
+    assert r.returncode != 0, "PostgreSQL still answers after stop"
+    assert not os.path.exists(os.path.join(d, "pg", "data", "postmaster.pid"))
+    services("start", "pg", d)
+    assert psql(env, "select v from kept").stdout.strip() == "7"
+    # Idempotent, and a fast restart (the default) works too.
+    services("start", "pg", d)
+    services("restart", "pg", d)
+    assert psql(env, "select v from kept").stdout.strip() == "7"
+
+
+def test_kafka_kill_and_start_keep_messages(own_services):
+    from confluent_kafka import Producer
+    env, d = own_services, own_services["SLUICE_SERVICES_DIR"]
+    brokers = env["SLUICE_KAFKA_BROKERS"]
+    services("topics", d, "kept:2")
+    p = Producer({"bootstrap.servers": brokers, "acks": "all", "enable.idempotence": True})
+    sent = {f"k{i}".encode(): f"v{i}".encode() for i in range(50)}
+    for k, v in sent.items():
+        p.produce("kept", v, key=k)
+    assert p.flush(30) == 0
+    pid = int(open(os.path.join(d, "kafka", "pid")).read())
+    services("stop", "kafka", "--kill", d)
+    assert not os.path.exists(f"/proc/{pid}"), "the broker still runs after stop --kill"
+    assert subprocess.run(["kcat", "-b", brokers, "-L", "-m", "2"], capture_output=True,
+                          timeout=30).returncode != 0
+    services("start", "kafka", d)
+    services("start", "kafka", d)  # idempotent
+    from harness import Kafka
+    got = Kafka(brokers).consume("kept", count=len(sent), timeout=60)
+    assert {m.key(): m.value() for m in got} == sent
+    # A clean stop (SIGTERM) and start through restart.
+    services("restart", "kafka", d)
+    assert subprocess.run(["kcat", "-b", brokers, "-L"], capture_output=True, timeout=30).returncode == 0
+
+
+def test_topics_created_with_their_partitions_and_leaders(own_services):
+    from confluent_kafka.admin import AdminClient
+    env, d = own_services, own_services["SLUICE_SERVICES_DIR"]
+    services("topics", d, "jobs.a:6", "results.a:3", "dlq.a:1")
+    md = AdminClient({"bootstrap.servers": env["SLUICE_KAFKA_BROKERS"]}).list_topics(timeout=10)
+    for name, n in (("jobs.a", 6), ("results.a", 3), ("dlq.a", 1)):
+        parts = md.topics[name].partitions
+        assert len(parts) == n
+        assert all(p.leader >= 0 for p in parts.values())
+    # Existing topics are left alone; the folder may come from the environment.
+    r = subprocess.run([SERVICES, "topics", "jobs.a:6"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "SLUICE_SERVICES_DIR": d})
+    assert r.returncode == 0, r.stderr
+    # Another partition count for an existing topic is an error, not ignored.
+    r = services("topics", d, "jobs.a:2", check=False)
+    assert r.returncode != 0 and "jobs.a" in r.stderr and "6 partitions" in r.stderr
+
+
+@pytest.mark.parametrize("spec", ["jobs", "jobs:", "jobs:0", "jobs:-1", "jobs:x", ":3", "a/b:1", "a b:2"])
+def test_topics_bad_spec_gives_one_clear_line(spec):
+    r = services("topics", "/tmp/sluice-services.none", spec, check=False)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "bad topic spec" in lines[0] and "NAME:PARTITIONS" in lines[0]
+
+
+def test_fault_verbs_refuse_bad_arguments(own_services):
+    d = own_services["SLUICE_SERVICES_DIR"]
+    for args in (["stop", "redis", d], ["stop", "pg", "--kill", d], ["start", "kafka", "--kill", d],
+                 ["stop", "pg", "/tmp/elsewhere"]):
+        r = services(*args, check=False)
+        assert r.returncode != 0 and r.stderr.startswith("services: "), (args, r.stderr)
