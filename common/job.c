@@ -88,6 +88,33 @@ static const char *const framework_sql[] = {
 	sql_begin, sql_commit, sql_rollback, sql_lock_timeout, sql_stored, sql_record, sql_record_or_raise,
 };
 
+int
+sl_job_check_ledger(PGconn *conn, char *errbuf, size_t errbuf_size)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(framework_sql) / sizeof(framework_sql[0]); i++) {
+		PGresult *res = PQprepare(conn, "", framework_sql[i], 0, NULL);
+		int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+
+		if (!ok) {
+			const char *words = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", words ? words : PQerrorMessage(conn));
+			why[strcspn(why, "\n")] = '\0';
+			snprintf(errbuf, errbuf_size,
+			         "the job ledger sluice.jobs does not have the shape this worker needs (%s%s%s); "
+			         "run 'sluicectl migrate'",
+			         sl_pg_sqlstate(res), *sl_pg_sqlstate(res) ? ": " : "", why);
+		}
+		PQclear(res);
+		if (!ok)
+			return -1;
+	}
+	return 0;
+}
+
 /* One job of a group on its way through PostgreSQL. */
 struct item {
 	struct sl_job *job;
@@ -97,6 +124,7 @@ struct item {
 	const char *pending_status;  /* its status (static) */
 	char attempts[16];           /* job->attempts as text, for the ledger */
 	int wait;                    /* the last attempt ended because PostgreSQL cannot judge now */
+	int pg_error;                /* its pending failed outcome comes from a database error */
 	int giving_up;               /* out of attempts: its failed outcome is on its way to the ledger */
 	int record_tries;            /* ...and that write failed this often while PostgreSQL answered */
 	char code[64];               /* why the last attempt did not finish it */
@@ -289,8 +317,14 @@ command(struct sl_executor *ex, const char *sql, char *errbuf, size_t errbuf_siz
 
 /* ---- results ------------------------------------------------------------ */
 
-/* Formats the message's timestamp (or now) as RFC 3339, for results that
- * must be the same on every delivery. */
+/* Latest Kafka timestamp (ms) that RFC 3339's four-digit years can show:
+ * 9999-12-31T23:59:59.999Z. */
+#define MAX_RFC3339_MS INT64_C(253402300799999)
+
+/* Formats the message's timestamp as RFC 3339, for results that must be the
+ * same on every delivery. The producer sets it: one that is missing, or
+ * beyond year 9999 (which our own result schema would refuse), gives way to
+ * the time it is read. */
 static void
 message_time(const rd_kafka_message_t *msg, char out[48])
 {
@@ -299,7 +333,7 @@ message_time(const rd_kafka_message_t *msg, char out[48])
 	time_t secs;
 	struct tm tm;
 
-	if (ms < 0) {
+	if (ms < 0 || ms > MAX_RFC3339_MS) {
 		sl_event_now(out);
 		return;
 	}
@@ -586,8 +620,11 @@ step_result(struct sl_executor *ex, struct sl_pipe *p, int k, PGresult *res, int
 			pipe_fail(p, k, s->item, s->kind, cls, strcmp(sl_pg_sqlstate(res), SQLSTATE_FINAL) == 0, error);
 		}
 	} else if (cls == SL_PG_OK) {
-		if (s->kind == STEP_RECORD)
+		if (s->kind == STEP_RECORD) {
+			if (p->items[s->item].pg_error)
+				sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
 			take_pending(&p->items[s->item]);
+		}
 		else if (s->sql == sql_lock_timeout) {
 			p->timeout_set = 1;
 			p->timeout_item = s->item;
@@ -980,8 +1017,11 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 		} else {
 			snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : SL_ERR_HANDLER_ERROR);
 			snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
-			if (*ctx.sqlstate) /* a handler's own refusal of bad data is no database error */
-				sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
+			/* A handler's own refusal of bad data is no database error;
+			 * and a duplicate's (its effects collide with the first
+			 * run's) counts nowhere but sluice_duplicates_total: the
+			 * error counts once its failed outcome is written. */
+			it->pg_error = *ctx.sqlstate != '\0';
 			it->pending_status = "failed";
 			it->pending = build_result(ex, &it->ev, it->pending_status, NULL, it->code, it->message);
 		}
@@ -1090,7 +1130,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 
 	*lost = *replay = 0;
 	for (j = 0; j < n; j++)
-		items[j].wait = 0;
+		items[j].wait = items[j].pg_error = 0;
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
 		sl_metrics_counter_inc(w->ops.m_pg[2]);

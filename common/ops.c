@@ -25,17 +25,15 @@
 static const double duration_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 	                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10 };
 
-/* HTTP thread: ready when the group is joined and PostgreSQL answers, and
- * no job waits because PostgreSQL cannot judge it now. */
+/* HTTP thread: ready when no job waits because PostgreSQL cannot judge it
+ * now, PostgreSQL answers, and the group is joined; the reason names the
+ * first of these that fails (a worker waiting for PostgreSQL at start has
+ * not joined the group yet either). */
 static int
 ready(void *arg, char *reason, size_t reason_size)
 {
 	struct sl_worker *w = arg;
 
-	if (!atomic_load(&w->ops.joined)) {
-		snprintf(reason, reason_size, "not in the consumer group (not yet, or its assignment was lost)");
-		return 0;
-	}
 	if (atomic_load(&w->ops.waiting) > 0) {
 		pthread_mutex_lock(&w->ops.wait_mu);
 		snprintf(reason, reason_size, "waiting for postgresql, %ld jobs held: %s",
@@ -44,7 +42,20 @@ ready(void *arg, char *reason, size_t reason_size)
 		return 0;
 	}
 	if (!atomic_load(&w->ops.pg_ok)) {
-		snprintf(reason, reason_size, "postgresql unreachable");
+		pthread_mutex_lock(&w->ops.wait_mu);
+		snprintf(reason, reason_size, "postgresql unreachable%s%s", *w->ops.wait_reason ? ": " : "",
+		         w->ops.wait_reason);
+		pthread_mutex_unlock(&w->ops.wait_mu);
+		return 0;
+	}
+	if (!atomic_load(&w->ops.joined)) {
+		if (atomic_load(&w->ops.brokers_down)) {
+			pthread_mutex_lock(&w->ops.wait_mu);
+			snprintf(reason, reason_size, "kafka brokers unreachable: %s", w->ops.kafka_reason);
+			pthread_mutex_unlock(&w->ops.wait_mu);
+		} else {
+			snprintf(reason, reason_size, "not in the consumer group (not yet, or its assignment was lost)");
+		}
 		return 0;
 	}
 	return 1;
@@ -182,6 +193,8 @@ snapshot(struct sl_worker *w, double now)
 			continue;
 		if (committable < 0)
 			committable = p->stored >= 0 ? p->stored : hi;
+		if (p->jobs == 0 && p->stored > committable)
+			committable = p->stored; /* the position, past a commit marker */
 		lag[i].messages = hi > committable ? hi - committable : 0;
 		if (lag[i].messages == 0)
 			continue;

@@ -115,16 +115,13 @@ partition_free(struct sl_partition *p)
 	free(p);
 }
 
-/* Stores the partition's committable offset if it moved. */
+/* Stores `off` as the partition's next offset to read. */
 static void
-store_offset(struct sl_worker *w, struct sl_partition *p)
+store_at(struct sl_worker *w, struct sl_partition *p, int64_t off)
 {
 	rd_kafka_topic_partition_list_t *list;
 	rd_kafka_resp_err_t err;
-	int64_t off = sl_offsets_committable(p->offsets);
 
-	if (!p->assigned || off < 0 || off <= p->stored)
-		return;
 	list = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = off;
 	err = rd_kafka_offsets_store(w->consumer, list);
@@ -135,6 +132,45 @@ store_offset(struct sl_worker *w, struct sl_partition *p)
 		            rd_kafka_err2str(err));
 	else
 		p->stored = off;
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Stores the partition's committable offset if it moved. */
+static void
+store_offset(struct sl_worker *w, struct sl_partition *p)
+{
+	int64_t off = sl_offsets_committable(p->offsets);
+
+	if (!p->assigned || off < 0 || off <= p->stored)
+		return;
+	store_at(w, p, off);
+}
+
+/* Stores the consumer's position of every idle partition (no live job)
+ * that is ahead of what was stored. A transactional producer's commit
+ * marker takes an offset that is never a message: without this the stored
+ * offset stays one short of the end forever (lag 1, committed offset
+ * behind). With no live job, every message before the position is done,
+ * so the position is committable. Consumer thread. */
+static void
+store_idle_positions(struct sl_worker *w)
+{
+	rd_kafka_topic_partition_list_t *list;
+	struct sl_partition *p;
+	int i;
+
+	list = rd_kafka_topic_partition_list_new(8);
+	for (p = w->parts; p != NULL; p = p->next)
+		if (p->assigned && p->jobs == 0)
+			rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+	if (list->cnt > 0 && rd_kafka_position(w->consumer, list) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		for (i = 0; i < list->cnt; i++) {
+			rd_kafka_topic_partition_t *e = &list->elems[i];
+			if (e->err == RD_KAFKA_RESP_ERR_NO_ERROR && e->offset >= 0 &&
+			    (p = partition_find(w, e->topic, e->partition)) != NULL && e->offset > p->stored &&
+			    e->offset > sl_offsets_committable(p->offsets))
+				store_at(w, p, e->offset);
+		}
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -441,6 +477,7 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 		rd_kafka_message_destroy(m);
 		return;
 	}
+	atomic_store(&w->ops.brokers_down, 0);
 	/* While draining, a message is left for the next owner: it never enters
 	 * the tracker, so no committed offset can pass it. */
 	if (draining ||
@@ -499,6 +536,7 @@ on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 	else
 		rd_kafka_resume_partitions(w->consumer, parts);
 	atomic_store(&w->ops.joined, 1);
+	atomic_store(&w->ops.brokers_down, 0);
 	sl_log_info("assigned %d partitions", parts->cnt);
 }
 
@@ -597,13 +635,25 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	}
 	sl_ops_kafka_error(w, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 	sl_log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+	    err == RD_KAFKA_RESP_ERR__RESOLVE) {
+		/* Until the next assignment or message: /readyz names it. */
+		pthread_mutex_lock(&w->ops.wait_mu);
+		snprintf(w->ops.kafka_reason, sizeof(w->ops.kafka_reason), "%.250s", reason);
+		pthread_mutex_unlock(&w->ops.wait_mu);
+		atomic_store(&w->ops.brokers_down, 1);
+	}
 }
 
 static void
 on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	if (level <= 3)
+	/* Connection failures come to on_kafka_error() too, which logs them
+	 * once, with the error's name; here they would be logged twice. */
+	if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "ERROR") == 0)
+		sl_log_debug("kafka %s: %s", fac, buf);
+	else if (level <= 3)
 		sl_log_error("kafka %s: %s", fac, buf);
 	else if (level == 4)
 		sl_log_warn("kafka %s: %s", fac, buf);
@@ -766,13 +816,26 @@ wait_for_postgres(struct sl_worker *w)
 			res = PQexec(conn, "select to_regclass('sluice.jobs') is not null");
 			ok = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 			PQclear(res);
+			if (!ok) {
+				PQfinish(conn);
+				sl_log_error("the job ledger table sluice.jobs does not exist; run 'sluicectl migrate'");
+				return -1;
+			}
+			/* A ledger of another shape would fail every job's write. */
+			ok = sl_job_check_ledger(conn, errbuf, sizeof(errbuf)) == 0;
 			PQfinish(conn);
 			if (!ok) {
-				sl_log_error("the job ledger table sluice.jobs does not exist; run 'sluicectl migrate'");
+				sl_log_error("%s", errbuf);
 				return -1;
 			}
 			return 0;
 		}
+		/* /readyz says why: a wrong password (retried, a fleet should
+		 * survive a rotated secret) reads "password authentication
+		 * failed", not just "unreachable". */
+		pthread_mutex_lock(&w->ops.wait_mu);
+		snprintf(w->ops.wait_reason, sizeof(w->ops.wait_reason), "%.250s", errbuf);
+		pthread_mutex_unlock(&w->ops.wait_mu);
 		sl_log_redact(w->cfg->pg_conninfo, redacted, sizeof(redacted));
 		sl_log_warn("could not connect to postgresql \"%s\": %s; retrying in %.1f s", redacted, errbuf, delay);
 		/* Not ready yet, but alive: keep systemd's start timeout away. */
@@ -901,7 +964,7 @@ sl_worker_run(struct sl_config *cfg)
 	rd_kafka_topic_partition_list_t *topics = NULL;
 	rd_kafka_resp_err_t err;
 	char errbuf[1024];
-	double drain_deadline = 0, last_progress_log, full_since = 0;
+	double drain_deadline = 0, last_progress_log, full_since = 0, last_idle_store = 0;
 	int draining = 0, status = 1, stuck = 0;
 	size_t i;
 	rd_kafka_message_t *m;
@@ -1003,6 +1066,10 @@ sl_worker_run(struct sl_config *cfg)
 		retry_due(w);
 		if (!draining && w->paused && w->in_flight <= w->max_in_flight / 2)
 			set_paused(w, 0);
+		if (sl_now() - last_idle_store >= 1) {
+			store_idle_positions(w);
+			last_idle_store = sl_now();
+		}
 		if (sl_now() - last_progress_log >= 10) {
 			log_progress(w);
 			last_progress_log = sl_now();

@@ -129,6 +129,8 @@ struct sl_ops {
 	pthread_mutex_t wait_mu;
 	char wait_reason[256];         /* under wait_mu: the latest reason */
 	double wait_logged_at;         /* under wait_mu: when it was last logged */
+	atomic_int brokers_down;       /* a transport error since the last assignment or message */
+	char kafka_reason[256];        /* under wait_mu: its words */
 	double next_snapshot, next_status, next_watchdog, last_util_at;
 	long long last_busy_ns, last_done;
 	double rate;                   /* jobs/s over the last snapshot interval */
@@ -179,6 +181,11 @@ void sl_executors_cancel_all(struct sl_worker *w);
  * transaction, else one each, chained) on ex's connection and fills each
  * job's outcome. */
 void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
+
+/* job.c: checks that the ledger on conn has the shape the job statements
+ * need (its columns, key and functions), by preparing each of them.
+ * Returns 0, or -1 with what is wrong in errbuf. Any thread. */
+int sl_job_check_ledger(PGconn *conn, char *errbuf, size_t errbuf_size);
 
 /* job.c: drops ex's connection and everything prepared on it. Executor thread. */
 void sl_job_disconnect(struct sl_executor *ex);
