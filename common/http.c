@@ -26,6 +26,19 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define TEXT_CONTENT_TYPE "text/plain; charset=utf-8"
 
+/* Connection limits. The listener serves a few well-behaved clients (the
+ * supervisor's probes, a Prometheus scraper, an operator's curl), each with a
+ * connection or two, so one address holding more than PER_IP_LIMIT is turned
+ * away at accept instead of taking the slots the probes need: with only a
+ * total limit, 500 idle connections from one client starved every probe
+ * until they timed out. TOTAL_LIMIT bounds the descriptors the listener can
+ * hold whatever the number of clients, and an idle connection (one that has
+ * not sent a whole request, or a kept-alive one between requests) is closed
+ * after IDLE_TIMEOUT_S, so slots come back quickly. */
+#define PER_IP_LIMIT 8u
+#define TOTAL_LIMIT 64u
+#define IDLE_TIMEOUT_S 5u
+
 struct sl_http {
 	struct MHD_Daemon *daemon;
 	struct sl_http_handlers handlers;
@@ -251,8 +264,9 @@ sl_http_start(const char *address, const struct sl_http_handlers *handlers, char
 	h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, h,
 	                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	                             MHD_OPTION_LISTEN_SOCKET, fd,
-	                             MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-	                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+	                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, PER_IP_LIMIT,
+	                             MHD_OPTION_CONNECTION_LIMIT, TOTAL_LIMIT,
+	                             MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
 	                             MHD_OPTION_END);
 	fd = -1; /* now owned by libmicrohttpd, whether it started or not */
 	if (h->daemon == NULL) {
