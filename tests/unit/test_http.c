@@ -448,6 +448,43 @@ test_idle_connections_do_not_starve_probes(void **state)
 	assert_int_equal(answered, 13);
 }
 
+/* Each connection the limits turn away is a libmicrohttpd message; a client
+ * connecting in a loop must not write the log at the same pace. */
+static void
+test_refusals_do_not_flood_the_log(void **state)
+{
+	struct fixture *f = *state;
+	static int fds[200];
+	struct timespec pause = { 0, 200 * 1000 * 1000 };
+	char path[] = "/tmp/test_http_log.XXXXXX", line[1024];
+	int i, held, saved, tmp, lines = 0;
+	FILE *fp;
+
+	assert_true((tmp = mkstemp(path)) >= 0);
+	unlink(path);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(tmp, 2);
+	held = hold_idle("127.0.0.2", f->port, fds, 200);
+	nanosleep(&pause, NULL);
+	for (i = 0; i < held; i++)
+		close(fds[i]);
+	dup2(saved, 2);
+	close(saved);
+	if (held < 0) {
+		close(tmp);
+		skip();
+	}
+	assert_non_null(fp = fdopen(tmp, "r"));
+	rewind(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, "http server:") != NULL)
+			lines++;
+	fclose(fp);
+	assert_true(held >= 100);
+	assert_in_range(lines, 1, 3);
+}
+
 int
 main(void)
 {
@@ -463,6 +500,7 @@ main(void)
 		cmocka_unit_test(test_listen_check),
 		cmocka_unit_test_setup_teardown(test_idle_connections_do_not_starve_probes, setup,
 		                                teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_do_not_flood_the_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
