@@ -69,6 +69,25 @@ def prefix(tmp_path_factory, build):
     return p
 
 
+def test_install_follows_prefix_after_plain_build(build, tmp_path):
+    """`make` then `make install PREFIX=/usr`: the installed sluicectl looks
+    for migrations under /usr/share, not the /usr/local of the first build."""
+    _make(build, "all")
+    assert b"/usr/local/share/sluice/sql" in (build / "sluicectl").read_bytes()
+    _make_install(build, destdir=tmp_path, prefix="/usr")
+    ctl = tmp_path / "usr/bin/sluicectl"
+    strings = subprocess.run(["strings", str(ctl)], capture_output=True, text=True,
+                             timeout=60).stdout.splitlines()
+    assert "/usr/share/sluice/sql" in strings
+    assert not any("/usr/local" in s for s in strings)
+    # And what it does: with no --dir, no $SLUICE_SQL_DIR and no ./schemas/sql,
+    # migrate names the installed folder.
+    env = {k: v for k, v in os.environ.items() if k != "SLUICE_SQL_DIR"}
+    out = subprocess.run([str(ctl), "migrate", "--help"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=60)
+    assert "/usr/share/sluice/sql" in out.stdout + out.stderr
+
+
 def test_install_tree(destdir):
     root = destdir / "usr/local"
     expected = {
