@@ -31,6 +31,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
 #include "text.h"
@@ -578,8 +579,9 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl dlq list   [FILTERS] [--json] [--topic T] [--brokers B]\n"
-	        "       sluicectl dlq replay [FILTERS] [--dry-run] [--to TOPIC] [--topic T] [--brokers B]\n"
+	        "usage: sluicectl dlq list   [-c FILE] [FILTERS] [--json] [--topic T] [--brokers B]\n"
+	        "       sluicectl dlq replay [-c FILE] [FILTERS] [--dry-run] [--to TOPIC] [--topic T]\n"
+	        "                            [--brokers B]\n"
 	        "\n"
 	        "Reads the dead-letter topic from its start to its end as they are when the\n"
 	        "command starts. `list` prints the selected dead letters; `replay` sends\n"
@@ -596,8 +598,13 @@ usage(FILE *out)
 	        "  --until WHEN     message time at or before WHEN\n"
 	        "  --limit N        at most N dead letters\n"
 	        "\n"
-	        "  --topic T        dead-letter topic (default \"" DEFAULT_DLQ_TOPIC "\")\n"
-	        "  --brokers B      Kafka brokers (default: $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
+	        "  -c, --config FILE\n"
+	        "                   the worker's configuration: its dlq_topic, brokers and\n"
+	        "                   Kafka properties are the defaults of --topic and --brokers\n"
+	        "  --topic T        dead-letter topic (default: the configuration's, else\n"
+	        "                   \"" DEFAULT_DLQ_TOPIC "\")\n"
+	        "  --brokers B      Kafka brokers (default: the configuration's, else\n"
+	        "                   $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
 	        "  --json           list: one JSON object per line\n"
 	        "  --dry-run        replay: print what would be replayed, produce nothing\n"
 	        "  --to TOPIC       replay: to TOPIC (partitioned by key) instead of each\n"
@@ -615,7 +622,8 @@ sl_ctl_dlq(int argc, char **argv)
 	static const struct option options[] = {
 		{ "topic", required_argument, NULL, 't' },
 		{ "brokers", required_argument, NULL, 'b' },
-		{ "code", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "code", required_argument, NULL, 'C' },
 		{ "type", required_argument, NULL, 'T' },
 		{ "since", required_argument, NULL, 's' },
 		{ "until", required_argument, NULL, 'u' },
@@ -629,7 +637,8 @@ sl_ctl_dlq(int argc, char **argv)
 	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1 };
 	struct replay r;
 	struct list ls = { 0, 0 };
-	const char *topic = DEFAULT_DLQ_TOPIC, *brokers = NULL, *action;
+	struct sl_config *cfg = NULL;
+	const char *topic = NULL, *brokers = NULL, *config_path = NULL, *action;
 	char errbuf[1024], shown[270];
 	long n_read = 0, n_selected = 0, produced = 0, delivered = 0, failed = 0;
 	int opt, is_replay, read_failed, rc = 2;
@@ -657,11 +666,12 @@ sl_ctl_dlq(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hc:", options, NULL)) != -1) {
 		switch (opt) {
 		case 't': topic = optarg; break;
 		case 'b': brokers = optarg; break;
-		case 'c': f.codes[f.n_codes++] = optarg; break;
+		case 'c': config_path = optarg; break;
+		case 'C': f.codes[f.n_codes++] = optarg; break;
 		case 'T': f.type = optarg; break;
 		case 'j': ls.json = 1; break;
 		case 'n': r.dry_run = 1; break;
@@ -701,6 +711,10 @@ sl_ctl_dlq(int argc, char **argv)
 		sl_ctl_error("--json is an option of 'dlq list'");
 		goto out;
 	}
+	if (config_path != NULL && (cfg = sl_ctl_config_load(config_path)) == NULL)
+		goto out;
+	if (topic == NULL)
+		topic = cfg != NULL ? cfg->dlq_topic : DEFAULT_DLQ_TOPIC;
 	if (*topic == '\0' || (r.to != NULL && *r.to == '\0')) {
 		sl_ctl_error("--topic and --to must not be empty");
 		goto out;
@@ -758,5 +772,6 @@ out:
 		free(r.t[i].topic);
 	free(r.t);
 	free(f.codes);
+	sl_ctl_config_release(cfg); /* after the clients that use its properties */
 	return rc;
 }
