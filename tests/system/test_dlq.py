@@ -271,6 +271,50 @@ def _letter_headers(jobs, code, partition, offset, extra=()):
             ("sluice-source-offset", str(offset).encode()), ("sluice-attempts", b"1"), *extra]
 
 
+def test_dlq_pending_hides_replayed_letters(kafka, bin_dir):
+    """replay marks each delivered letter in the dead-letter topic; list and
+    replay --pending leave the marked ones out, and markers are no letters."""
+    jobs = kafka.create_topic("jobs", partitions=2)
+    dlq = kafka.create_topic("dlq", partitions=1)
+    kafka.produce(dlq, b'{"type":"x.y","id":"a1"}', key=b"k1",
+                  headers=_letter_headers(jobs, "handler_error", 1, 3), flush=False)
+    kafka.produce(dlq, None, key=b"k2", flush=False,
+                  headers=_letter_headers(jobs, "message_too_large", 0, 4, [("sluice-value-omitted", b"big")]))
+    kafka.produce(dlq, b"not json", headers=_letter_headers(jobs, "invalid_json", 0, 5))
+
+    def listed(*args):
+        return [(x["offset"], x["code"]) for x in json_lines(ctl(bin_dir, "dlq", "list", "--topic", dlq,
+                                                                   "--json", *args))]
+
+    everything = [(0, "handler_error"), (1, "message_too_large"), (2, "invalid_json")]
+    assert listed("--pending") == everything
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--code", "handler_error", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert listed("--pending") == everything  # a dry run marks nothing
+
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--code", "handler_error")
+    assert r.returncode == 0, r.stderr
+    assert "1 replayed, 0 failed, 0 skipped (1 of 3 dead letters selected)" in r.stdout
+    assert listed() == everything
+    assert listed("--pending") == everything[1:]
+
+    # The mark: no key, no value, on the letter's partition, after the letter.
+    msgs = read_all(kafka, dlq, lambda ms: len(ms) >= 4, timeout=20)
+    assert len(msgs) == 4
+    mark = msgs[3]
+    assert (mark.partition(), mark.key(), mark.value()) == (0, None, None)
+    assert dict(mark.headers()) == {"sluice-replayed-offset": b"0", "sluice-replayed-to": jobs.encode()}
+
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--pending")
+    assert r.returncode == 0, r.stderr
+    assert "1 replayed, 0 failed, 1 skipped (2 of 3 dead letters selected)" in r.stdout
+    # The omitted letter was skipped, not replayed: still pending.
+    assert listed("--pending") == [(1, "message_too_large")]
+    r = ctl(bin_dir, "dlq", "list", "--topic", dlq, "--pending")
+    assert r.returncode == 0 and "1 of 3 dead letters" in r.stderr, r.stderr
+    assert len(read_all(kafka, jobs, lambda ms: len(ms) >= 2, timeout=20)) == 2
+
+
 def test_ctl_commands_take_the_worker_config(kafka, bin_dir, tmp_path, fake_worker):
     """lag, dlq and status with -c: group, topics, dead-letter topic, brokers
     and the HTTP listener come from the worker's configuration."""
