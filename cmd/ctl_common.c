@@ -18,9 +18,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "event.h"
 
 static const char *ctl_command = "sluicectl";
+
+/* The configuration given with -c (sl_ctl_config_load()); NULL: none. */
+static const struct sl_config *ctl_config;
 
 /* Client errors already printed. librdkafka repeats "all brokers down" and
  * transport errors on every reconnect attempt; one line each is enough for
@@ -140,6 +144,31 @@ sl_ctl_parse_seconds(const char *s, double *out)
 	return 0;
 }
 
+struct sl_config *
+sl_ctl_config_load(const char *path)
+{
+	struct sl_config *cfg;
+	char errbuf[1024];
+
+	if ((cfg = sl_config_load(path, errbuf, sizeof(errbuf))) == NULL) {
+		/* Already "FILE:LINE: what is wrong". */
+		sl_ctl_error("%s", errbuf);
+		return NULL;
+	}
+	ctl_config = cfg;
+	return cfg;
+}
+
+void
+sl_ctl_config_release(struct sl_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	if (ctl_config == cfg)
+		ctl_config = NULL;
+	sl_config_destroy(cfg);
+}
+
 const char *
 sl_ctl_brokers(const char *opt)
 {
@@ -147,6 +176,8 @@ sl_ctl_brokers(const char *opt)
 
 	if (opt != NULL)
 		return opt;
+	if (ctl_config != NULL)
+		return ctl_config->brokers;
 	env = getenv("SLUICE_KAFKA_BROKERS");
 	if (env != NULL && *env != '\0')
 		return env;
@@ -195,7 +226,14 @@ rd_kafka_conf_t *
 sl_ctl_kafka_conf(const char *brokers, char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	size_t i;
 
+	/* The worker's own client settings first (sl_config_load() has refused
+	 * those sluice owns), so that ours below win. */
+	for (i = 0; ctl_config != NULL && i < ctl_config->n_kafka_props; i++)
+		if (sl_ctl_kafka_set(conf, ctl_config->kafka_props[i].key, ctl_config->kafka_props[i].value,
+		                     errbuf, errbuf_size) != 0)
+			goto err;
 	if (sl_ctl_kafka_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) != 0 ||
 	    sl_ctl_kafka_set(conf, "client.id", "sluicectl", errbuf, errbuf_size) != 0)
 		goto err;

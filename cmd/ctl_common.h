@@ -2,7 +2,8 @@
  *
  * Error lines in the subcommands' voice, operands and number parsing for
  * options, SIGINT/SIGTERM, the Kafka settings every sluicectl client shares
- * (brokers, quiet logging, one line per distinct client error), assign-only
+ * (brokers, quiet logging, one line per distinct client error), the worker
+ * configuration a subcommand may read its defaults from (-c), assign-only
  * readers, the acks=all producer, topic metadata, and the time and byte
  * formats of the JSON the subcommands print. Not for anything the worker
  * needs: that lives in common/.
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+
+struct sl_config;
 
 /* Kafka brokers when neither --brokers nor SLUICE_KAFKA_BROKERS says. */
 #define SL_CTL_DEFAULT_BROKERS "127.0.0.1:9092"
@@ -70,8 +73,22 @@ int sl_ctl_parse_long(const char *s, long min, long max, long *out);
  * only on success). Returns 0 or -1. */
 int sl_ctl_parse_seconds(const char *s, double *out);
 
+/* Loads the worker configuration at `path` (what sluice-worker -c reads) for
+ * a subcommand's -c, and makes it the one sl_ctl_brokers() and
+ * sl_ctl_kafka_conf() use from then on: its brokers, and its kafka.properties
+ * (security settings and the like) in every client. Returns a new
+ * configuration, which must outlive the clients made after this call (free
+ * it with sl_ctl_config_release()), or NULL after reporting why
+ * ("FILE:LINE: what is wrong"). */
+struct sl_config *sl_ctl_config_load(const char *path);
+
+/* Stops using cfg (sl_ctl_config_load()) and frees it. NULL is a no-op. */
+void sl_ctl_config_release(struct sl_config *cfg);
+
 /* Returns the brokers to use: `opt` (from --brokers) when not NULL, else
- * SLUICE_KAFKA_BROKERS when set and not empty, else the default. Borrowed. */
+ * those of the configuration loaded with -c (where SLUICE_KAFKA_BROKERS
+ * already overrides the file), else SLUICE_KAFKA_BROKERS when set and not
+ * empty, else the default. Borrowed. */
 const char *sl_ctl_brokers(const char *opt);
 
 /* Returns a new configuration with bootstrap.servers, client.id, a log

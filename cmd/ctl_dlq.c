@@ -17,6 +17,15 @@
  * omitted (too large for the dead-letter topic) are skipped with a warning:
  * their original is still in the source topic at the offset they name.
  *
+ * Each replayed letter is recorded in the dead-letter topic itself, once
+ * its copy is acknowledged: a marker on the letter's partition, with no key
+ * and no value, whose sluice-replayed-offset header names the letter's
+ * offset (and sluice-replayed-to where it went). Nothing else keeps state,
+ * so every operator and host sees the same record, and it ages out with the
+ * topic's retention. Markers are never letters: list and replay skip them,
+ * and --pending hides the letters that have one (a first pass collects
+ * them). A letter whose replay failed again comes back as a new letter.
+ *
  * The reader assigns partitions and never commits: no consumer group is
  * joined or left behind. Not for: deleting dead letters (topic retention
  * does) or editing a letter before replaying it (use kcat).
@@ -31,6 +40,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
 #include "text.h"
@@ -42,6 +52,18 @@
  * the brokers are gone; say so rather than hang. */
 #define IDLE_TIMEOUT_MS    30000
 #define MESSAGE_WIDTH      60
+/* The marker of a replayed letter (see the top of the file). */
+#define REPLAYED_OFFSET    "sluice-replayed-offset"
+#define REPLAYED_TO        "sluice-replayed-to"
+
+/* The replayed letters, (partition, offset) of each, read from the markers. */
+struct marks {
+	struct mark {
+		int32_t partition;
+		int64_t offset;
+	} *v;                      /* owned; read_letters() sorts them once collected */
+	size_t n, cap;
+};
 
 struct filter {
 	const char **codes;        /* borrowed from argv; n_codes == 0: any code */
@@ -50,6 +72,7 @@ struct filter {
 	int64_t since_ms;          /* INT64_MIN: no lower bound */
 	int64_t until_ms;          /* INT64_MAX: no upper bound */
 	long limit;                /* -1: no limit */
+	const struct marks *replayed; /* borrowed; not NULL: only letters without a marker (--pending) */
 };
 
 /* A header value: bytes borrowed from the message, not NUL-terminated. */
@@ -169,11 +192,51 @@ hval_equals(const struct hval *h, const char *s)
 	return h->p != NULL && h->len == strlen(s) && memcmp(h->p, s, h->len) == 0;
 }
 
+static int
+mark_cmp(const void *a, const void *b)
+{
+	const struct mark *x = a, *y = b;
+
+	if (x->partition != y->partition)
+		return x->partition < y->partition ? -1 : 1;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Adds (partition, offset) to ms. Returns 0, or -1 when out of memory. */
+static int
+marks_add(struct marks *ms, int32_t partition, int64_t offset)
+{
+	struct mark *v;
+
+	if (ms->n == ms->cap) {
+		v = realloc(ms->v, (ms->cap ? ms->cap * 2 : 64) * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		ms->v = v;
+		ms->cap = ms->cap ? ms->cap * 2 : 64;
+	}
+	ms->v[ms->n].partition = partition;
+	ms->v[ms->n].offset = offset;
+	ms->n++;
+	return 0;
+}
+
+static int
+marks_has(const struct marks *ms, int32_t partition, int64_t offset)
+{
+	struct mark key = { partition, offset };
+
+	return ms->n > 0 && bsearch(&key, ms->v, ms->n, sizeof(key), mark_cmp) != NULL;
+}
+
 /* Returns 1 when l passes every filter. */
 static int
 selected(const struct filter *f, const struct letter *l)
 {
 	size_t i;
+
+	if (f->replayed != NULL && marks_has(f->replayed, l->m->partition, l->m->offset))
+		return 0;
 
 	if (f->n_codes > 0) {
 		for (i = 0; i < f->n_codes; i++)
@@ -192,13 +255,17 @@ selected(const struct filter *f, const struct letter *l)
 }
 
 /* Reads `topic` from its low to its high watermarks as they are now and calls
- * fn for each letter that passes f, up to f->limit. Sets *n_read and
- * *n_selected (OUT). Returns 0 (also when interrupted), or -1 with the reason
- * reported (sl_ctl_error). */
+ * fn for each letter that passes f, up to f->limit. Markers of replayed
+ * letters are not letters: they are added to `marks` when it is not NULL,
+ * and otherwise skipped. Sets *n_read and *n_selected (OUT). Returns 0 (also
+ * when interrupted), or -1 with the reason reported (sl_ctl_error). */
 static int
 read_letters(const char *brokers, const char *topic, const struct filter *f, letter_fn fn, void *arg,
-             long *n_read, long *n_selected)
+             struct marks *marks, long *n_read, long *n_selected)
 {
+	rd_kafka_headers_t *hdrs;
+	struct hval replayed;
+	int64_t replayed_offset;
 	rd_kafka_topic_partition_list_t *parts = NULL;
 	rd_kafka_message_t *m = NULL;
 	rd_kafka_resp_err_t err;
@@ -283,6 +350,20 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 				done[m->partition] = 1;
 				remaining--;
 			}
+			if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+				hdrs = NULL;
+			header(hdrs, REPLAYED_OFFSET, &replayed);
+			if (replayed.p != NULL) {
+				replayed_offset = header_number(&replayed);
+				if (marks != NULL && replayed_offset >= 0 &&
+				    marks_add(marks, m->partition, replayed_offset) != 0) {
+					sl_ctl_error("out of memory");
+					goto out;
+				}
+				goto next;
+			}
+			if (fn == NULL)
+				goto next;
 			(*n_read)++;
 			letter_init(&l, m);
 			if (selected(f, &l)) {
@@ -294,9 +375,12 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 			}
 			letter_clear(&l);
 		}
+next:
 		rd_kafka_message_destroy(m);
 		m = NULL;
 	}
+	if (marks != NULL)
+		qsort(marks->v, marks->n, sizeof(*marks->v), mark_cmp);
 	rc = 0;
 out:
 	if (m != NULL)
@@ -415,29 +499,75 @@ struct target {
 
 struct replay {
 	rd_kafka_t *rk;            /* the producer */
+	const char *dlq;           /* the dead-letter topic, borrowed: where markers go */
 	const char *to;            /* --to, borrowed; NULL: each letter's source topic */
 	int dry_run;
 	struct target *t;          /* owned, n_t of them */
 	size_t n_t;
 	long skipped;
+	long unmarked;             /* replays delivered whose marker was not */
 	char first_failure[512];
 };
 
-/* Delivery report; the opaque is the target's index + 1. Runs on the main
- * thread inside rd_kafka_poll()/rd_kafka_flush(). */
+/* What a replayed copy's delivery report needs: where its letter is. Owned
+ * by the message (its opaque) and freed by the report. */
+struct sent {
+	size_t idx;                /* the target */
+	int32_t partition;         /* the letter's, in the dead-letter topic */
+	int64_t offset;
+};
+
+/* The opaque of every marker. */
+static char marker_tag;
+
+/* Records a delivered replay: appends the marker of the letter at
+ * (partition, offset) to the dead-letter topic. Returns 0, or -1 when it
+ * could not be queued. */
+static int
+mark_replayed(struct replay *r, int32_t partition, int64_t offset, const char *to)
+{
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+	rd_kafka_resp_err_t err;
+	char off[32];
+
+	snprintf(off, sizeof(off), "%" PRId64, offset);
+	rd_kafka_header_add(hdrs, REPLAYED_OFFSET, -1, off, -1);
+	rd_kafka_header_add(hdrs, REPLAYED_TO, -1, to, -1);
+	err = rd_kafka_producev(r->rk, RD_KAFKA_V_TOPIC(r->dlq), RD_KAFKA_V_PARTITION(partition),
+	                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&marker_tag), RD_KAFKA_V_END);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+		return -1;
+	}
+	return 0; /* hdrs is now owned by the message */
+}
+
+/* Delivery report of a replayed copy (opaque: a struct sent) or a marker.
+ * A delivered copy queues its letter's marker. Runs on the main thread
+ * inside rd_kafka_poll()/rd_kafka_flush(). */
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct replay *r = opaque;
-	size_t idx = (size_t)(uintptr_t)m->_private - 1;
+	struct sent *sent;
+	size_t idx;
 	char reason[256];
 
-	if (idx >= r->n_t)
-		return;
-	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		r->t[idx].delivered++;
+	if (m->_private == &marker_tag) {
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			r->unmarked++;
 		return;
 	}
+	sent = m->_private;
+	idx = sent->idx;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		r->t[idx].delivered++;
+		if (!r->dry_run && mark_replayed(r, sent->partition, sent->offset, r->t[idx].topic) != 0)
+			r->unmarked++;
+		free(sent);
+		return;
+	}
+	free(sent);
 	r->t[idx].failed++;
 	if (r->first_failure[0] == '\0') {
 		snprintf(r->first_failure, sizeof(r->first_failure), "could not deliver to \"%s\": %s",
@@ -503,6 +633,7 @@ replay_one(const struct letter *l, void *arg)
 	rd_kafka_resp_err_t err;
 	const char *topic = r->to ? r->to : l->source_topic;
 	struct target *t;
+	struct sent *sent;
 	int32_t partition = RD_KAFKA_PARTITION_UA;
 	char type[140], id[140], where[270];
 	size_t idx;
@@ -549,24 +680,32 @@ replay_one(const struct letter *l, void *arg)
 		t->produced++;
 		return 0;
 	}
+	if ((sent = malloc(sizeof(*sent))) == NULL) {
+		sl_ctl_error("out of memory");
+		return -1;
+	}
+	sent->idx = idx;
+	sent->partition = m->partition;
+	sent->offset = m->offset;
 	hdrs = clean_headers(m);
 	for (;;) {
 		err = rd_kafka_producev(r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 		                        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
 		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-		                        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(idx + 1)), RD_KAFKA_V_END);
+		                        RD_KAFKA_V_OPAQUE(sent), RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		rd_kafka_poll(r->rk, 50);
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		free(sent);
 		rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
 		sl_ctl_error("could not replay the dead letter at partition %d offset %" PRId64 " to \"%s\": %s",
 		             (int)m->partition, m->offset, topic, rd_kafka_err2str(err));
 		t->failed++;
 		return 0;
 	}
-	/* hdrs is now owned by the message. */
+	/* hdrs and sent are now owned by the message. */
 	t->produced++;
 	rd_kafka_poll(r->rk, 0);
 	return 0;
@@ -578,14 +717,20 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl dlq list   [FILTERS] [--json] [--topic T] [--brokers B]\n"
-	        "       sluicectl dlq replay [FILTERS] [--dry-run] [--to TOPIC] [--topic T] [--brokers B]\n"
+	        "usage: sluicectl dlq list   [-c FILE] [FILTERS] [--json] [--topic T] [--brokers B]\n"
+	        "       sluicectl dlq replay [-c FILE] [FILTERS] [--dry-run] [--to TOPIC] [--topic T]\n"
+	        "                            [--brokers B]\n"
 	        "\n"
 	        "Reads the dead-letter topic from its start to its end as they are when the\n"
 	        "command starts. `list` prints the selected dead letters; `replay` sends\n"
 	        "each back to its source topic and partition with its original key, value\n"
 	        "and headers (sluice-* headers removed), with acks=all. Replaying twice is\n"
 	        "safe: the worker's ledger runs each job id at most once.\n"
+	        "\n"
+	        "Each letter whose copy was delivered is marked as replayed in the dead-letter\n"
+	        "topic itself: a record with no key or value and a sluice-replayed-offset\n"
+	        "header on the letter's partition. sluicectl keeps no other state, so every\n"
+	        "host sees the same marks; they age out with the topic's retention.\n"
 	        "\n"
 	        "Filters (all must match):\n"
 	        "  --code CODE      sluice-error-code is CODE; repeat for any of several\n"
@@ -595,9 +740,16 @@ usage(FILE *out)
 	        "                   (2024-05-01T12:00:00Z) or a duration ago (90s, 15m, 2h, 7d)\n"
 	        "  --until WHEN     message time at or before WHEN\n"
 	        "  --limit N        at most N dead letters\n"
+	        "  --pending        only letters not marked as replayed (a letter whose\n"
+	        "                   replay failed again is a new, pending letter)\n"
 	        "\n"
-	        "  --topic T        dead-letter topic (default \"" DEFAULT_DLQ_TOPIC "\")\n"
-	        "  --brokers B      Kafka brokers (default: $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
+	        "  -c, --config FILE\n"
+	        "                   the worker's configuration: its dlq_topic, brokers and\n"
+	        "                   Kafka properties are the defaults of --topic and --brokers\n"
+	        "  --topic T        dead-letter topic (default: the configuration's, else\n"
+	        "                   \"" DEFAULT_DLQ_TOPIC "\")\n"
+	        "  --brokers B      Kafka brokers (default: the configuration's, else\n"
+	        "                   $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
 	        "  --json           list: one JSON object per line\n"
 	        "  --dry-run        replay: print what would be replayed, produce nothing\n"
 	        "  --to TOPIC       replay: to TOPIC (partitioned by key) instead of each\n"
@@ -615,7 +767,9 @@ sl_ctl_dlq(int argc, char **argv)
 	static const struct option options[] = {
 		{ "topic", required_argument, NULL, 't' },
 		{ "brokers", required_argument, NULL, 'b' },
-		{ "code", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "code", required_argument, NULL, 'C' },
+		{ "pending", no_argument, NULL, 'p' },
 		{ "type", required_argument, NULL, 'T' },
 		{ "since", required_argument, NULL, 's' },
 		{ "until", required_argument, NULL, 'u' },
@@ -626,13 +780,16 @@ sl_ctl_dlq(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1 };
+	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1, NULL };
+	struct filter all = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1, NULL };
+	struct marks replayed = { NULL, 0, 0 };
 	struct replay r;
 	struct list ls = { 0, 0 };
-	const char *topic = DEFAULT_DLQ_TOPIC, *brokers = NULL, *action;
+	struct sl_config *cfg = NULL;
+	const char *topic = NULL, *brokers = NULL, *config_path = NULL, *action;
 	char errbuf[1024], shown[270];
 	long n_read = 0, n_selected = 0, produced = 0, delivered = 0, failed = 0;
-	int opt, is_replay, read_failed, rc = 2;
+	int opt, is_replay, read_failed, pending = 0, rc = 2;
 	size_t i;
 
 	memset(&r, 0, sizeof(r));
@@ -657,11 +814,13 @@ sl_ctl_dlq(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hc:", options, NULL)) != -1) {
 		switch (opt) {
 		case 't': topic = optarg; break;
 		case 'b': brokers = optarg; break;
-		case 'c': f.codes[f.n_codes++] = optarg; break;
+		case 'c': config_path = optarg; break;
+		case 'C': f.codes[f.n_codes++] = optarg; break;
+		case 'p': pending = 1; break;
 		case 'T': f.type = optarg; break;
 		case 'j': ls.json = 1; break;
 		case 'n': r.dry_run = 1; break;
@@ -701,6 +860,10 @@ sl_ctl_dlq(int argc, char **argv)
 		sl_ctl_error("--json is an option of 'dlq list'");
 		goto out;
 	}
+	if (config_path != NULL && (cfg = sl_ctl_config_load(config_path)) == NULL)
+		goto out;
+	if (topic == NULL)
+		topic = cfg != NULL ? cfg->dlq_topic : DEFAULT_DLQ_TOPIC;
 	if (*topic == '\0' || (r.to != NULL && *r.to == '\0')) {
 		sl_ctl_error("--topic and --to must not be empty");
 		goto out;
@@ -709,8 +872,14 @@ sl_ctl_dlq(int argc, char **argv)
 
 	sl_ctl_catch_interrupts();
 
+	/* --pending: a first pass collects the marks of replayed letters. */
+	if (pending) {
+		if (read_letters(brokers, topic, &all, NULL, NULL, &replayed, &n_read, &n_selected) != 0)
+			goto out;
+		f.replayed = &replayed;
+	}
 	if (!is_replay) {
-		if (read_letters(brokers, topic, &f, list_one, &ls, &n_read, &n_selected) != 0)
+		if (read_letters(brokers, topic, &f, list_one, &ls, NULL, &n_read, &n_selected) != 0)
 			goto out;
 		fflush(stdout);
 		fprintf(stderr, "%ld of %ld dead letters in \"%s\" selected%s\n", n_selected, n_read, topic,
@@ -726,7 +895,8 @@ sl_ctl_dlq(int argc, char **argv)
 		goto out;
 	}
 	/* After a read error, what was produced is still delivered and counted. */
-	read_failed = read_letters(brokers, topic, &f, replay_one, &r, &n_read, &n_selected) != 0;
+	r.dlq = topic;
+	read_failed = read_letters(brokers, topic, &f, replay_one, &r, NULL, &n_read, &n_selected) != 0;
 	sl_ctl_producer_flush(r.rk);
 	for (i = 0; i < r.n_t; i++) {
 		const char *to = cell(r.t[i].topic, strlen(r.t[i].topic), 256, shown, sizeof(shown));
@@ -743,6 +913,9 @@ sl_ctl_dlq(int argc, char **argv)
 	}
 	if (r.first_failure[0] != '\0')
 		sl_ctl_error("%s", r.first_failure);
+	if (r.unmarked > 0)
+		sl_ctl_error("could not mark %ld replayed letter%s in \"%s\": --pending still lists them",
+		             r.unmarked, r.unmarked == 1 ? "" : "s", cell(topic, strlen(topic), 256, shown, sizeof(shown)));
 	if (r.dry_run)
 		printf("%ld would be replayed, %ld skipped (%ld of %ld dead letters selected)\n", produced,
 		       r.skipped, n_selected, n_read);
@@ -758,5 +931,7 @@ out:
 		free(r.t[i].topic);
 	free(r.t);
 	free(f.codes);
+	free(replayed.v);
+	sl_ctl_config_release(cfg); /* after the clients that use its properties */
 	return rc;
 }

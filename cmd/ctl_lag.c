@@ -7,7 +7,9 @@
  * without a committed offset resumes at its low watermark, as the worker's
  * auto.offset.reset=earliest does.
  *
- * The topics are --topic's, or else those in which the group has committed
+ * The group and topics are --group's and --topic's, else those of the worker
+ * configuration given with -c (kafka.group, kafka.topics), else the topics
+ * are those in which the group has committed
  * an offset (every non-internal topic of the cluster is asked): the group's
  * live subscription is not read, so a topic it subscribes to but never
  * committed in needs --topic. Committed offsets are read without joining the
@@ -25,6 +27,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
 
@@ -45,16 +48,21 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl lag [--group G] [--topic T]... [--json] [--brokers B]\n"
+	        "usage: sluicectl lag [-c FILE] [--group G] [--topic T]... [--json] [--brokers B]\n"
 	        "\n"
 	        "Prints a consumer group's lag per partition: committed offset, end offset,\n"
 	        "lag in messages and the age in seconds of the oldest unconsumed message.\n"
 	        "\n"
-	        "  --group G     consumer group (default \"" DEFAULT_GROUP "\")\n"
-	        "  --topic T     a topic; repeat for several (default: every topic in which\n"
-	        "                the group has committed offsets)\n"
+	        "  -c, --config FILE\n"
+	        "                the worker's configuration: its group, topics, brokers and\n"
+	        "                Kafka properties are the defaults of the options below\n"
+	        "  --group G     consumer group (default: the configuration's, else \"" DEFAULT_GROUP "\")\n"
+	        "  --topic T     a topic; repeat for several (default: the configuration's\n"
+	        "                topics, else every topic in which the group has committed\n"
+	        "                offsets)\n"
 	        "  --json        one JSON object per partition\n"
-	        "  --brokers B   Kafka brokers (default: $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
+	        "  --brokers B   Kafka brokers (default: the configuration's, else\n"
+	        "                $SLUICE_KAFKA_BROKERS, else " SL_CTL_DEFAULT_BROKERS ")\n"
 	        "\n"
 	        "Exit status: 0, 1 when the group has no committed offsets and no --topic\n"
 	        "was given, 2 usage or connection error.\n");
@@ -256,6 +264,7 @@ int
 sl_ctl_lag(int argc, char **argv)
 {
 	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "topic", required_argument, NULL, 't' },
 		{ "brokers", required_argument, NULL, 'b' },
@@ -263,7 +272,9 @@ sl_ctl_lag(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *group = DEFAULT_GROUP, *brokers = NULL;
+	const char *group = NULL, *brokers = NULL, *config_path = NULL;
+	struct sl_config *cfg = NULL;
+	size_t k;
 	rd_kafka_topic_partition_list_t *parts = NULL, *kept = NULL;
 	rd_kafka_resp_err_t err;
 	rd_kafka_t *rk = NULL;
@@ -275,8 +286,9 @@ sl_ctl_lag(int argc, char **argv)
 	sl_ctl_set_command("lag");
 	parts = rd_kafka_topic_partition_list_new(16);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hc:", options, NULL)) != -1) {
 		switch (opt) {
+		case 'c': config_path = optarg; break;
 		case 'g': group = optarg; break;
 		case 'b': brokers = optarg; break;
 		case 'j': as_json = 1; break;
@@ -298,6 +310,17 @@ sl_ctl_lag(int argc, char **argv)
 		sl_ctl_argument_error(argv[optind]);
 		goto out;
 	}
+	if (config_path != NULL) {
+		if ((cfg = sl_ctl_config_load(config_path)) == NULL)
+			goto out;
+		if (group == NULL)
+			group = cfg->group;
+		for (k = 0; n_topics == 0 && k < cfg->n_topics; k++)
+			rd_kafka_topic_partition_list_add(parts, cfg->topics[k], RD_KAFKA_PARTITION_UA);
+		n_topics = parts->cnt;
+	}
+	if (group == NULL)
+		group = DEFAULT_GROUP;
 	if (*group == '\0') {
 		sl_ctl_error("--group must not be empty");
 		goto out;
@@ -397,5 +420,6 @@ out:
 		rd_kafka_topic_partition_list_destroy(parts);
 	/* Never subscribed: closing leaves no group membership behind. */
 	sl_ctl_consumer_destroy(rk);
+	sl_ctl_config_release(cfg); /* after the clients that use its properties */
 	return rc;
 }

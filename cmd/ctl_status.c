@@ -7,6 +7,7 @@
  * in-flight jobs, retries, dead letters, lag per partition, executor
  * utilisation, PostgreSQL and Kafka errors, and the build. The exit status
  * says whether the worker is reachable and ready, so scripts can poll it.
+ * With -c, the URL is made from the worker configuration's http.listen.
  *
  * Not for: HTTPS, redirects, chunked responses (HTTP/1.0 rules them out),
  * or exposing the metrics again (scrape the worker with Prometheus).
@@ -25,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
 
@@ -580,6 +582,37 @@ err:
 	return NULL;
 }
 
+/* Writes the URL at which a worker listening on `listen` (http.listen:
+ * HOST:PORT, [IPV6]:PORT or :PORT, as sl_http_listen_check() accepts) is
+ * reached from this host into buf: an empty host is loopback, as the worker
+ * takes it, and a wildcard (0.0.0.0, [::]) is reached on loopback too.
+ * Returns 0, or -1 with the reason in errbuf: the listener is off (""), or
+ * its port is 0 (ephemeral: only the worker knows it). */
+static int
+listen_url(const char *listen, char *buf, size_t buf_size, char *errbuf, size_t errbuf_size)
+{
+	const char *colon = strrchr(listen, ':');
+	char host[128];
+	size_t n;
+
+	if (*listen == '\0') {
+		snprintf(errbuf, errbuf_size, "the worker's HTTP listener is off (http.listen is empty)");
+		return -1;
+	}
+	if (colon == NULL || strcmp(colon + 1, "0") == 0 || (n = (size_t)(colon - listen)) >= sizeof(host)) {
+		snprintf(errbuf, errbuf_size, "http.listen \"%s\" does not name a fixed port", listen);
+		return -1;
+	}
+	memcpy(host, listen, n);
+	host[n] = '\0';
+	if (n == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "0.0.0.0") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "[::]") == 0)
+		snprintf(host, sizeof(host), "[::1]");
+	snprintf(buf, buf_size, "http://%s%s", host, colon);
+	return 0;
+}
+
 static void
 print_summary(const char *url, json_t *sum)
 {
@@ -610,12 +643,15 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl status [--url URL | URL] [--json]\n"
+	        "usage: sluicectl status [-c FILE | --url URL | URL] [--json]\n"
 	        "\n"
 	        "Reads a worker's /metrics and /readyz and prints a summary: jobs by type\n"
 	        "and outcome, in-flight jobs, retries, dead letters, lag per partition,\n"
 	        "executor utilisation, errors and the build.\n"
 	        "\n"
+	        "  -c, --config FILE\n"
+	        "              the worker's configuration: its http.listen is the URL\n"
+	        "              (a wildcard or empty host is reached on loopback)\n"
 	        "  --url URL   the worker's HTTP listener (default " DEFAULT_URL ")\n"
 	        "  --json      print one JSON object instead\n"
 	        "\n"
@@ -627,12 +663,15 @@ int
 sl_ctl_status(int argc, char **argv)
 {
 	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "url", required_argument, NULL, 'u' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *url = NULL;
+	const char *url = NULL, *config_path = NULL;
+	struct sl_config *cfg = NULL;
+	char url_buf[256];
 	struct response metrics = { 0 }, ready = { 0 };
 	struct samples samples = { 0 };
 	char host[256], port[16], errbuf[1024], *s, *nl;
@@ -641,8 +680,9 @@ sl_ctl_status(int argc, char **argv)
 
 	sl_ctl_set_command("status");
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":hc:", options, NULL)) != -1) {
 		switch (opt) {
+		case 'c': config_path = optarg; break;
 		case 'u': url = optarg; break;
 		case 'j': as_json = 1; break;
 		case 'h':
@@ -654,6 +694,22 @@ sl_ctl_status(int argc, char **argv)
 	}
 	if (sl_ctl_operand(argc, argv, "URL", &url) != 0)
 		return 2;
+	if (config_path != NULL && url != NULL) {
+		sl_ctl_error("-c and a URL are alternatives: give one");
+		return 2;
+	}
+	if (config_path != NULL) {
+		if ((cfg = sl_ctl_config_load(config_path)) == NULL)
+			return 2;
+		rc = listen_url(cfg->http_listen, url_buf, sizeof(url_buf), errbuf, sizeof(errbuf));
+		sl_ctl_config_release(cfg);
+		if (rc != 0) {
+			sl_ctl_error("%s: %s", config_path, errbuf);
+			return 2;
+		}
+		rc = 2;
+		url = url_buf;
+	}
 	if (url == NULL)
 		url = DEFAULT_URL;
 	if (parse_url(url, host, sizeof(host), port, sizeof(port)) != 0) {

@@ -1,7 +1,10 @@
 /* event.c -- CloudEvents 1.0 jobs in, result events out, behind event.h.
  *
  * Decoding is the boundary where Kafka payloads enter sluice: everything a
- * producer can send is checked here, and every refusal gets one of the
+ * producer can send is checked here, in either content mode. A binary-mode
+ * message is turned into the object its structured form would be (the
+ * attributes from its headers, the data from its value) and goes through the
+ * same attribute checks, so both modes accept and refuse the same events; and every refusal gets one of the
  * SL_ERR_* codes and a one-line message in PostgreSQL's voice. Messages echo
  * at most a short, escaped piece of the input, so a hostile payload cannot put
  * control characters or invalid UTF-8 into a log line, a dead letter header or
@@ -374,15 +377,83 @@ is_json_media_type(const char *s)
 	return s[n] == '\0' || s[n] == ';' || s[n] == ' ' || s[n] == '\t';
 }
 
+/* Checks the context attributes of event object root (borrowed): specversion
+ * "1.0", id, source and type non-empty strings, subject, time (RFC 3339) and
+ * datacontenttype (JSON) strings when present. Fills the attribute fields of
+ * *e (OUT: borrowed from root; data is left alone), or returns -1 with the
+ * error. The one set of rules for both content modes. */
+static int
+check_attributes(json_t *root, struct sl_event *e, char *code, char *errbuf, size_t errbuf_size)
+{
+	const char *specversion, *content_type = NULL;
+	char echo[ECHO_BUF_SIZE];
+	json_t *v;
+
+	v = attribute(root, "specversion");
+	if (v == NULL)
+		return set_error(code, errbuf, errbuf_size, SL_ERR_MISSING_ATTRIBUTE,
+		                 "missing required attribute \"specversion\"");
+	if (!json_is_string(v))
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		                 "attribute \"specversion\" must be a string, not %s", kind_name(v));
+	specversion = json_string_value(v);
+	if (strcmp(specversion, "1.0") != 0) {
+		escape_input(specversion, json_string_length(v), echo);
+		return set_error(code, errbuf, errbuf_size, SL_ERR_UNSUPPORTED_VERSION,
+		                 "unsupported specversion \"%s\": only \"1.0\" is accepted", echo);
+	}
+
+	if (required_string(root, "id", &e->id, code, errbuf, errbuf_size) != 0 ||
+	    required_string(root, "source", &e->source, code, errbuf, errbuf_size) != 0 ||
+	    required_string(root, "type", &e->type, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "subject", &e->subject, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "time", &e->time, code, errbuf, errbuf_size) != 0 ||
+	    optional_string(root, "datacontenttype", &content_type, code, errbuf, errbuf_size) != 0)
+		return -1;
+	if (e->time != NULL && !looks_like_rfc3339(e->time)) {
+		escape_input(e->time, strlen(e->time), echo);
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		                 "attribute \"time\" must be an RFC 3339 timestamp, not \"%s\"", echo);
+	}
+	if (content_type != NULL && !is_json_media_type(content_type)) {
+		escape_input(content_type, strlen(content_type), echo);
+		return set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+		                 "attribute \"datacontenttype\" must be \"application/json\", not \"%s\"",
+		                 echo);
+	}
+	return 0;
+}
+
+/* Parses len bytes of text (not NUL-terminated, not empty) as one JSON
+ * value: no NUL byte (jansson's reader would skip it as if it were not
+ * there, so `{"a":1<NUL>}` would parse, and JSON allows none anywhere) and
+ * no duplicate key (with two "id"s, this decoder and the producer's tools
+ * could disagree on which job this is). Returns a new reference, or NULL
+ * with the error. */
+static json_t *
+parse_json(const void *text, size_t len, char *code, char *errbuf, size_t errbuf_size)
+{
+	const char *nul = memchr(text, '\0', len);
+	json_error_t jerr;
+	json_t *v;
+
+	if (nul != NULL) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		          "invalid json: NUL byte at offset %zu", (size_t)(nul - (const char *)text));
+		return NULL;
+	}
+	v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (v == NULL)
+		parse_error(&jerr, code, errbuf, errbuf_size);
+	return v;
+}
+
 int
 sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event *ev, char *code,
                 char *errbuf, size_t errbuf_size)
 {
 	struct sl_event e = { 0 };
-	json_t *root = NULL, *v;
-	json_error_t jerr;
-	const char *specversion, *content_type = NULL, *nul;
-	char echo[ECHO_BUF_SIZE];
+	json_t *root = NULL;
 	int rc = -1;
 
 	assert(ev != NULL);
@@ -401,66 +472,16 @@ sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event
 		set_error(code, errbuf, errbuf_size, SL_ERR_EMPTY_MESSAGE, "message is empty");
 		goto out;
 	}
-	/* jansson's reader skips raw NUL bytes as if they were not there, so
-	 * `{"a":1<NUL>}` would parse; JSON allows no NUL byte anywhere. */
-	nul = memchr(value, '\0', len);
-	if (nul != NULL) {
-		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
-		          "invalid json: NUL byte at offset %zu", (size_t)(nul - (const char *)value));
+	if ((root = parse_json(value, len, code, errbuf, errbuf_size)) == NULL)
 		goto out;
-	}
-	/* Duplicate keys are refused: with two "id"s, this decoder and the
-	 * producer's tools could disagree on which job this is. */
-	root = json_loadb(value, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		parse_error(&jerr, code, errbuf, errbuf_size);
-		goto out;
-	}
 	if (!json_is_object(root)) {
 		set_error(code, errbuf, errbuf_size, SL_ERR_NOT_AN_OBJECT,
 		          "message is %s, not a JSON object", kind_name(root));
 		goto out;
 	}
 
-	v = attribute(root, "specversion");
-	if (v == NULL) {
-		set_error(code, errbuf, errbuf_size, SL_ERR_MISSING_ATTRIBUTE,
-		          "missing required attribute \"specversion\"");
+	if (check_attributes(root, &e, code, errbuf, errbuf_size) != 0)
 		goto out;
-	}
-	if (!json_is_string(v)) {
-		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
-		          "attribute \"specversion\" must be a string, not %s", kind_name(v));
-		goto out;
-	}
-	specversion = json_string_value(v);
-	if (strcmp(specversion, "1.0") != 0) {
-		escape_input(specversion, json_string_length(v), echo);
-		set_error(code, errbuf, errbuf_size, SL_ERR_UNSUPPORTED_VERSION,
-		          "unsupported specversion \"%s\": only \"1.0\" is accepted", echo);
-		goto out;
-	}
-
-	if (required_string(root, "id", &e.id, code, errbuf, errbuf_size) != 0 ||
-	    required_string(root, "source", &e.source, code, errbuf, errbuf_size) != 0 ||
-	    required_string(root, "type", &e.type, code, errbuf, errbuf_size) != 0 ||
-	    optional_string(root, "subject", &e.subject, code, errbuf, errbuf_size) != 0 ||
-	    optional_string(root, "time", &e.time, code, errbuf, errbuf_size) != 0 ||
-	    optional_string(root, "datacontenttype", &content_type, code, errbuf, errbuf_size) != 0)
-		goto out;
-	if (e.time != NULL && !looks_like_rfc3339(e.time)) {
-		escape_input(e.time, strlen(e.time), echo);
-		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
-		          "attribute \"time\" must be an RFC 3339 timestamp, not \"%s\"", echo);
-		goto out;
-	}
-	if (content_type != NULL && !is_json_media_type(content_type)) {
-		escape_input(content_type, strlen(content_type), echo);
-		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
-		          "attribute \"datacontenttype\" must be \"application/json\", not \"%s\"",
-		          echo);
-		goto out;
-	}
 
 	e.data = attribute(root, "data");
 	if (e.data == NULL) {
@@ -484,6 +505,168 @@ out:
 	json_decref(root);
 	assert(rc == 0 ? ev->root != NULL : ev->root == NULL);
 	return rc;
+}
+
+/* The headers binary mode reads and the attribute each carries. */
+static const struct {
+	const char *header;
+	const char *attribute;
+} binary_headers[] = {
+	{ "ce_specversion", "specversion" },
+	{ "ce_id", "id" },
+	{ "ce_source", "source" },
+	{ "ce_type", "type" },
+	{ "ce_subject", "subject" },
+	{ "ce_time", "time" },
+	{ "content-type", "datacontenttype" },
+};
+
+#define N_BINARY_HEADERS (sizeof(binary_headers) / sizeof(binary_headers[0]))
+
+/* Returns the index of header `name` in binary_headers, or -1. */
+static int
+binary_header_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < N_BINARY_HEADERS; i++)
+		if (strcmp(name, binary_headers[i].header) == 0)
+			return (int)i;
+	return -1;
+}
+
+int
+sl_event_binary_header(const char *name)
+{
+	return binary_header_index(name) >= 0;
+}
+
+/* Builds the attributes of a binary-mode message: a new object holding, for
+ * each header of binary_headers present with a value, its attribute as a
+ * string. Returns it, or NULL with the error: a header twice, with a NUL
+ * byte, or not UTF-8 (jansson's strings are UTF-8, and a header is text by
+ * the binding). */
+static json_t *
+binary_attributes(const struct sl_event_header *headers, size_t n_headers, char *code,
+                  char *errbuf, size_t errbuf_size)
+{
+	json_t *root = json_object(), *v;
+	int seen[N_BINARY_HEADERS] = { 0 }, k;
+	size_t i;
+
+	if (root == NULL) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		          "could not decode message: out of memory");
+		return NULL;
+	}
+	for (i = 0; i < n_headers; i++) {
+		if ((k = binary_header_index(headers[i].name)) < 0)
+			continue;
+		/* Twice is refused, as a duplicate JSON key is: readers could
+		 * disagree on which one names the job. */
+		if (seen[k]++) {
+			set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+			          "header \"%s\" appears more than once", binary_headers[k].header);
+			goto err;
+		}
+		if (headers[i].value == NULL)
+			continue;
+		if (memchr(headers[i].value, '\0', headers[i].len) != NULL) {
+			set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+			          "header \"%s\" holds a NUL byte", binary_headers[k].header);
+			goto err;
+		}
+		/* json_stringn() checks the UTF-8. */
+		v = json_stringn(headers[i].len ? headers[i].value : "", headers[i].len);
+		if (v == NULL) {
+			set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_ATTRIBUTE,
+			          "header \"%s\" is not valid UTF-8", binary_headers[k].header);
+			goto err;
+		}
+		if (json_object_set_new(root, binary_headers[k].attribute, v) != 0) {
+			set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+			          "could not decode message: out of memory");
+			goto err;
+		}
+	}
+	return root;
+err:
+	json_decref(root);
+	return NULL;
+}
+
+int
+sl_event_decode_binary(const void *value, size_t len, const struct sl_event_header *headers,
+                       size_t n_headers, size_t max_bytes, struct sl_event *ev, char *code,
+                       char *errbuf, size_t errbuf_size)
+{
+	struct sl_event e = { 0 };
+	json_t *root = NULL, *data = NULL;
+	int rc = -1;
+
+	assert(ev != NULL);
+	memset(ev, 0, sizeof(*ev));
+	if (code != NULL)
+		code[0] = '\0';
+	if (errbuf != NULL && errbuf_size > 0)
+		errbuf[0] = '\0';
+
+	if (max_bytes > 0 && len > max_bytes) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_MESSAGE_TOO_LARGE,
+		          "message of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
+		goto out;
+	}
+	/* The attributes first: they say whether the value is JSON at all. */
+	if ((root = binary_attributes(headers, n_headers, code, errbuf, errbuf_size)) == NULL ||
+	    check_attributes(root, &e, code, errbuf, errbuf_size) != 0)
+		goto out;
+
+	if (value == NULL || len == 0) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_DATA,
+		          "missing attribute \"data\": the message value is empty");
+		goto out;
+	}
+	if ((data = parse_json(value, len, code, errbuf, errbuf_size)) == NULL)
+		goto out;
+	if (!json_is_object(data)) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_DATA,
+		          "attribute \"data\" (the message value) must be a JSON object, not %s",
+		          kind_name(data));
+		goto out;
+	}
+	/* Adding a member leaves the strings e points to where they are. */
+	if (json_object_set_new(root, "data", data) != 0) {
+		data = NULL; /* json_object_set_new() released it */
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		          "could not decode message: out of memory");
+		goto out;
+	}
+	e.data = data; /* borrowed from root */
+	data = NULL;
+
+	e.root = root;
+	root = NULL; /* now owned by *ev */
+	*ev = e;
+	rc = 0;
+out:
+	json_decref(data);
+	json_decref(root);
+	assert(rc == 0 ? ev->root != NULL : ev->root == NULL);
+	return rc;
+}
+
+int
+sl_event_decode_message(const void *value, size_t len, const struct sl_event_header *headers,
+                        size_t n_headers, size_t max_bytes, struct sl_event *ev, char *code,
+                        char *errbuf, size_t errbuf_size)
+{
+	size_t i;
+
+	for (i = 0; i < n_headers; i++)
+		if (headers[i].name != NULL && strcmp(headers[i].name, "ce_specversion") == 0)
+			return sl_event_decode_binary(value, len, headers, n_headers, max_bytes, ev, code,
+			                              errbuf, errbuf_size);
+	return sl_event_decode(value, len, max_bytes, ev, code, errbuf, errbuf_size);
 }
 
 void

@@ -1,8 +1,11 @@
-/* event.h -- CloudEvents 1.0 (structured JSON) jobs in, result events out.
+/* event.h -- CloudEvents 1.0 jobs in (structured JSON or binary mode), result events out.
  *
- * sl_event_decode() turns a Kafka message value into a job or a precise error
- * (the codes below are part of the contract: they appear in results and dead
- * letters). sl_event_result() builds the result event text that is stored in
+ * sl_event_decode() turns a Kafka message value in structured mode into a
+ * job or a precise error (the codes below are part of the contract: they
+ * appear in results and dead letters); sl_event_decode_binary() does the same
+ * for binary content mode, where the attributes are ce_* headers and the value
+ * is the data (the CloudEvents Kafka protocol binding), and
+ * sl_event_decode_message() picks between them as that binding says. sl_event_result() builds the result event text that is stored in
  * the ledger and published, byte for byte, on every delivery.
  *
  * Not for: schema validation (schema.h) or Kafka I/O. All functions are
@@ -48,6 +51,46 @@ struct sl_event {
  * Requires `data` to be a JSON object (every sluice job type takes one). */
 int sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event *ev,
                     char *code, char *errbuf, size_t errbuf_size);
+
+/* A Kafka message header, borrowed from the message: `name` NUL-terminated,
+ * `len` bytes of `value` (NULL for a header without a value, which counts as
+ * absent). Kept free of librdkafka types, so this module does not need it. */
+struct sl_event_header {
+	const char *name;
+	const void *value;
+	size_t len;
+};
+
+/* The most headers a caller needs to pass: each of the seven that binary mode
+ * reads (sl_event_binary_header()) once, with room to see duplicates. */
+#define SL_EVENT_MAX_HEADERS 16
+
+/* Returns 1 when binary mode reads the header `name`: ce_specversion, ce_id,
+ * ce_source, ce_type, ce_subject, ce_time or content-type (exact, lowercase
+ * names, as the Kafka binding writes them); else 0. Callers pass only these. */
+int sl_event_binary_header(const char *name);
+
+/* Decodes a message in binary content mode: the attributes come from the
+ * headers (n_headers of them, borrowed; others than those of
+ * sl_event_binary_header() are ignored), ce_X being attribute X and
+ * content-type being datacontenttype, and `data` is the value (len bytes, may
+ * be NULL), parsed as JSON when content-type is absent or application/json.
+ * Fills *ev exactly as sl_event_decode() would for the structured event with
+ * the same attributes and data, with the same checks and error codes; in
+ * addition a header that appears twice, holds a NUL byte or is not UTF-8 is
+ * SL_ERR_INVALID_ATTRIBUTE, and an empty value SL_ERR_INVALID_DATA. max_bytes
+ * bounds the value. Extension attributes (other ce_* headers) are not kept.
+ * Returns 0 or -1 as sl_event_decode() does. */
+int sl_event_decode_binary(const void *value, size_t len, const struct sl_event_header *headers,
+                           size_t n_headers, size_t max_bytes, struct sl_event *ev, char *code,
+                           char *errbuf, size_t errbuf_size);
+
+/* Decodes a message in whichever mode it is in: binary when one of `headers`
+ * is ce_specversion (sl_event_decode_binary()), else structured
+ * (sl_event_decode(), headers unused). Same contract as those two. */
+int sl_event_decode_message(const void *value, size_t len, const struct sl_event_header *headers,
+                            size_t n_headers, size_t max_bytes, struct sl_event *ev, char *code,
+                            char *errbuf, size_t errbuf_size);
 
 /* Releases what sl_event_decode() filled and zeroes *ev. NULL-safe and
  * idempotent. */

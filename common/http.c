@@ -12,11 +12,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -26,10 +28,34 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define TEXT_CONTENT_TYPE "text/plain; charset=utf-8"
 
+/* Connection limits. The listener serves a few well-behaved clients (the
+ * supervisor's probes, a Prometheus scraper, an operator's curl), each with a
+ * connection or two, so one address holding more than PER_IP_LIMIT is turned
+ * away at accept instead of taking the slots the probes need: with only a
+ * total limit, 500 idle connections from one client starved every probe
+ * until they timed out. TOTAL_LIMIT bounds the descriptors the listener can
+ * hold whatever the number of clients, and an idle connection (one that has
+ * not sent a whole request, or a kept-alive one between requests) is closed
+ * after IDLE_TIMEOUT_S, so slots come back quickly. */
+#define PER_IP_LIMIT 8u
+#define TOTAL_LIMIT 64u
+#define IDLE_TIMEOUT_S 5u
+
+/* libmicrohttpd logs once per refused connection, so a client opening
+ * connections in a loop would write the log as fast as it connects. At most
+ * LOG_BURST of its messages are written per LOG_WINDOW_S seconds; the next
+ * window starts with a count of those left out. */
+#define LOG_BURST 3u
+#define LOG_WINDOW_S 10
+
 struct sl_http {
 	struct MHD_Daemon *daemon;
 	struct sl_http_handlers handlers;
 	int port;
+	pthread_mutex_t log_lock;      /* guards the three below: mhd_log runs on any thread */
+	time_t log_window;             /* CLOCK_MONOTONIC second the current window began */
+	unsigned int log_written;      /* messages written in the current window */
+	unsigned int log_dropped;      /* messages left out in the current window */
 };
 
 /* Parses `address` into *ss (OUT) and *ss_len (OUT, 0 on failure). Returns
@@ -122,14 +148,37 @@ sl_http_listen_check(const char *address, char *errbuf, size_t errbuf_size)
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
-/* libmicrohttpd's own error messages, into our log. */
+/* libmicrohttpd's own error messages, into our log, at most LOG_BURST per
+ * LOG_WINDOW_S. `cls` is the server. */
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	sl_http_t *h = cls;
+	struct timespec now;
+	unsigned int dropped = 0;
 	char msg[512];
 	size_t n;
+	int write_it;
 
-	(void)cls;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&h->log_lock);
+	if (now.tv_sec - h->log_window >= LOG_WINDOW_S) {
+		dropped = h->log_dropped;
+		h->log_window = now.tv_sec;
+		h->log_written = 0;
+		h->log_dropped = 0;
+	}
+	write_it = h->log_written < LOG_BURST;
+	if (write_it)
+		h->log_written++;
+	else
+		h->log_dropped++;
+	pthread_mutex_unlock(&h->log_lock);
+	if (dropped > 0)
+		sl_log_warn("http server: %u more messages left out in the last %d seconds", dropped,
+		            LOG_WINDOW_S);
+	if (!write_it)
+		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	n = strlen(msg);
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
@@ -227,6 +276,8 @@ sl_http_start(const char *address, const struct sl_http_handlers *handlers, char
 	}
 	if (handlers != NULL)
 		h->handlers = *handlers;
+	pthread_mutex_init(&h->log_lock, NULL);
+	h->log_window = -LOG_WINDOW_S; /* the first message opens a window */
 
 	/* Each step sets errno on failure; the message below reports it. A
 	 * restarted worker must not wait for its predecessor's TIME_WAIT
@@ -249,10 +300,11 @@ sl_http_start(const char *address, const struct sl_http_handlers *handlers, char
 	}
 
 	h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, h,
-	                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
 	                             MHD_OPTION_LISTEN_SOCKET, fd,
-	                             MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-	                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+	                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, PER_IP_LIMIT,
+	                             MHD_OPTION_CONNECTION_LIMIT, TOTAL_LIMIT,
+	                             MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
 	                             MHD_OPTION_END);
 	fd = -1; /* now owned by libmicrohttpd, whether it started or not */
 	if (h->daemon == NULL) {
@@ -264,6 +316,8 @@ sl_http_start(const char *address, const struct sl_http_handlers *handlers, char
 out:
 	if (fd >= 0)
 		close(fd);
+	if (h != NULL)
+		pthread_mutex_destroy(&h->log_lock);
 	free(h);
 	return ret;
 }
@@ -280,5 +334,6 @@ sl_http_stop(sl_http_t *h)
 	if (h == NULL)
 		return;
 	MHD_stop_daemon(h->daemon);
+	pthread_mutex_destroy(&h->log_lock);
 	free(h);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "schema_int.h"
 #include "text.h"
 
@@ -125,8 +126,6 @@ fmt_num(const json_t *v, char *buf, size_t size)
 static unsigned
 type_bit(const json_t *v)
 {
-	double d;
-
 	switch (json_typeof(v)) {
 	case JSON_NULL: return SL__T_NULL;
 	case JSON_TRUE:
@@ -134,10 +133,10 @@ type_bit(const json_t *v)
 	case JSON_OBJECT: return SL__T_OBJECT;
 	case JSON_ARRAY: return SL__T_ARRAY;
 	case JSON_STRING: return SL__T_STRING;
-	case JSON_INTEGER: return SL__T_NUMBER | SL__T_INTEGER;
+	case JSON_INTEGER:
 	case JSON_REAL:
-		d = json_real_value(v);
-		return SL__T_NUMBER | (isfinite(d) && floor(d) == d ? SL__T_INTEGER : 0);
+		/* The handlers read integers by the same rule (json.h). */
+		return SL__T_NUMBER | (sl_json_is_integral(v) ? SL__T_INTEGER : 0);
 	}
 	return 0;
 }

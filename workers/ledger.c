@@ -5,7 +5,8 @@
  * the executor owns. Refusals a customer can cause (an account id that is
  * taken, an unknown account, too little money) are REJECTED with a stable
  * code; data that the job's JSON Schema should have refused is FAILED with
- * "invalid_data". Not for: transaction control, the job ledger or retries
+ * "invalid_data". An integer is what the schema calls one (json.h): 5.0
+ * passes the schema, so it is 5 here too. Not for: transaction control, the job ledger or retries
  * (the executor's), nor validation beyond what keeps the handlers safe.
  *
  * Every statement takes text parameters; the SQL lives in the constants
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "json.h"
 
 /* Opens an account unless the id is taken: a taken id inserts nothing and
  * returns no row, without raising 23505 (which would abort the job's
@@ -81,6 +83,7 @@ sl_ledger_open(struct sl_job_ctx *ctx)
 	const char *account = NULL;
 	size_t account_len = 0;
 	json_int_t balance = 0;
+	json_t *balance_json = NULL;
 	json_error_t jerr;
 	char balance_text[INT_TEXT_SIZE];
 	const char *params[2];
@@ -90,9 +93,13 @@ sl_ledger_open(struct sl_job_ctx *ctx)
 	assert(ctx != NULL && ctx->conn != NULL);
 	ctx->output = NULL;
 
-	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:I}", "account", &account, &account_len,
-	                   "balance", &balance) != 0) {
+	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:o}", "account", &account, &account_len,
+	                   "balance", &balance_json) != 0) {
 		outcome = fail_invalid(ctx, jerr.text);
+		goto out;
+	}
+	if (sl_json_int64(balance_json, &balance) != 0) {
+		outcome = fail_invalid(ctx, "\"balance\" must be an integer");
 		goto out;
 	}
 	if (!account_ok(account, account_len)) {
@@ -159,10 +166,13 @@ transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *
 		a->to = json_string_value(to);
 		to_len = json_string_length(to);
 		a->amount = json_integer_value(amount);
-	} else if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:I}", "from", &a->from, &from_len, "to",
-	                          &a->to, &to_len, "amount", &a->amount) != 0) {
+	} else if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:o}", "from", &a->from, &from_len, "to",
+	                          &a->to, &to_len, "amount", &amount) != 0) {
 		/* jansson's words for what is wrong. */
 		*outcome = fail_invalid(ctx, jerr.text);
+		return -1;
+	} else if (sl_json_int64(amount, &a->amount) != 0) {
+		*outcome = fail_invalid(ctx, "\"amount\" must be an integer");
 		return -1;
 	}
 	if (!account_ok(a->from, from_len) || !account_ok(a->to, to_len)) {

@@ -265,6 +265,108 @@ def test_dlq_replay_skips_omitted_values_and_cleans_headers(kafka, bin_dir):
     assert ctl(bin_dir, "dlq", "purge").returncode == 2
 
 
+def _letter_headers(jobs, code, partition, offset, extra=()):
+    return [("sluice-error-code", code.encode()), ("sluice-error-message", b"it broke"),
+            ("sluice-source-topic", jobs.encode()), ("sluice-source-partition", str(partition).encode()),
+            ("sluice-source-offset", str(offset).encode()), ("sluice-attempts", b"1"), *extra]
+
+
+def test_dlq_pending_hides_replayed_letters(kafka, bin_dir):
+    """replay marks each delivered letter in the dead-letter topic; list and
+    replay --pending leave the marked ones out, and markers are no letters."""
+    jobs = kafka.create_topic("jobs", partitions=2)
+    dlq = kafka.create_topic("dlq", partitions=1)
+    kafka.produce(dlq, b'{"type":"x.y","id":"a1"}', key=b"k1",
+                  headers=_letter_headers(jobs, "handler_error", 1, 3), flush=False)
+    kafka.produce(dlq, None, key=b"k2", flush=False,
+                  headers=_letter_headers(jobs, "message_too_large", 0, 4, [("sluice-value-omitted", b"big")]))
+    kafka.produce(dlq, b"not json", headers=_letter_headers(jobs, "invalid_json", 0, 5))
+
+    def listed(*args):
+        return [(x["offset"], x["code"]) for x in json_lines(ctl(bin_dir, "dlq", "list", "--topic", dlq,
+                                                                   "--json", *args))]
+
+    everything = [(0, "handler_error"), (1, "message_too_large"), (2, "invalid_json")]
+    assert listed("--pending") == everything
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--code", "handler_error", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert listed("--pending") == everything  # a dry run marks nothing
+
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--code", "handler_error")
+    assert r.returncode == 0, r.stderr
+    assert "1 replayed, 0 failed, 0 skipped (1 of 3 dead letters selected)" in r.stdout
+    assert listed() == everything
+    assert listed("--pending") == everything[1:]
+
+    # The mark: no key, no value, on the letter's partition, after the letter.
+    msgs = read_all(kafka, dlq, lambda ms: len(ms) >= 4, timeout=20)
+    assert len(msgs) == 4
+    mark = msgs[3]
+    assert (mark.partition(), mark.key(), mark.value()) == (0, None, None)
+    assert dict(mark.headers()) == {"sluice-replayed-offset": b"0", "sluice-replayed-to": jobs.encode()}
+
+    r = ctl(bin_dir, "dlq", "replay", "--topic", dlq, "--pending")
+    assert r.returncode == 0, r.stderr
+    assert "1 replayed, 0 failed, 1 skipped (2 of 3 dead letters selected)" in r.stdout
+    # The omitted letter was skipped, not replayed: still pending.
+    assert listed("--pending") == [(1, "message_too_large")]
+    r = ctl(bin_dir, "dlq", "list", "--topic", dlq, "--pending")
+    assert r.returncode == 0 and "1 of 3 dead letters" in r.stderr, r.stderr
+    assert len(read_all(kafka, jobs, lambda ms: len(ms) >= 2, timeout=20)) == 2
+
+
+def test_ctl_commands_take_the_worker_config(kafka, bin_dir, tmp_path, fake_worker):
+    """lag, dlq and status with -c: group, topics, dead-letter topic, brokers
+    and the HTTP listener come from the worker's configuration."""
+    jobs = kafka.create_topic("jobs", partitions=2)
+    dlq = kafka.create_topic("dlq", partitions=1)
+    group = "g-" + uuid.uuid4().hex[:8]
+    port = fake_worker.url.rsplit(":", 1)[1]
+
+    def conf(name, listen):
+        path = tmp_path / name
+        path.write_text(conf_text(kafka.brokers, "host=127.0.0.1 dbname=x", [jobs], "res", dlq, group,
+                                  http_listen=listen))
+        return str(path)
+
+    c = conf("worker.conf", f":{port}")
+    for i in range(3):
+        kafka.produce(jobs, b"{}", key=b"k%d" % i, flush=False)
+    kafka.produce(dlq, b'{"type":"x.y","id":"a1"}', headers=_letter_headers(jobs, "handler_error", 0, 0))
+    drop = ("SLUICE_KAFKA_BROKERS",)
+
+    # lag: the group (never committed) and its topics, from the file.
+    rows = json_lines(ctl(bin_dir, "lag", "-c", c, "--json", drop_env=drop))
+    assert [(x["group"], x["topic"], x["partition"]) for x in rows] == [(group, jobs, 0), (group, jobs, 1)]
+    assert sum(x["lag"] for x in rows) == 3
+    # Options still win over the file.
+    other = kafka.create_topic("other", partitions=1)
+    rows = json_lines(ctl(bin_dir, "lag", "--config", c, "--topic", other, "--json", drop_env=drop))
+    assert [(x["topic"], x["lag"]) for x in rows] == [(other, 0)]
+
+    # dlq: the dead-letter topic and brokers from the file.
+    letters = json_lines(ctl(bin_dir, "dlq", "list", "-c", c, "--json", drop_env=drop))
+    assert [(x["code"], x["id"]) for x in letters] == [("handler_error", "a1")]
+    r = ctl(bin_dir, "dlq", "replay", "-c", c, "--dry-run", drop_env=drop)
+    assert r.returncode == 0 and "1 would be replayed" in r.stdout, r.stderr
+
+    # status: http.listen, an empty or wildcard host reached on loopback.
+    for listen in (f":{port}", f"0.0.0.0:{port}", f"127.0.0.1:{port}"):
+        r = ctl(bin_dir, "status", "-c", conf("s.conf", listen), "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["url"] == fake_worker.url
+    r = ctl(bin_dir, "status", "-c", conf("off.conf", ""))
+    assert r.returncode == 2 and "listener is off" in r.stderr, r.stderr
+    assert ctl(bin_dir, "status", "-c", c, fake_worker.url).returncode == 2
+
+    # A broken file is refused with its line, as the worker refuses it.
+    broken = tmp_path / "broken.conf"
+    broken.write_text("kafka: { brokers = ; };\n")
+    for cmd in (["lag"], ["dlq", "list"], ["status"]):
+        r = ctl(bin_dir, *cmd, "-c", str(broken))
+        assert r.returncode == 2 and f"{broken}:1: " in r.stderr, (cmd, r.stderr)
+
+
 def test_dlq_prints_letters_escaped(kafka, bin_dir):
     jobs = kafka.create_topic("jobs", partitions=1)
     dlq = kafka.create_topic("dlq", partitions=1)

@@ -138,7 +138,8 @@ def test_same_account(run):
 
 @pytest.mark.parametrize("handler,data", [
     ("ledger.transfer", {"from": "alice", "to": "bob", "amount": "5"}),
-    ("ledger.transfer", {"from": "alice", "to": "bob", "amount": 5.0}),
+    ("ledger.transfer", {"from": "alice", "to": "bob", "amount": 5.5}),
+    ("ledger.transfer", {"from": "alice", "to": "bob", "amount": 1e300}),
     ("ledger.transfer", {"from": "alice", "to": "bob", "amount": 0}),
     ("ledger.transfer", {"from": "alice", "to": "bob", "amount": -5}),
     ("ledger.transfer", {"from": "alice", "to": 7, "amount": 5}),
@@ -148,6 +149,7 @@ def test_same_account(run):
     ("ledger.transfer", [1, 2]),
     ("ledger.open", {"account": "carol", "balance": "5"}),
     ("ledger.open", {"account": "carol", "balance": -1}),
+    ("ledger.open", {"account": "carol", "balance": 0.5}),
     ("ledger.open", {"account": None, "balance": 1}),
     ("ledger.open", "null"),
 ])
@@ -158,6 +160,19 @@ def test_bad_data_fails(run, handler, data):
     assert (res["outcome"], res["error_code"]) == ("failed", "invalid_data"), res
     assert res["output"] is None
     assert run.balances() == {"alice": 50, "bob": 0}
+
+
+def test_integral_reals_are_integers(run):
+    """JSON Schema draft-07 counts 5.0 as an integer, so the job schemas let
+    it through; the handlers take it as 5 rather than failing the job."""
+    res = run("ledger.open", '{"account": "alice", "balance": 100.0}')
+    assert res["outcome"] == "succeeded", res
+    assert res["output"] == {"account": "alice", "balance": 100}
+    run.open("bob", 0)
+    res = run("ledger.transfer", '{"from": "alice", "to": "bob", "amount": 3e1}')
+    assert res["outcome"] == "succeeded", res
+    assert res["output"]["amount"] == 30
+    assert run.balances() == {"alice": 70, "bob": 30}
 
 
 def test_balance_overflow_fails(run):

@@ -9,6 +9,9 @@ real temporary PREFIX (no DESTDIR), so that every path a unit names exists:
 systemd-analyze checks that ExecStart= binaries are executable and, with
 MANPATH pointing there, that the Documentation= man pages exist.
 
+Every make here builds into a temporary BUILD folder of this module's own,
+never the repository's build/ (which `make test` is using at the time).
+
 These tests need no services; they run from tests/run-system like the rest.
 """
 import os
@@ -24,15 +27,18 @@ UNITS = ["sluice-worker@.service", "sluice-workers.target"]
 MANS = ["man1/sluicectl.1", "man5/sluice.conf.5", "man8/sluice-worker.8"]
 
 
-def _make_install(destdir=None, prefix="/usr/local"):
-    args = ["make", "--no-print-directory", "-C", str(ROOT), "install", f"PREFIX={prefix}"]
-    if destdir is not None:
-        args.append(f"DESTDIR={destdir}")
-    # BUILD (from the environment, if set) picks the build folder, so that a
-    # developer's own build tree is used rather than rebuilt.
-    out = subprocess.run(args, capture_output=True, text=True, timeout=900)
+def _make(build, *args):
+    cmd = ["make", "--no-print-directory", "-j2", "-C", str(ROOT), f"BUILD={build}", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
+
+
+def _make_install(build, destdir=None, prefix="/usr/local"):
+    args = ["install", f"PREFIX={prefix}"]
+    if destdir is not None:
+        args.append(f"DESTDIR={destdir}")
+    return _make(build, *args)
 
 
 def _version():
@@ -43,17 +49,43 @@ def _version():
 
 
 @pytest.fixture(scope="module")
-def destdir(tmp_path_factory):
+def build(tmp_path_factory):
+    """A build folder shared by this module's installs: the first one
+    compiles everything, the others only what names the installed paths."""
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="module")
+def destdir(tmp_path_factory, build):
     d = tmp_path_factory.mktemp("destdir")
-    _make_install(destdir=d)
+    _make_install(build, destdir=d)
     return d
 
 
 @pytest.fixture(scope="module")
-def prefix(tmp_path_factory):
+def prefix(tmp_path_factory, build):
     p = tmp_path_factory.mktemp("prefix")
-    _make_install(prefix=str(p))
+    _make_install(build, prefix=str(p))
     return p
+
+
+def test_install_follows_prefix_after_plain_build(build, tmp_path):
+    """`make` then `make install PREFIX=/usr`: the installed sluicectl looks
+    for migrations under /usr/share, not the /usr/local of the first build."""
+    _make(build, "all")
+    assert b"/usr/local/share/sluice/sql" in (build / "sluicectl").read_bytes()
+    _make_install(build, destdir=tmp_path, prefix="/usr")
+    ctl = tmp_path / "usr/bin/sluicectl"
+    strings = subprocess.run(["strings", str(ctl)], capture_output=True, text=True,
+                             timeout=60).stdout.splitlines()
+    assert "/usr/share/sluice/sql" in strings
+    assert not any("/usr/local" in s for s in strings)
+    # And what it does: with no --dir, no $SLUICE_SQL_DIR and no ./schemas/sql,
+    # migrate names the installed folder.
+    env = {k: v for k, v in os.environ.items() if k != "SLUICE_SQL_DIR"}
+    out = subprocess.run([str(ctl), "migrate", "--help"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=60)
+    assert "/usr/share/sluice/sql" in out.stdout + out.stderr
 
 
 def test_install_tree(destdir):

@@ -1,7 +1,8 @@
 /* test_event.c -- unit tests for event.c: every decode error code with a
  * representative payload, hostile payloads (invalid UTF-8, deep nesting, huge
- * numbers, NUL bytes, control characters), a complete event, result events
- * byte for byte, UUIDs and timestamps. */
+ * numbers, NUL bytes, control characters), a complete event, binary content
+ * mode against its structured twin, result events byte for byte, UUIDs and
+ * timestamps. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -784,11 +785,256 @@ test_now(void **state)
 	assert_int_equal(z, 'Z');
 }
 
+/* ---- binary content mode ------------------------------------------------- */
+
+/* Headers of a binary-mode message, at most 16; `n` in use. */
+struct hdrs {
+	struct sl_event_header h[16];
+	size_t n;
+};
+
+static void
+hdr(struct hdrs *hs, const char *name, const char *value)
+{
+	assert_true(hs->n < 16);
+	hs->h[hs->n].name = name;
+	hs->h[hs->n].value = value;
+	hs->h[hs->n].len = value ? strlen(value) : 0;
+	hs->n++;
+}
+
+/* The four required attributes as headers, plus a header the decoder ignores. */
+static void
+good_headers(struct hdrs *hs)
+{
+	hs->n = 0;
+	hdr(hs, "ce_specversion", "1.0");
+	hdr(hs, "ce_id", "j-1");
+	hdr(hs, "traceparent", "00-abc");
+	hdr(hs, "ce_source", "shop");
+	hdr(hs, "ce_type", "ledger.transfer");
+}
+
+static int
+decode_binary(const char *value, const struct hdrs *hs, struct sl_event *ev, char *code, char *msg,
+              size_t msg_size)
+{
+	return sl_event_decode_binary(value, value ? strlen(value) : 0, hs->h, hs->n, 0, ev, code,
+	                              msg, msg_size);
+}
+
+/* Decodes value with hs; expects failure with want_code and a clean message
+ * containing want_text, and *ev cleared. */
+static void
+expect_binary_error(const char *value, const struct hdrs *hs, const char *want_code,
+                    const char *want_text)
+{
+	struct sl_event ev;
+	char code[32], msg[256];
+
+	memset(&ev, 0xa5, sizeof(ev));
+	assert_int_equal(decode_binary(value, hs, &ev, code, msg, sizeof(msg)), -1);
+	assert_string_equal(code, want_code);
+	if (strstr(msg, want_text) == NULL)
+		fail_msg("message \"%s\" lacks \"%s\"", msg, want_text);
+	assert_true(is_clean(msg));
+	assert_null(ev.root);
+	assert_null(ev.id);
+	assert_null(ev.data);
+}
+
+/* A binary-mode message decodes to the same struct sl_event as the
+ * structured event with the same attributes and data. */
+static void
+test_binary_same_as_structured(void **state)
+{
+	struct sl_event bin, st;
+	struct hdrs hs;
+	char code[32], msg[256];
+	const char *data = "{\"from\":\"a\",\"to\":\"b\",\"amount\":5.0,\"n\":[1,null]}";
+
+	(void)state;
+	good_headers(&hs);
+	hdr(&hs, "ce_subject", "acct-7");
+	hdr(&hs, "ce_time", "2026-11-28T21:38:12.123456Z");
+	hdr(&hs, "content-type", "application/json; charset=utf-8");
+	hdr(&hs, "ce_traceparent", "an extension, not kept");
+	if (decode_binary(data, &hs, &bin, code, msg, sizeof(msg)) != 0)
+		fail_msg("decode failed: %s: %s", code, msg);
+	expect_ok(GOOD_HEAD ",\"subject\":\"acct-7\",\"time\":\"2026-11-28T21:38:12.123456Z\","
+	          "\"datacontenttype\":\"application/json; charset=utf-8\",\"data\":{\"from\":\"a\","
+	          "\"to\":\"b\",\"amount\":5.0,\"n\":[1,null]}}",
+	          &st);
+	assert_string_equal(bin.id, st.id);
+	assert_string_equal(bin.source, st.source);
+	assert_string_equal(bin.type, st.type);
+	assert_string_equal(bin.subject, st.subject);
+	assert_string_equal(bin.time, st.time);
+	assert_true(json_equal(bin.data, st.data));
+	assert_true(json_equal(bin.root, st.root));
+	assert_ptr_equal(bin.data, json_object_get(bin.root, "data"));
+	sl_event_clear(&bin);
+	sl_event_clear(&st);
+
+	/* Minimal: no optional header, no content-type (JSON is assumed). */
+	good_headers(&hs);
+	if (decode_binary("{}", &hs, &bin, code, msg, sizeof(msg)) != 0)
+		fail_msg("decode failed: %s: %s", code, msg);
+	assert_string_equal(bin.id, "j-1");
+	assert_null(bin.subject);
+	assert_null(bin.time);
+	assert_int_equal(json_object_size(bin.data), 0);
+	sl_event_clear(&bin);
+	/* A header without a value is an absent one. */
+	hdr(&hs, "ce_subject", NULL);
+	if (decode_binary("{}", &hs, &bin, code, msg, sizeof(msg)) != 0)
+		fail_msg("decode failed: %s: %s", code, msg);
+	assert_null(bin.subject);
+	sl_event_clear(&bin);
+}
+
+/* sl_event_decode_message() takes binary mode when ce_specversion is there. */
+static void
+test_binary_mode_choice(void **state)
+{
+	struct sl_event ev;
+	struct hdrs hs;
+	char code[32], msg[256];
+	const char *structured = GOOD_HEAD ",\"data\":{\"k\":1}}";
+
+	(void)state;
+	good_headers(&hs);
+	assert_int_equal(sl_event_decode_message("{\"k\":2}", 7, hs.h, hs.n, 0, &ev, code, msg,
+	                                         sizeof(msg)),
+	                 0);
+	assert_int_equal(json_integer_value(json_object_get(ev.data, "k")), 2);
+	sl_event_clear(&ev);
+	/* No ce_specversion: structured, whatever other headers say. */
+	hs.n = 0;
+	hdr(&hs, "ce_id", "other");
+	hdr(&hs, "content-type", "text/plain");
+	assert_int_equal(sl_event_decode_message(structured, strlen(structured), hs.h, hs.n, 0, &ev,
+	                                         code, msg, sizeof(msg)),
+	                 0);
+	assert_string_equal(ev.id, "j-1");
+	sl_event_clear(&ev);
+	assert_int_equal(sl_event_decode_message(structured, strlen(structured), NULL, 0, 0, &ev, code,
+	                                         msg, sizeof(msg)),
+	                 0);
+	sl_event_clear(&ev);
+	/* Today's refusal of a binary-mode message read as structured. */
+	good_headers(&hs);
+	assert_int_equal(sl_event_decode("{\"k\":2}", 7, 0, &ev, code, msg, sizeof(msg)), -1);
+	assert_string_equal(code, SL_ERR_MISSING_ATTRIBUTE);
+
+	assert_true(sl_event_binary_header("ce_id"));
+	assert_true(sl_event_binary_header("content-type"));
+	assert_false(sl_event_binary_header("ce_traceparent"));
+	assert_false(sl_event_binary_header("CE_ID"));
+	assert_false(sl_event_binary_header("id"));
+}
+
+/* The attributes are checked as in structured mode, with the same codes. */
+static void
+test_binary_attribute_errors(void **state)
+{
+	struct hdrs hs;
+	struct sl_event ev;
+	char code[32], msg[256];
+	static const char bad_utf8[] = "j\xff-1";
+	static const char with_nul[] = { 'j', '\0', '1' };
+
+	(void)state;
+	hs.n = 0;
+	hdr(&hs, "ce_id", "j-1");
+	hdr(&hs, "ce_source", "shop");
+	hdr(&hs, "ce_type", "t");
+	expect_binary_error("{}", &hs, SL_ERR_MISSING_ATTRIBUTE,
+	                    "missing required attribute \"specversion\"");
+	good_headers(&hs);
+	hs.h[0].value = "0.3";
+	hs.h[0].len = 3;
+	expect_binary_error("{}", &hs, SL_ERR_UNSUPPORTED_VERSION, "unsupported specversion \"0.3\"");
+	good_headers(&hs);
+	hs.h[1].value = "";
+	hs.h[1].len = 0;
+	expect_binary_error("{}", &hs, SL_ERR_INVALID_ATTRIBUTE,
+	                    "attribute \"id\" must be a non-empty string");
+	good_headers(&hs);
+	hs.h[1].value = NULL;
+	hs.h[1].len = 0;
+	expect_binary_error("{}", &hs, SL_ERR_MISSING_ATTRIBUTE, "missing required attribute \"id\"");
+	good_headers(&hs);
+	hs.n = 2; /* specversion and id only */
+	expect_binary_error("{}", &hs, SL_ERR_MISSING_ATTRIBUTE, "missing required attribute \"source\"");
+	good_headers(&hs);
+	hdr(&hs, "ce_time", "yesterday\x1b[2J");
+	expect_binary_error("{}", &hs, SL_ERR_INVALID_ATTRIBUTE,
+	                    "attribute \"time\" must be an RFC 3339 timestamp, not \"yesterday\\x1b[2J\"");
+	good_headers(&hs);
+	hdr(&hs, "content-type", "text/plain");
+	expect_binary_error("hello", &hs, SL_ERR_INVALID_ATTRIBUTE,
+	                    "attribute \"datacontenttype\" must be \"application/json\", not \"text/plain\"");
+
+	/* What only headers can carry. */
+	good_headers(&hs);
+	hdr(&hs, "ce_id", "j-2");
+	expect_binary_error("{}", &hs, SL_ERR_INVALID_ATTRIBUTE, "header \"ce_id\" appears more than once");
+	good_headers(&hs);
+	hs.h[1].value = bad_utf8;
+	hs.h[1].len = sizeof(bad_utf8) - 1;
+	expect_binary_error("{}", &hs, SL_ERR_INVALID_ATTRIBUTE, "header \"ce_id\" is not valid UTF-8");
+	good_headers(&hs);
+	hs.h[1].value = with_nul;
+	hs.h[1].len = sizeof(with_nul);
+	expect_binary_error("{}", &hs, SL_ERR_INVALID_ATTRIBUTE, "header \"ce_id\" holds a NUL byte");
+
+	/* The size limit applies to the value. */
+	good_headers(&hs);
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(sl_event_decode_binary("{\"k\":12345}", 11, hs.h, hs.n, 10, &ev, code, msg,
+	                                        sizeof(msg)),
+	                 -1);
+	assert_string_equal(code, SL_ERR_MESSAGE_TOO_LARGE);
+}
+
+/* The value is the data: JSON, an object, checked as structured data is. */
+static void
+test_binary_data_errors(void **state)
+{
+	struct hdrs hs;
+	struct sl_event ev;
+	char code[32], msg[256];
+
+	(void)state;
+	good_headers(&hs);
+	expect_binary_error(NULL, &hs, SL_ERR_INVALID_DATA, "the message value is empty");
+	expect_binary_error("", &hs, SL_ERR_INVALID_DATA, "the message value is empty");
+	expect_binary_error("[1,2]", &hs, SL_ERR_INVALID_DATA, "must be a JSON object, not an array");
+	expect_binary_error("{\"a\":", &hs, SL_ERR_INVALID_JSON, "invalid json at line 1");
+	expect_binary_error("{\"a\":1,\"a\":2}", &hs, SL_ERR_INVALID_JSON, "duplicate object key \"a\"");
+	expect_binary_error("{\"a\":\"\xc3\x28\"}", &hs, SL_ERR_INVALID_JSON, "invalid json");
+	expect_binary_error("{\"a\":1e999}", &hs, SL_ERR_NUMBER_OUT_OF_RANGE, "out of range");
+	assert_int_equal(sl_event_decode_binary("{\"a\":1}\0", 8, hs.h, hs.n, 0, &ev, code, msg,
+	                                        sizeof(msg)),
+	                 -1);
+	assert_string_equal(code, SL_ERR_INVALID_JSON);
+	assert_non_null(strstr(msg, "NUL byte at offset 7"));
+	/* An explicit JSON content type is fine. */
+	hdr(&hs, "content-type", "Application/JSON");
+	assert_int_equal(decode_binary("{\"a\":1}", &hs, &ev, code, msg, sizeof(msg)), 0);
+	sl_event_clear(&ev);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode_good_event),
+		cmocka_unit_test(test_binary_same_as_structured),
+		cmocka_unit_test(test_binary_mode_choice),
+		cmocka_unit_test(test_binary_attribute_errors),
+		cmocka_unit_test(test_binary_data_errors),
 		cmocka_unit_test(test_decode_minimal_and_nulls),
 		cmocka_unit_test(test_decode_sql_looking_strings),
 		cmocka_unit_test(test_decode_too_large),

@@ -1,10 +1,12 @@
-/* test_http.c -- unit tests for http.c: routes, status codes, content types, listen addresses.
+/* test_http.c -- unit tests for http.c: routes, status codes, content types, listen addresses,
+ * connection limits.
  *
  * The server listens on an ephemeral loopback port; a plain socket client
  * sends each request, so what is checked is what goes over the wire.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -30,13 +33,14 @@ struct response {
 };
 
 /* Sends `request` to host:port and reads the whole response (the request
- * asks for Connection: close). Returns 0 or -1. */
+ * asks for Connection: close), giving up on connect, send or each read after
+ * timeout_ms. Returns 0 or -1. */
 static int
-fetch_raw(int family, int port, const char *request, struct response *r)
+fetch_timed(int family, int port, const char *request, int timeout_ms, struct response *r)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	char buf[sizeof(r->headers) + sizeof(r->body)], *sep;
 	size_t got = 0;
 	ssize_t n;
@@ -60,6 +64,7 @@ fetch_raw(int family, int port, const char *request, struct response *r)
 	if ((fd = socket(family, SOCK_STREAM, 0)) < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&ss, len) != 0)
 		goto out;
 	if (write(fd, request, strlen(request)) != (ssize_t)strlen(request))
@@ -76,6 +81,12 @@ fetch_raw(int family, int port, const char *request, struct response *r)
 out:
 	close(fd);
 	return ret;
+}
+
+static int
+fetch_raw(int family, int port, const char *request, struct response *r)
+{
+	return fetch_timed(family, port, request, 5000, r);
 }
 
 static int
@@ -377,6 +388,103 @@ test_listen_check(void **state)
 		err, "invalid listen address \"nonsense\": expected HOST:PORT, [IPV6]:PORT or :PORT");
 }
 
+/* Opens up to n connections to 127.0.0.1:port from source address `from`
+ * (any 127.0.0.0/8 address is the loopback on Linux) and sends nothing on
+ * them: idle clients holding slots. The connects do not wait for the server
+ * to accept. Returns how many were opened, their descriptors in fds; -1 when
+ * `from` cannot be bound. */
+static int
+hold_idle(const char *from, int port, int *fds, int n)
+{
+	struct sockaddr_in src, dst;
+	int i, fd;
+
+	memset(&src, 0, sizeof(src));
+	src.sin_family = AF_INET;
+	inet_pton(AF_INET, from, &src.sin_addr);
+	memset(&dst, 0, sizeof(dst));
+	dst.sin_family = AF_INET;
+	dst.sin_port = htons((uint16_t)port);
+	dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (i = 0; i < n; i++) {
+		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) < 0)
+			break;
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+			close(fd);
+			return i == 0 ? -1 : i;
+		}
+		if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 && errno != EINPROGRESS) {
+			close(fd);
+			break;
+		}
+		fds[i] = fd;
+	}
+	return i;
+}
+
+/* 500 idle connections from one client must not starve the probes of
+ * another: the per-IP limit turns the excess away at once, so supervisors'
+ * health checks (and Prometheus) still get their answers, each quickly. */
+static void
+test_idle_connections_do_not_starve_probes(void **state)
+{
+	struct fixture *f = *state;
+	static int fds[500];
+	struct timespec pause = { 0, 200 * 1000 * 1000 };
+	struct response r;
+	int i, held, answered = 0;
+	const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+	held = hold_idle("127.0.0.2", f->port, fds, 500);
+	if (held < 0)
+		skip();
+	assert_true(held >= 400);
+	nanosleep(&pause, NULL);
+	for (i = 0; i < 13; i++)
+		if (fetch_timed(AF_INET, f->port, req, 1000, &r) == 0 && r.status == 200)
+			answered++;
+	for (i = 0; i < held; i++)
+		close(fds[i]);
+	assert_int_equal(answered, 13);
+}
+
+/* Each connection the limits turn away is a libmicrohttpd message; a client
+ * connecting in a loop must not write the log at the same pace. */
+static void
+test_refusals_do_not_flood_the_log(void **state)
+{
+	struct fixture *f = *state;
+	static int fds[200];
+	struct timespec pause = { 0, 200 * 1000 * 1000 };
+	char path[] = "/tmp/test_http_log.XXXXXX", line[1024];
+	int i, held, saved, tmp, lines = 0;
+	FILE *fp;
+
+	assert_true((tmp = mkstemp(path)) >= 0);
+	unlink(path);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(tmp, 2);
+	held = hold_idle("127.0.0.2", f->port, fds, 200);
+	nanosleep(&pause, NULL);
+	for (i = 0; i < held; i++)
+		close(fds[i]);
+	dup2(saved, 2);
+	close(saved);
+	if (held < 0) {
+		close(tmp);
+		skip();
+	}
+	assert_non_null(fp = fdopen(tmp, "r"));
+	rewind(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, "http server:") != NULL)
+			lines++;
+	fclose(fp);
+	assert_true(held >= 100);
+	assert_in_range(lines, 1, 3);
+}
+
 int
 main(void)
 {
@@ -390,6 +498,9 @@ main(void)
 		cmocka_unit_test(test_restart_same_port),
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_listen_check),
+		cmocka_unit_test_setup_teardown(test_idle_connections_do_not_starve_probes, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_do_not_flood_the_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
