@@ -1481,12 +1481,25 @@ prepare(struct sl_executor *ex, struct sl_job *job, struct item *it)
 	struct sl_schema_error serrs[3];
 	size_t i, n_serrs = 0;
 	char code[64], errbuf[1024];
+	struct sl_event_header ce[SL_EVENT_MAX_HEADERS];
+	rd_kafka_headers_t *hdrs = NULL;
+	const char *hname;
+	const void *hval;
+	size_t hlen, k, n_ce = 0;
 
 	memset(it, 0, sizeof(*it));
 	it->job = job;
 	job->end = SL_JOB_END_RESULT;
-	if (sl_event_decode(msg->payload, msg->len, (size_t)w->cfg->max_job_bytes, &it->ev, code, errbuf,
-	                    sizeof(errbuf)) < 0) {
+	/* Binary mode keeps the attributes in ce_* headers; borrowed from msg. */
+	if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		hdrs = NULL;
+	for (k = 0; hdrs != NULL && n_ce < SL_EVENT_MAX_HEADERS &&
+	            rd_kafka_header_get_all(hdrs, k, &hname, &hval, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	     k++)
+		if (sl_event_binary_header(hname))
+			ce[n_ce++] = (struct sl_event_header){ hname, hval, hlen };
+	if (sl_event_decode_message(msg->payload, msg->len, ce, n_ce, (size_t)w->cfg->max_job_bytes, &it->ev,
+	                            code, errbuf, sizeof(errbuf)) < 0) {
 		fail_without_ledger(ex, job, NULL, code, errbuf);
 		return 0;
 	}

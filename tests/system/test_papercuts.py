@@ -119,3 +119,25 @@ def test_duplicates_are_not_database_errors(env):
     assert s.get(("sluice_pg_errors_total", (("class", "permanent"),)), 0) == 0
     res.assert_copies_identical()
     assert w.stop(30) == 0
+
+
+def test_cloudevents_binary_mode(env):
+    """The CloudEvents Kafka binding's binary mode: attributes in ce_*
+    headers, the data as the value. Decoded like structured mode, and its
+    result names the same job."""
+    w = env.worker().start()
+    job_id = uuid.uuid4().hex
+    headers = [("ce_specversion", b"1.0"), ("ce_id", job_id.encode()), ("ce_source", b"binary-tests"),
+               ("ce_type", b"ledger.open"), ("content-type", b"application/json")]
+    env.kafka.produce(env.jobs, json.dumps({"account": "bin-1", "balance": 7}).encode(), key=b"bin-1",
+                      headers=headers)
+    # The same without ce_type: a clear error, not "missing specversion".
+    env.kafka.produce(env.jobs, b'{"account": "bin-2", "balance": 7}', key=b"bin-2",
+                      headers=[h for h in headers if h[0] != "ce_type"])
+    res = read_results(env.kafka, env.results, 2, timeout=60)
+    ok = res.first(job_id)
+    assert ok["data"]["status"] == "succeeded" and ok["data"]["source"] == "binary-tests", ok
+    bad = [c[0][1] for j, c in res.by_job.items() if j != job_id][0]
+    assert bad["data"]["error"]["code"] == "missing_attribute" and "type" in bad["data"]["error"]["message"], bad
+    assert env.pg.scalar("select balance from ledger.accounts where id = 'bin-1'") == 7
+    assert w.stop(30) == 0
