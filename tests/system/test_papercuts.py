@@ -141,3 +141,24 @@ def test_cloudevents_binary_mode(env):
     assert bad["data"]["error"]["code"] == "missing_attribute" and "type" in bad["data"]["error"]["message"], bad
     assert env.pg.scalar("select balance from ledger.accounts where id = 'bin-1'") == 7
     assert w.stop(30) == 0
+
+
+def test_brokers_down_said_once_and_plainly(env):
+    """With no broker to reach, /readyz names the brokers (not "not in the
+    consumer group"), and each failure is logged once, not also as a
+    librdkafka FAIL line."""
+    w = env.worker(http_listen="127.0.0.1:0")
+    with open(w.conf_path) as f:
+        body = f.read()
+    with open(w.conf_path, "w") as f:
+        f.write(re.sub(r'brokers = "[^"]*"', 'brokers = "127.0.0.1:1"', body))
+    w.start()
+    port = http_port(w)
+    w.wait_for_log("_TRANSPORT")
+    deadline = time.time() + 20
+    while "kafka brokers unreachable" not in readyz(port)[1]:
+        assert time.time() < deadline, readyz(port)
+        time.sleep(0.2)
+    assert w.stop(30) == 0
+    log = w.log()
+    assert "kafka FAIL" not in log, log[-2000:]
