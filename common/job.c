@@ -125,6 +125,7 @@ struct item {
 	char attempts[16];           /* job->attempts as text, for the ledger */
 	int wait;                    /* the last attempt ended because PostgreSQL cannot judge now */
 	int pg_error;                /* its pending failed outcome comes from a database error */
+	double retry_after;          /* the handler asked to wait at least this long before the retry */
 	int giving_up;               /* out of attempts: its failed outcome is on its way to the ledger */
 	int record_tries;            /* ...and that write failed this often while PostgreSQL answered */
 	char code[64];               /* why the last attempt did not finish it */
@@ -925,6 +926,24 @@ settle(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, enu
 	return ITEM_DONE;
 }
 
+/* Fills the handler's view of item it (ctx is zeroed by the caller). */
+static void
+item_ctx(const struct item *it, struct sl_job_ctx *ctx)
+{
+	const rd_kafka_message_t *msg = it->job->msg;
+
+	ctx->job_source = it->ev.source;
+	ctx->job_id = it->ev.id;
+	ctx->job_type = it->ev.type;
+	ctx->job_subject = it->ev.subject;
+	ctx->job_time = it->ev.time;
+	ctx->key = msg->key;
+	ctx->key_len = msg->key_len;
+	ctx->attempt = it->job->attempts;
+	ctx->data = it->ev.data;
+	ctx->handler_data = ((const struct sl_handler *)it->jt->handler)->data;
+}
+
 /* Asks items[i]'s handler for its plan. Returns 1 when it has one. */
 static int
 plan_item(struct item *it)
@@ -934,10 +953,7 @@ plan_item(struct item *it)
 
 	if (h->plan == NULL)
 		return 0;
-	ctx.job_source = it->ev.source;
-	ctx.job_id = it->ev.id;
-	ctx.job_type = it->ev.type;
-	ctx.data = it->ev.data;
+	item_ctx(it, &ctx);
 	memset(&it->plan, 0, sizeof(it->plan));
 	return h->plan(&ctx, &it->plan) == 1 && it->plan.sql != NULL && it->plan.n_params >= 0 &&
 	       it->plan.n_params <= SL_PLAN_MAX_PARAMS;
@@ -985,11 +1001,8 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	struct sl_job_ctx ctx = { 0 };
 	enum sl_outcome outcome;
 
+	item_ctx(it, &ctx);
 	ctx.conn = ex->conn;
-	ctx.job_source = it->ev.source;
-	ctx.job_id = it->ev.id;
-	ctx.job_type = it->ev.type;
-	ctx.data = it->ev.data;
 	ctx.executor = ex;
 	p->cur = index;
 	outcome = h->run(&ctx);
@@ -1043,8 +1056,9 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 		snprintf(it->message, sizeof(it->message), "%s", ctx.error_message);
 		/* A handler's statement that PostgreSQL could not judge is no
 		 * attempt of the job's; a handler's own wish to retry is. */
-		it->wait = PQstatus(ex->conn) != CONNECTION_OK ||
+		it->wait = ctx.wait || PQstatus(ex->conn) != CONNECTION_OK ||
 		           (*ctx.sqlstate && sl_pg_classify_sqlstate(ctx.sqlstate) == SL_PG_UNAVAILABLE);
+		it->retry_after = ctx.retry_after;
 		sl_metrics_counter_inc(ex->w->ops.m_pg[it->wait ? 2 : 0]);
 		return ITEM_RETRY;
 	}
@@ -1129,8 +1143,10 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
 	*lost = *replay = 0;
-	for (j = 0; j < n; j++)
+	for (j = 0; j < n; j++) {
 		items[j].wait = items[j].pg_error = 0;
+		items[j].retry_after = 0;
+	}
 	if (ensure_connection(ex, errbuf, sizeof(errbuf)) < 0) {
 		atomic_store(&w->ops.pg_ok, 0);
 		sl_metrics_counter_inc(w->ops.m_pg[2]);
@@ -1636,7 +1652,8 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		sl_metrics_counter_inc(it->jt->m_retries);
 		sl_log_job_info(it->ev.id, "retrying job (attempt %d of %d): %s: %s", it->job->attempts + 1,
 		                policy.max_attempts, it->code, it->message);
-		if (backoff(ex, it->job, &policy, it->job->attempts) < 0) {
+		if (it->retry_after > 0 ? sleep_unless_stopped(ex, it->job, 2 * it->retry_after) < 0
+		                        : backoff(ex, it->job, &policy, it->job->attempts) < 0) {
 			for (i = first; i < n_db; i++)
 				items[i].job->end = SL_JOB_END_SKIPPED;
 			break;

@@ -17,8 +17,8 @@
 
 /* Read-only after compilation, so every thread may read it without locks. */
 static const struct sl_handler handlers[] = {
-	{ "ledger.open", sl_ledger_open, NULL },
-	{ "ledger.transfer", sl_ledger_transfer, sl_ledger_transfer_plan },
+	{ "ledger.open", sl_ledger_open, NULL, NULL },
+	{ "ledger.transfer", sl_ledger_transfer, sl_ledger_transfer_plan, NULL },
 };
 
 #define N_HANDLERS (sizeof(handlers) / sizeof(handlers[0]))

@@ -42,11 +42,20 @@ struct sl_job_ctx {
 	const char *job_source;    /* the job's identity, borrowed */
 	const char *job_id;
 	const char *job_type;
+	const char *job_subject;   /* NULL when absent */
+	const char *job_time;      /* NULL when absent */
+	const char *key;           /* the Kafka key (not NUL-terminated), NULL when none */
+	size_t key_len;
+	int attempt;               /* 1 for the first try */
 	json_t *data;              /* borrowed: the validated `data` object */
+	const void *handler_data;  /* borrowed: the handler's sl_handler.data */
 	json_t *output;            /* OUT: new reference on SUCCEEDED, else NULL */
 	char error_code[64];       /* OUT: on REJECTED, FAILED and RETRY */
 	char error_message[512];
 	char sqlstate[6];          /* OUT: set by sl_job_sql_error(), "" otherwise */
+	int wait;                  /* OUT, with RETRY: cannot judge now (a deployment mistake such
+	                            * as a missing function): no attempt counted, the job waits */
+	double retry_after;        /* OUT, with RETRY: wait at least this many seconds */
 	void *executor;            /* borrowed: the executor's statement cache, or NULL */
 };
 
@@ -76,6 +85,7 @@ struct sl_handler {
 	const char *name;          /* as named in worker.conf, e.g. "ledger.transfer" */
 	sl_handler_fn run;
 	sl_plan_fn plan;           /* NULL: none */
+	const void *data;          /* handed to run() and plan() as ctx->handler_data */
 };
 
 /* Returns the handler named `name`, or NULL. The table is static. */
