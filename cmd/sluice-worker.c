@@ -71,7 +71,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if ((cfg = sl_config_load(path, errbuf, sizeof(errbuf))) == NULL ||
-	    sl_worker_check(cfg, errbuf, sizeof(errbuf)) < 0) {
+	    (check_only ? sl_worker_check_deep(cfg, errbuf, sizeof(errbuf))
+	                : sl_worker_check(cfg, errbuf, sizeof(errbuf))) < 0) {
 		fprintf(stderr, "sluice-worker: %s\n", errbuf);
 		sl_config_destroy(cfg);
 		return 2;

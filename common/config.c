@@ -407,7 +407,8 @@ get_retry(struct reader *r, const config_setting_t *g, struct sl_retry_policy *p
 static int
 get_jobs(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 {
-	static const char *const known[] = { "type", "handler", "schema", "result_topic", "retry", NULL };
+	static const char *const known[] = { "type", "handler", "schema", "result_topic", "retry", "role",
+		                             "statement_timeout", NULL };
 	const config_setting_t *s = lookup(root, "jobs");
 	int i, j, n;
 
@@ -433,8 +434,11 @@ get_jobs(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 		if (check_known(r, e, known) < 0 || get_string(r, e, "type", &jt->type) < 0 ||
 		    get_string(r, e, "handler", &jt->handler) < 0 || get_string(r, e, "schema", &jt->schema_path) < 0 ||
 		    get_string(r, e, "result_topic", &jt->result_topic) < 0 ||
-		    get_retry(r, lookup(e, "retry"), &jt->retry) < 0)
+		    get_retry(r, lookup(e, "retry"), &jt->retry) < 0 || get_string(r, e, "role", &jt->role) < 0 ||
+		    get_double(r, e, "statement_timeout", 0.001, 86400, &jt->statement_timeout) < 0)
 			return -1;
+		if (jt->role != NULL && *jt->role == '\0')
+			return fail(r, lookup(e, "role"), "\"role\" must not be empty (leave it out for none)");
 		if (jt->type == NULL || *jt->type == '\0')
 			return fail(r, e, "job type without \"type\"");
 		if (jt->handler == NULL)
@@ -713,6 +717,7 @@ sl_config_destroy(struct sl_config *cfg)
 	for (i = 0; i < cfg->n_jobs; i++) {
 		free(cfg->jobs[i].type);
 		free(cfg->jobs[i].handler);
+		free(cfg->jobs[i].role);
 		free(cfg->jobs[i].schema_path);
 		free(cfg->jobs[i].result_topic);
 	}

@@ -28,10 +28,12 @@ struct sl_retry_policy {
 
 struct sl_job_type {
 	char *type;                /* CloudEvents type, e.g. "ledger.transfer" */
-	char *handler;             /* registry name */
+	char *handler;             /* a built-in's name, "sql:SCHEMA.FUNCTION" or "plugin:PATH:NAME" */
 	char *schema_path;         /* absolute or relative to the config's folder; NULL: none */
 	char *result_topic;
 	struct sl_retry_policy retry;
+	char *role;                /* SET LOCAL ROLE around its handler's statement; NULL: none */
+	double statement_timeout;  /* seconds, SET LOCAL around its handler's statement; 0: none */
 	int line;                  /* where the entry starts in the file */
 };
 

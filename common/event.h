@@ -31,6 +31,9 @@
 #define SL_ERR_SCHEMA_VIOLATION      "schema_violation"      /* data fails the type's JSON Schema */
 #define SL_ERR_RETRIES_EXHAUSTED     "retries_exhausted"     /* transient failures past the limit */
 #define SL_ERR_HANDLER_ERROR         "handler_error"         /* permanent failure inside the handler */
+#define SL_ERR_INVALID_OUTPUT        "invalid_output"        /* a SQL handler returned no JSON object or NULL */
+#define SL_ERR_RETRY_REQUESTED       "retry_requested"       /* sluice.retry() in a SQL handler */
+#define SL_ERR_HANDLER_UNAVAILABLE   "handler_unavailable"   /* a SQL handler's function missing or not permitted */
 
 /* A decoded job. Strings point into `root` (borrowed from it). */
 struct sl_event {

@@ -65,6 +65,10 @@ static const char sql_rollback[] = "rollback";
  * jobs/s with 100 ms here and 2,300 with 1 ms. (Brief waits, such as for a
  * table's extension lock, end a group too; that costs a COMMIT.) */
 static const char sql_lock_timeout[] = "set local lock_timeout = '1ms'";
+/* After a handler's statement that ran under its job type's role and
+ * statement_timeout: back to the session's, before sluice's own writes. */
+static const char sql_leave_role[] = "set local role none";
+static const char sql_leave_timeout[] = "set local statement_timeout to default";
 static const char sql_stored[] = "select status, result from sluice.jobs where source = $1 and id = $2";
 /* Writes a job's outcome: its one write to the ledger. $6 is the attempts
  * of this delivery; a row left `failed` by an earlier delivery adds them.
@@ -126,6 +130,8 @@ struct item {
 	int wait;                    /* the last attempt ended because PostgreSQL cannot judge now */
 	int pg_error;                /* its pending failed outcome comes from a database error */
 	double retry_after;          /* the handler asked to wait at least this long before the retry */
+	char *job_json;              /* sl_job_json()'s text, malloc'ed... */
+	int job_json_attempt;        /* ...for this attempt */
 	int giving_up;               /* out of attempts: its failed outcome is on its way to the ledger */
 	int record_tries;            /* ...and that write failed this often while PostgreSQL answered */
 	char code[64];               /* why the last attempt did not finish it */
@@ -479,6 +485,7 @@ dead_letter(struct item *it)
 
 enum step_kind {
 	STEP_PLAIN,      /* its result only matters when it fails */
+	STEP_ENTER,      /* a job type's role or statement_timeout, before its handler's statement */
 	STEP_SAVEPOINT,  /* opens the item's savepoint */
 	STEP_RECORD,     /* went through: the item's pending result is its job's */
 	STEP_COMMIT,     /* fails unless the server says COMMIT (not ROLLBACK) */
@@ -548,6 +555,27 @@ static void
 pipe_add(struct sl_pipe *p, const char *sql, size_t item, enum step_kind kind, int n, const char *const *params)
 {
 	pipe_insert(p, p->n, sql, item, kind, n, params);
+}
+
+/* Queues what its job type sets around the handler's statement (role,
+ * statement_timeout), before it and after it. SET LOCAL inside the item's
+ * savepoint: an undo of the item undoes them too. */
+static void
+queue_enter(struct sl_pipe *p, const struct item *it, size_t index)
+{
+	if (it->jt->enter_role != NULL)
+		pipe_add(p, it->jt->enter_role, index, STEP_ENTER, 0, NULL);
+	if (it->jt->enter_timeout != NULL)
+		pipe_add(p, it->jt->enter_timeout, index, STEP_ENTER, 0, NULL);
+}
+
+static void
+queue_leave(struct sl_pipe *p, const struct item *it, size_t index)
+{
+	if (it->jt->enter_role != NULL)
+		pipe_add(p, sql_leave_role, index, STEP_PLAIN, 0, NULL);
+	if (it->jt->enter_timeout != NULL)
+		pipe_add(p, sql_leave_timeout, index, STEP_PLAIN, 0, NULL);
 }
 
 /* Queues the savepoint that item `index` runs in. */
@@ -839,6 +867,14 @@ queue_undo(struct sl_pipe *p, size_t index, int grouped)
 	struct step *s;
 	int at = 0, k;
 
+	/* Its role and timeout, if not sent yet, are not set at all. */
+	for (k = 0; k < p->n;)
+		if (p->steps[k].kind == STEP_ENTER && p->steps[k].item == index) {
+			memmove(&p->steps[k], &p->steps[k + 1], (size_t)(p->n - k - 1) * sizeof(*s));
+			p->n--;
+		} else {
+			k++;
+		}
 	if (!grouped) {
 		pipe_add(p, sql_rollback, index, STEP_PLAIN, 0, NULL);
 		pipe_add(p, sql_begin, index, STEP_PLAIN, 0, NULL);
@@ -942,6 +978,65 @@ item_ctx(const struct item *it, struct sl_job_ctx *ctx)
 	ctx->attempt = it->job->attempts;
 	ctx->data = it->ev.data;
 	ctx->handler_data = ((const struct sl_handler *)it->jt->handler)->data;
+	ctx->job_private = (void *)it;
+}
+
+const char *
+sl_job_json(struct sl_job_ctx *ctx)
+{
+	struct item *it = ctx->job_private;
+	const rd_kafka_message_t *msg;
+	json_t *o;
+
+	if (it == NULL)
+		return NULL;
+	if (it->job_json != NULL && it->job_json_attempt == it->job->attempts)
+		return it->job_json;
+	free(it->job_json);
+	msg = it->job->msg;
+	o = json_object();
+	if (o == NULL)
+		abort();
+	json_object_set_new(o, "id", json_string(it->ev.id));
+	json_object_set_new(o, "source", json_string(it->ev.source));
+	json_object_set_new(o, "type", json_string(it->ev.type));
+	json_object_set_new(o, "subject", it->ev.subject ? json_string(it->ev.subject) : json_null());
+	json_object_set_new(o, "time", it->ev.time ? json_string(it->ev.time) : json_null());
+	json_object_set(o, "data", it->ev.data);
+	/* A key that is not UTF-8 has no text to show: null, like none. */
+	json_object_set_new(o, "key", msg->key ? json_stringn(msg->key, msg->key_len) : json_null());
+	if (json_object_get(o, "key") == NULL)
+		json_object_set_new(o, "key", json_null());
+	json_object_set_new(o, "attempt", json_integer(it->job->attempts));
+	it->job_json = json_dumps(o, JSON_COMPACT);
+	it->job_json_attempt = it->job->attempts;
+	json_decref(o);
+	if (it->job_json == NULL)
+		abort();
+	return it->job_json;
+}
+
+/* Settles items[index] whose job type's role or statement_timeout could
+ * not be set (a role that does not exist, or that sluice's user may not
+ * take): a deployment mistake, not the job's. It is undone and waits, no
+ * attempt counted; the jobs before it commit. */
+static enum item_end
+enter_failed(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped)
+{
+	struct item *it = &p->items[index];
+	char errbuf[1024];
+
+	free(it->pending);
+	it->pending = NULL;
+	snprintf(it->code, sizeof(it->code), "%s", SL_ERR_HANDLER_UNAVAILABLE);
+	snprintf(it->message, sizeof(it->message), "could not take job type \"%.200s\"'s role or "
+	         "statement_timeout: %.700s", it->jt->conf->type, p->fail_error);
+	it->wait = 1;
+	if (undo_item(ex, p, index, grouped, errbuf, sizeof(errbuf)) < 0) {
+		snprintf(it->message, sizeof(it->message), "%s", errbuf);
+		return ITEM_BROKEN;
+	}
+	return ITEM_RETRY;
 }
 
 /* Asks items[i]'s handler for its plan. Returns 1 when it has one. */
@@ -980,10 +1075,12 @@ queue_ahead(struct sl_pipe *p, size_t i)
 			timeout_queued = 1;
 			queue_savepoint(p, k);
 		}
+		queue_enter(p, it, k);
 		s = pipe_insert(p, p->n, it->plan.sql, k, STEP_AHEAD, 0, NULL);
 		s->n = it->plan.n_params;
 		s->ext = it->plan.params;
 		it->ahead = AHEAD_SENT;
+		queue_leave(p, it, k);
 	}
 	return k - i;
 }
@@ -1000,11 +1097,15 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	const struct sl_handler *h = it->jt->handler;
 	struct sl_job_ctx ctx = { 0 };
 	enum sl_outcome outcome;
+	int sent_ahead;
 
 	item_ctx(it, &ctx);
 	ctx.conn = ex->conn;
 	ctx.executor = ex;
 	p->cur = index;
+	sent_ahead = it->ahead != AHEAD_NONE;
+	if (!sent_ahead)
+		queue_enter(p, it, index); /* goes with the handler's first statement */
 	outcome = h->run(&ctx);
 	if (it->ahead == AHEAD_SENT && p->failed < 0 && !p->lost)
 		plan_broken(p, it); /* it did not send what it said */
@@ -1018,6 +1119,8 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 		it->pending_status = "succeeded";
 		it->pending = build_result(ex, &it->ev, it->pending_status, ctx.output, NULL, NULL);
 		json_decref(ctx.output);
+		if (!sent_ahead)
+			queue_leave(p, it, index);
 		queue_record(p, it, index);
 		break;
 	case SL_OUTCOME_REJECTED:
@@ -1156,7 +1259,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		return 0;
 	}
 	memset(p, 0, sizeof(*p));
-	p->cap = 6 * (int)n + 16;
+	p->cap = 12 * (int)n + 16;
 	if ((p->steps = malloc((size_t)p->cap * sizeof(*p->steps))) == NULL)
 		abort();
 	p->items = items;
@@ -1220,7 +1323,8 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		p->n = 0;
 		p->failed = -1;
 		p->start = p->committed; /* a split's COMMIT may not have run */
-		if (p->lost || p->fail_item == NO_ITEM || p->fail_kind != STEP_RECORD) {
+		if (p->lost || p->fail_item == NO_ITEM ||
+		    (p->fail_kind != STEP_RECORD && p->fail_kind != STEP_ENTER)) {
 			snprintf(errbuf, sizeof(errbuf), "%.1000s", p->fail_error);
 			goto broken;
 		}
@@ -1229,7 +1333,10 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 		if (p->windowed)
 			goto replay;
 		j = p->fail_item;
-		end = settle(ex, p, j, grouped, p->fail_cls, p->fail_final, p->fail_error);
+		if (p->fail_kind == STEP_ENTER)
+			end = enter_failed(ex, p, j, grouped);
+		else
+			end = settle(ex, p, j, grouped, p->fail_cls, p->fail_final, p->fail_error);
 		if ((next = advance(w, p, j, end, chain)) == NO_ITEM) {
 			i = j;
 			break;
@@ -1367,6 +1474,9 @@ wait_start(struct sl_executor *ex, long *held, long jobs, const struct item *it)
 	atomic_store(&o->pg_ok, 0);
 	pthread_mutex_lock(&o->wait_mu);
 	snprintf(o->wait_reason, sizeof(o->wait_reason), "%.40s: %.200s", it->code, it->message);
+	for (char *c = o->wait_reason; *c; c++) /* libpq's messages span lines */
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
 	if (now - o->wait_logged_at >= WAIT_LOG_EVERY) {
 		o->wait_logged_at = now;
 		sl_log_warn("postgresql cannot judge jobs now (%s); %d executors hold %ld jobs, counting no attempts, "
@@ -1661,7 +1771,9 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		it->job->attempts++;
 	}
 	wait_end(ex, &held);
-	for (i = 0; i < n_decoded; i++)
+	for (i = 0; i < n_decoded; i++) {
 		sl_event_clear(&items[i].ev);
+		free(items[i].job_json);
+	}
 	free(items);
 }

@@ -33,6 +33,7 @@
 #include "notify.h"
 #include "pg.h"
 #include "registry.h"
+#include "sqlhandler.h"
 #include "version.h"
 #include "worker_int.h"
 
@@ -751,6 +752,69 @@ err:
 
 /* ---- start and stop ------------------------------------------------- */
 
+/* Returns `set local role "ROLE"` (malloc'ed), or NULL for no role. */
+static char *
+enter_role_sql(const char *role)
+{
+	size_t n = 0;
+	char *sql;
+	const char *c;
+
+	if (role == NULL)
+		return NULL;
+	if ((sql = malloc(strlen(role) * 2 + 32)) == NULL)
+		abort();
+	n = (size_t)sprintf(sql, "set local role \"");
+	for (c = role; *c; c++) {
+		if (*c == '"')
+			sql[n++] = '"';
+		sql[n++] = *c;
+	}
+	strcpy(sql + n, "\"");
+	return sql;
+}
+
+/* Frees what resolve_types() made for the job types. */
+static void
+release_types(struct sl_job_type_rt *types, size_t n)
+{
+	size_t i;
+
+	for (i = 0; types != NULL && i < n; i++) {
+		sl_sql_handler_destroy(types[i].handler);
+		free(types[i].enter_role);
+		free(types[i].enter_timeout);
+		sl_schema_destroy(types[i].schema);
+	}
+	free(types);
+}
+
+/* Checks each SQL handler's function on conn: an error for `-n`, a warning
+ * at start (a migration may come later; until then its jobs wait). Returns
+ * the number of problems; the first is in errbuf as `file:line: ...`. */
+static int
+check_sql_handlers(const struct sl_config *cfg, const struct sl_job_type_rt *types, PGconn *conn, int warn,
+                   char *errbuf, size_t errbuf_size)
+{
+	char err[768];
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < cfg->n_jobs; i++) {
+		if (!sl_sql_handler_is(types[i].handler) ||
+		    sl_sql_handler_check(conn, types[i].handler, cfg->jobs[i].role, err, sizeof(err)) == 0)
+			continue;
+		if (warn)
+			sl_log_warn("%s:%d: job type \"%s\": %s; its jobs wait until it is there", cfg->path,
+			            cfg->jobs[i].line, cfg->jobs[i].type, err);
+		else if (bad == 0)
+			snprintf(errbuf, errbuf_size, "%s:%d: job type \"%s\": %s", cfg->path, cfg->jobs[i].line,
+			         cfg->jobs[i].type, err);
+		bad++;
+	}
+	return bad;
+}
+
 static int
 resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *errbuf, size_t errbuf_size)
 {
@@ -759,8 +823,16 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 
 	for (i = 0; i < cfg->n_jobs; i++) {
 		const struct sl_job_type *jt = &cfg->jobs[i];
-		const struct sl_handler *h = sl_registry_find(jt->handler);
-		if (h == NULL) {
+		const struct sl_handler *h;
+
+		if (strncmp(jt->handler, "sql:", 4) == 0) {
+			h = sl_sql_handler_new(jt->handler + 4, jt->statement_timeout > 0, err, sizeof(err));
+			if (h == NULL) {
+				snprintf(errbuf, errbuf_size, "%s:%d: job type \"%s\": %s", cfg->path, jt->line, jt->type,
+				         err);
+				return -1;
+			}
+		} else if ((h = sl_registry_find(jt->handler)) == NULL) {
 			snprintf(errbuf, errbuf_size, "%s:%d: unknown handler \"%s\" for job type \"%s\"", cfg->path,
 			         jt->line, jt->handler, jt->type);
 			return -1;
@@ -768,6 +840,13 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 		if (out != NULL) {
 			out[i].conf = jt;
 			out[i].handler = h;
+			out[i].enter_role = enter_role_sql(jt->role);
+			if (jt->statement_timeout > 0 &&
+			    asprintf(&out[i].enter_timeout, "set local statement_timeout = %ld",
+			             (long)(jt->statement_timeout * 1000 + 0.5)) < 0)
+				abort();
+		} else {
+			sl_sql_handler_destroy(h);
 		}
 		if (jt->schema_path == NULL)
 			continue;
@@ -798,6 +877,40 @@ sl_worker_check(const struct sl_config *cfg, char *errbuf, size_t errbuf_size)
 	return resolve_types(cfg, NULL, errbuf, errbuf_size);
 }
 
+int
+sl_worker_check_deep(const struct sl_config *cfg, char *errbuf, size_t errbuf_size)
+{
+	struct sl_job_type_rt *types;
+	char err[512];
+	PGconn *conn = NULL;
+	size_t i;
+	int rc = -1, any = 0;
+
+	if (sl_worker_check(cfg, errbuf, errbuf_size) < 0)
+		return -1;
+	if ((types = calloc(cfg->n_jobs ? cfg->n_jobs : 1, sizeof(*types))) == NULL)
+		abort();
+	if (resolve_types(cfg, types, errbuf, errbuf_size) < 0)
+		goto out;
+	for (i = 0; i < cfg->n_jobs; i++)
+		any |= sl_sql_handler_is(types[i].handler);
+	if (!any) {
+		rc = 0;
+		goto out;
+	}
+	/* SQL handlers are checked where they run. */
+	if ((conn = sl_pg_connect(cfg->pg_conninfo, "sluice-worker-check", err, sizeof(err))) == NULL) {
+		snprintf(errbuf, errbuf_size, "%s: could not connect to postgresql to check the sql handlers: %s",
+		         cfg->path, err);
+		goto out;
+	}
+	rc = check_sql_handlers(cfg, types, conn, 0, errbuf, errbuf_size) == 0 ? 0 : -1;
+out:
+	PQfinish(conn);
+	release_types(types, cfg->n_jobs);
+	return rc;
+}
+
 /* Waits until PostgreSQL answers and the ledger exists. Returns 0, or -1 if
  * the ledger table is missing or a stop signal came first. */
 static int
@@ -823,6 +936,8 @@ wait_for_postgres(struct sl_worker *w)
 			}
 			/* A ledger of another shape would fail every job's write. */
 			ok = sl_job_check_ledger(conn, errbuf, sizeof(errbuf)) == 0;
+			if (ok)
+				check_sql_handlers(w->cfg, w->types, conn, 1, errbuf, sizeof(errbuf));
 			PQfinish(conn);
 			if (!ok) {
 				sl_log_error("%s", errbuf);
@@ -835,6 +950,9 @@ wait_for_postgres(struct sl_worker *w)
 		 * failed", not just "unreachable". */
 		pthread_mutex_lock(&w->ops.wait_mu);
 		snprintf(w->ops.wait_reason, sizeof(w->ops.wait_reason), "%.250s", errbuf);
+		for (char *c = w->ops.wait_reason; *c; c++)
+			if (*c == '\n' || *c == '\t')
+				*c = ' ';
 		pthread_mutex_unlock(&w->ops.wait_mu);
 		sl_log_redact(w->cfg->pg_conninfo, redacted, sizeof(redacted));
 		sl_log_warn("could not connect to postgresql \"%s\": %s; retrying in %.1f s", redacted, errbuf, delay);
@@ -1127,8 +1245,6 @@ out:
 		rd_kafka_destroy(w->consumer);
 	}
 	sl_ops_stop(w);
-	for (i = 0; i < w->n_types; i++)
-		sl_schema_destroy(w->types[i].schema);
-	free(w->types);
+	release_types(w->types, w->n_types);
 	return status;
 }

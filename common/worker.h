@@ -14,6 +14,12 @@
  * schemas load. Returns 0, or -1 with `file:line: what is wrong` in errbuf. */
 int sl_worker_check(const struct sl_config *cfg, char *errbuf, size_t errbuf_size);
 
+/* sl_worker_check(), and then what needs PostgreSQL: each SQL handler's
+ * function exists with the signature sluice calls, returns jsonb, and its
+ * job type's role may execute it (`sluice-worker -n`). A worker starting
+ * for real only warns about these: a migration may come later. */
+int sl_worker_check_deep(const struct sl_config *cfg, char *errbuf, size_t errbuf_size);
+
 /* Runs the worker with cfg (borrowed; must outlive the call) until SIGTERM or
  * SIGINT (installed here), then drains and stops. Returns the process exit
  * status: 0 after a clean stop (also when the drain deadline abandoned jobs:

@@ -106,6 +106,10 @@ struct sl_job_type_rt {
 	const void *handler;           /* const struct sl_handler * */
 	sl_schema_t *schema;           /* NULL: no schema */
 	struct sl_retry_policy retry;  /* under sl_worker.reload_mu: SIGHUP may change it */
+	/* Statements around its handler's (job.c): SET LOCAL ROLE and
+	 * statement_timeout of the job type, malloc'ed for the process (their
+	 * addresses name prepared statements); NULL: none. */
+	char *enter_role, *enter_timeout;
 	sl_metrics_series_t *m_ok, *m_rejected, *m_failed, *m_retries, *m_duration;
 };
 

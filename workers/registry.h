@@ -49,6 +49,7 @@ struct sl_job_ctx {
 	int attempt;               /* 1 for the first try */
 	json_t *data;              /* borrowed: the validated `data` object */
 	const void *handler_data;  /* borrowed: the handler's sl_handler.data */
+	void *job_private;         /* the executor's: the job behind this context */
 	json_t *output;            /* OUT: new reference on SUCCEEDED, else NULL */
 	char error_code[64];       /* OUT: on REJECTED, FAILED and RETRY */
 	char error_message[512];
@@ -106,6 +107,13 @@ enum sl_outcome sl_job_fail(struct sl_job_ctx *ctx, enum sl_outcome outcome, con
  * PQexecParams. Returns the result (the caller PQclears it), NULL when libpq
  * returned none. Defined in common/job.c. */
 PGresult *sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params);
+
+/* Returns the job as one JSON object (text): {"id", "source", "type",
+ * "subject", "time", "data", "key", "attempt"}, "key" the Kafka key as text
+ * (null when none, or not UTF-8), "attempt" 1 for the first try. Borrowed:
+ * valid until the handler returns. NULL outside an executor. Defined in
+ * common/job.c. */
+const char *sl_job_json(struct sl_job_ctx *ctx);
 
 /* Turns a failed libpq call into an outcome: classifies `res` (NULL when the
  * call returned no result) with sl_pg_classify(), fills the error with code

@@ -255,6 +255,9 @@ def test_outage_under_load_publishes_nothing_and_waits(kafka, pg, tmp_path):
         assert w.stop(60) == 0, log[-3000:]
         results.close()
         dlq.close()
+        print(f"\noutage {outage_s:.0f} s: {len(published)} results and {len(dead)} dead letters published during it; "
+              f"/readyz {code} {why.strip()!r}; worker RSS {rss0} -> {rss1} KiB; "
+              f"{len(ids)} jobs done {time.time() - t_up:.1f} s after the server came back")
         assert published == [], f"{len(published)} results published during the outage"
         assert dead == [], f"{len(dead)} dead letters published during the outage"
         assert code == 503 and "waiting for postgresql" in why, (code, why)

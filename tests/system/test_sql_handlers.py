@@ -1,0 +1,284 @@
+"""SQL-function handlers (handler = "sql:SCHEMA.FUNCTION"): every outcome a
+function can give, the job object it gets, jobs that wait for a function not
+deployed yet, per-type role and statement_timeout, `sluice-worker -n`, and
+the crash invariants with a SQL handler in per-job and grouped modes."""
+import json
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from harness import BIN, ROOT, Worker, cloudevent, conf_text, read_results
+from test_outcomes import TopicWatch, http_port, readyz
+from test_worker import ACCOUNTS, BALANCE, Env, batch_modes
+
+# The functions a SQL handler calls to refuse or to ask for a retry, as
+# sluice's own migrations define them; created here only where they are not.
+SLUICE_SQL = """
+do $$ begin
+  if to_regprocedure('sluice.reject(text,text)') is null then
+    create function sluice.reject(code text, message text default null) returns jsonb language plpgsql as $f$
+    begin raise exception using errcode = 'SL002', message = coalesce(message, code), detail = code; end $f$;
+  end if;
+  if to_regprocedure('sluice.retry(text,interval)') is null then
+    create function sluice.retry(message text, after interval default null) returns jsonb language plpgsql as $f$
+    begin raise exception using errcode = 'SL003', message = message,
+                                detail = coalesce(extract(epoch from after)::text, ''); end $f$;
+  end if;
+end $$;
+"""
+
+FUNCTIONS = """
+create schema app;
+create table app.seen (job_id text primary key, n int);
+-- Echoes the job object it was given, and writes a row.
+create function app.echo(job jsonb) returns jsonb language plpgsql as $$
+begin
+  insert into app.seen values (job->>'id', (job->'data'->>'n')::int);
+  return jsonb_build_object('job', job);
+end $$;
+create function app.nothing(job jsonb) returns jsonb language sql as $$ select null::jsonb $$;
+create function app.array(job jsonb) returns jsonb language sql as $$ select '[1, 2]'::jsonb $$;
+create function app.refuse(job jsonb) returns jsonb language plpgsql as $$
+begin
+  insert into app.seen values (job->>'id', 0);  -- rolled back with the refusal
+  return sluice.reject('too_big', 'n is ' || (job->'data'->>'n'));
+end $$;
+create function app.later(job jsonb) returns jsonb language plpgsql as $$
+begin
+  if (job->>'attempt')::int < 2 then
+    return sluice.retry('not yet', interval '0.3 seconds');
+  end if;
+  return jsonb_build_object('attempt', job->'attempt');
+end $$;
+create function app.boom(job jsonb) returns jsonb language plpgsql as $$
+begin raise exception 'boom %', job->'data'->>'n'; end $$;
+create function app.slow(job jsonb) returns jsonb language plpgsql as $$
+begin perform pg_sleep(5); return '{}'; end $$;
+create function app.whoami(job jsonb) returns jsonb language sql as $$
+  select jsonb_build_object('user', current_user::text) $$;
+create function app.meddle(job jsonb) returns jsonb language plpgsql as $$
+begin update sluice.jobs set status = status where false; return '{}'; end $$;
+"""
+
+TYPES = {
+    "t.echo": "sql:app.echo", "t.nothing": "sql:app.nothing", "t.array": "sql:app.array",
+    "t.refuse": "sql:app.refuse", "t.later": "sql:app.later", "t.boom": "sql:app.boom",
+    "t.missing": "sql:app.missing",
+}
+
+
+def jobs_block(types, extra=None):
+    extra = extra or {}
+    rows = []
+    for t, h in types.items():
+        more = "".join(f" {k} = {json.dumps(v)};" for k, v in extra.get(t, {}).items())
+        rows.append(f'  {{ type = "{t}"; handler = "{h}";{more} }}')
+    return "jobs = (\n" + ",\n".join(rows) + "\n);"
+
+
+class SqlEnv(Env):
+    def __init__(self, kafka, pg, tmp_path, types, extra=None, partitions=3):
+        super().__init__(kafka, pg, tmp_path, partitions=partitions)
+        pg.query(SLUICE_SQL)
+        self.types, self.extra = types, extra
+
+    def worker(self, **kw):
+        self.n += 1
+        conf = self.tmp / f"worker{self.n}.conf"
+        text = conf_text(self.kafka.brokers, self.pg.conninfo, [self.jobs], self.results, self.dlq,
+                         self.group, **kw)
+        text = re.sub(r"jobs = \(.*?\n\);", lambda m: jobs_block(self.types, self.extra), text, flags=re.S)
+        conf.write_text(text)
+        w = Worker(conf, self.tmp / f"worker{self.n}.log")
+        self.workers.append(w)
+        return w
+
+
+@pytest.fixture
+def senv(kafka, pg, tmp_path):
+    e = SqlEnv(kafka, pg, tmp_path, TYPES)
+    pg.query(FUNCTIONS)
+    yield e
+    e.kill_all()
+
+
+def send(env, job_type, data, key=b"k"):
+    ev = cloudevent(job_type, data)
+    env.produce_jobs([ev], lambda _: key)
+    return ev
+
+
+@batch_modes
+def test_every_outcome(senv, max_batch):
+    w = senv.worker(max_batch=max_batch, retry={"max_attempts": 3, "initial_backoff": 0.05,
+                                                "max_backoff": 0.1}).start()
+    echo = send(senv, "t.echo", {"n": 1}, key=b"key-1")
+    nothing = send(senv, "t.nothing", {})
+    array = send(senv, "t.array", {})
+    refuse = send(senv, "t.refuse", {"n": 9})
+    later = send(senv, "t.later", {})
+    boom = send(senv, "t.boom", {"n": 4})
+    res = read_results(senv.kafka, senv.results, 6, timeout=60)
+    assert w.stop(30) == 0, w.log()[-3000:]
+
+    out = res.first(echo["id"])["data"]
+    assert out["status"] == "succeeded"
+    job = out["output"]["job"]
+    assert job == {"id": echo["id"], "source": echo["source"], "type": "t.echo", "subject": None,
+                   "time": echo["time"], "data": {"n": 1}, "key": "key-1", "attempt": 1}
+    assert senv.pg.scalar("select n from app.seen where job_id = %s", echo["id"]) == 1
+
+    out = res.first(nothing["id"])["data"]
+    assert out["status"] == "succeeded" and out.get("output") is None
+
+    out = res.first(array["id"])["data"]
+    assert out["status"] == "failed" and out["error"]["code"] == "invalid_output", out
+    assert "an array" in out["error"]["message"]
+
+    out = res.first(refuse["id"])["data"]
+    assert out["status"] == "rejected" and out["error"] == {"code": "too_big", "message": "n is 9"}, out
+    assert senv.pg.scalar("select count(*) from app.seen where job_id = %s", refuse["id"]) == 0
+
+    out = res.first(later["id"])["data"]
+    assert out["status"] == "succeeded" and out["output"] == {"attempt": 2}, out
+
+    out = res.first(boom["id"])["data"]
+    assert out["status"] == "failed" and "P0001" in out["error"]["message"], out
+    assert "boom 4" in out["error"]["message"]
+
+    letters = senv.kafka.consume(senv.dlq, idle=2.0, timeout=15)
+    assert sorted(json.loads(m.value())["id"] for m in letters) == sorted([array["id"], boom["id"]])
+    # The ledger holds every outcome the topic shows.
+    for ev in (echo, nothing, array, refuse, later, boom):
+        stored = senv.pg.scalar("select result from sluice.jobs where id = %s", ev["id"])
+        assert stored.encode() == res.by_job[ev["id"]][0][0]
+
+
+def test_missing_function_waits_until_it_is_created(senv):
+    w = senv.worker(http_listen="127.0.0.1:0", retry={"max_attempts": 2, "initial_backoff": 0.05,
+                                                      "max_backoff": 0.1}).start()
+    port = http_port(w)
+    w.wait_for_log("app.missing(jsonb) does not exist")  # the warning at start
+    watch = TopicWatch(senv.kafka, senv.results)
+    jobs = [send(senv, "t.missing", {"n": i}, key=f"k{i}".encode()) for i in range(5)]
+    deadline = time.time() + 30
+    while "app.missing" not in readyz(port)[1]:
+        assert time.time() < deadline, readyz(port)
+        time.sleep(0.2)
+    code, why = readyz(port)
+    assert code == 503 and "handler_unavailable" in why and "sql:app.missing" in why, why
+    time.sleep(3)
+    assert watch.got == [], "published while its function was missing"
+    senv.pg.query("create function app.missing(job jsonb) returns jsonb language sql as "
+                  "$$ select jsonb_build_object('n', job->'data'->'n') $$")
+    res = read_results(senv.kafka, senv.results, len(jobs), timeout=60)
+    watch.close()
+    for ev in jobs:
+        assert res.first(ev["id"])["data"]["status"] == "succeeded"
+    assert readyz(port)[0] == 200
+    assert w.stop(30) == 0
+    assert senv.kafka.consume(senv.dlq, idle=2.0, timeout=10) == []
+
+
+def test_role_and_statement_timeout(kafka, pg, tmp_path):
+    """A job type's role: the function runs as it (and cannot write
+    sluice's tables: that fails the job, it is the function's own error);
+    EXECUTE not granted to the role is a deployment mistake that waits. A
+    statement_timeout ends a slow function, which counts as its attempt."""
+    role = "app_" + uuid.uuid4().hex[:8]
+    types = {"t.whoami": "sql:app.whoami", "t.meddle": "sql:app.meddle", "t.slow": "sql:app.slow"}
+    extra = {"t.whoami": {"role": role}, "t.meddle": {"role": role},
+             "t.slow": {"statement_timeout": 0.5}}
+    env = SqlEnv(kafka, pg, tmp_path, types, extra)
+    try:
+        pg.query(FUNCTIONS)
+        pg.query(f"create role {role} nologin")
+        pg.query(f"grant usage on schema app to {role}")
+        pg.query(f"grant execute on function app.meddle(jsonb) to {role}")
+        pg.query("revoke execute on function app.whoami(jsonb) from public")
+        w = env.worker(retry={"max_attempts": 2, "initial_backoff": 0.05, "max_backoff": 0.1}).start()
+        meddle = send(env, "t.meddle", {}, key=b"b")
+        slow = send(env, "t.slow", {}, key=b"c")
+        res = read_results(kafka, env.results, 2, timeout=60)
+        out = res.first(meddle["id"])["data"]
+        assert out["status"] == "failed" and "42501" in out["error"]["message"], out
+        out = res.first(slow["id"])["data"]
+        assert out["status"] == "failed" and "statement_timeout" in out["error"]["message"], out
+        who = send(env, "t.whoami", {}, key=b"a")
+        time.sleep(3)
+        assert who["id"] not in read_results(kafka, env.results, 3, timeout=2).by_job, "ran without EXECUTE"
+        pg.query(f"grant execute on function app.whoami(jsonb) to {role}")
+        res = read_results(kafka, env.results, 3, timeout=60)
+        assert res.first(who["id"])["data"]["output"] == {"user": role}
+        assert w.stop(30) == 0
+    finally:
+        env.kill_all()
+
+
+def test_check_reports_missing_and_wrong_functions(senv):
+    senv.pg.query("create function app.jsonish(job json) returns jsonb language sql as $$ select null::jsonb $$")
+    senv.pg.query("create function app.counts(job jsonb) returns int language sql as $$ select 1 $$")
+    for handler, want in (("sql:app.missing", "function app.missing(jsonb) does not exist"),
+                          ("sql:app.jsonish", "there is app.jsonish(json)"),
+                          ("sql:app.counts", "returns integer, not jsonb"),
+                          ("sql:no-dots", "must name a function as SCHEMA.FUNCTION")):
+        senv.types = {"t.x": handler}
+        w = senv.worker()
+        r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", w.conf_path], capture_output=True,
+                           text=True, timeout=30, env=w.env)
+        assert r.returncode == 2, (handler, r.stdout, r.stderr)
+        assert want in r.stderr and re.search(r"\.conf:\d+: ", r.stderr), (handler, r.stderr)
+    senv.types = {"t.x": "sql:app.echo"}
+    w = senv.worker()
+    r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", w.conf_path], capture_output=True, text=True,
+                       timeout=30, env=w.env)
+    assert r.returncode == 0, r.stderr
+
+
+# ledger.transfer as a SQL function, for the crash invariants.
+TRANSFER_SQL = """
+create function app.transfer(job jsonb) returns jsonb language plpgsql as $$
+declare
+  d jsonb := job->'data';
+  r record;
+begin
+  if d->>'from' = d->>'to' then
+    return sluice.reject('same_account', 'a transfer needs two accounts');
+  end if;
+  select * into r from ledger.transfer(job->>'source', job->>'id', d->>'from', d->>'to', (d->>'amount')::bigint);
+  if r.code is not null then
+    return sluice.reject(r.code, 'transfer refused: ' || r.code);
+  end if;
+  return jsonb_build_object('from_balance', r.from_balance, 'to_balance', r.to_balance);
+end $$;
+"""
+
+
+@batch_modes
+def test_sigkill_three_times_with_a_sql_handler(kafka, pg, tmp_path, max_batch):
+    env = SqlEnv(kafka, pg, tmp_path, {"ledger.open": "ledger.open", "ledger.transfer": "sql:app.transfer"},
+                 partitions=6)
+    try:
+        pg.query("create schema app")
+        pg.query(TRANSFER_SQL)
+        opens = env.open_accounts()
+        ws = [env.worker(executors=4, max_batch=max_batch).start()]
+        read_results(kafka, env.results, len(opens), timeout=120)
+        transfers = env.transfers(3000, seed=11)
+        # Duplicates: every 50th job again, byte for byte.
+        env.produce_jobs(transfers + transfers[::50], lambda ev: ev["data"]["from"].encode())
+        for _ in range(3):
+            time.sleep(1.5)
+            ws[-1].kill()
+            ws.append(env.worker(executors=4, max_batch=max_batch).start())
+        ids = [ev["id"] for ev in opens + transfers]
+        res = read_results(kafka, env.results, len(ids), timeout=240)
+        assert ws[-1].stop(90) == 0, ws[-1].log()[-3000:]
+        env.check_ledger(res, ids)
+        assert res.status_counts().get("failed", 0) == 0
+    finally:
+        env.kill_all()
