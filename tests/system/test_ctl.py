@@ -187,6 +187,59 @@ def test_ctl_migrate_upgrades_an_old_table(bin_dir, pg):
     assert r.returncode == 0 and r.stdout.startswith(f"0 applied, {len(MIGRATIONS)} already applied"), r.stderr
 
 
+LEDGER_DIR = ROOT / "schemas" / "ledger"
+
+
+def test_ctl_migrate_sluice_set_creates_only_sluice_objects(bin_dir, pg):
+    """sluice's own set makes schema sluice and nothing else; the ledger demo
+    is a set of its own."""
+    before = pg.query("select nspname from pg_namespace order by 1")
+    assert ctl(bin_dir, "migrate", "--conninfo", pg.conninfo).returncode == 0
+    assert set(pg.query("select nspname from pg_namespace order by 1")) - set(before) == {("sluice",)}
+    r = ctl(bin_dir, "migrate", "--dir", str(SQL_DIR), "--dir", str(LEDGER_DIR), "--conninfo", pg.conninfo)
+    assert r.returncode == 0, r.stderr
+    ledger = sorted(p.name for p in LEDGER_DIR.glob("*.sql"))
+    assert ledger[0].startswith("0001_")
+    assert r.stdout.splitlines()[:-1] == [f"applied ledger/{m}" for m in ledger]
+    for table in ("ledger.accounts", "ledger.transfers"):
+        assert pg.scalar("select to_regclass(%s) is not null", table), table
+
+
+def test_ctl_migrate_ledger_set_on_a_database_that_had_it_as_sluices(bin_dir, pg):
+    """A database migrated before the ledger moved out: its objects and rows
+    (sluice, 0002..0003) are there, with data. Applying the ledger's set
+    records it and changes nothing; the ledger keeps working."""
+    pg.query("create schema sluice")
+    pg.query("create table sluice.schema_migrations (version text primary key, name text not null, "
+             "checksum text not null, applied_at timestamptz not null default now())")
+    # What sluicectl applied then: sluice's 0001, the ledger's two files as
+    # 0002 and 0003 (the same objects), sluice's 0004.
+    old = [SQL_DIR / MIGRATIONS[0], *sorted(LEDGER_DIR.glob("*.sql")), SQL_DIR / MIGRATIONS[1]]
+    assert [p.name[:4] for p in old] == ["0001", "0001", "0002", "0004"]
+    for i, (path, name) in enumerate(zip(old, ["job_ledger", "ledger", "ledger_transfer", "job_final"])):
+        pg.query(path.read_text())
+        pg.query("insert into sluice.schema_migrations (version, name, checksum) values (%s, %s, %s)",
+                 f"{i + 1:04d}", name, hashlib.sha256(path.read_bytes()).hexdigest())
+    pg.query("insert into ledger.accounts values ('a', 100), ('b', 0)")
+    pg.query("select * from ledger.transfer('old', 'j1', 'a', 'b', 30)")
+    r = ctl(bin_dir, "migrate", "--dir", "schemas/sql", "--dir", "schemas/ledger", "--conninfo", pg.conninfo)
+    assert r.returncode == 0, r.stderr
+    new = [m for m in MIGRATIONS if m[:4] > "0004"]
+    assert r.stdout.splitlines()[:-1] == ([f"applied sluice/{m}" for m in new]
+                                          + [f"applied ledger/{p.name}" for p in old[1:3]])
+    assert pg.query("select id, balance from ledger.accounts order by 1") == [("a", 70), ("b", 30)]
+    assert pg.query("select code, from_balance, to_balance from ledger.transfer('new', 'j2', 'b', 'a', 5)") == [
+        (None, 25, 75)]
+    assert pg.scalar("select count(*) from ledger.transfers") == 2
+    # The rows the ledger left behind in sluice's set stay, and harm nothing.
+    assert pg.query("select set, version, name from sluice.schema_migrations where set = 'ledger' "
+                    "or name like 'ledger%' order by 1, 2") == [("ledger", "0001", "accounts"), ("ledger", "0002", "transfer"),
+                                         ("sluice", "0002", "ledger"), ("sluice", "0003", "ledger_transfer")]
+    r = ctl(bin_dir, "migrate", "--status", "--dir", "schemas/sql", "--dir", "schemas/ledger",
+            "--conninfo", pg.conninfo)
+    assert r.returncode == 0, r.stdout
+
+
 def test_ctl_migrate_set_errors(bin_dir, pg, tmp_path):
     app = app_folder(tmp_path)
     r = ctl(bin_dir, "migrate", "--set", "x", "--dir", str(app), "--conninfo", pg.conninfo)
