@@ -168,7 +168,7 @@ chaos: deps
 # $(DATADIR)/sluice/jobs. An existing worker.conf is never overwritten.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice \
-		$(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/jobs \
+		$(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/ledger $(DESTDIR)$(DATADIR)/sluice/jobs \
 		$(DESTDIR)$(DATADIR)/sluice/events $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BUILD)/sluice-worker $(DESTDIR)$(SBINDIR)/sluice-worker
@@ -178,6 +178,7 @@ install: all
 			> $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf && \
 		chmod 644 $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf; }
 	install -m 644 schemas/sql/*.sql $(DESTDIR)$(DATADIR)/sluice/sql/
+	install -m 644 schemas/ledger/*.sql $(DESTDIR)$(DATADIR)/sluice/ledger/
 	$(if $(wildcard schemas/jobs/*.json),install -m 644 $(wildcard schemas/jobs/*.json) $(DESTDIR)$(DATADIR)/sluice/jobs/)
 	$(if $(wildcard schemas/events/*.json),install -m 644 $(wildcard schemas/events/*.json) $(DESTDIR)$(DATADIR)/sluice/events/)
 	@version=$$(sed -n 's/^#define SL_VERSION "\(.*\)"/\1/p' common/version.h); \

@@ -1,8 +1,11 @@
 /* ctl_migrate.c -- `sluicectl migrate`: apply the SQL migrations in order.
  *
- * Migrations are files named NNNN_name.sql. Each one runs in its own
- * transaction together with its row in sluice.schema_migrations, so a file is
- * either applied and recorded or neither. Every transaction first takes one
+ * Migrations are files named NNNN_name.sql, one folder per migration set:
+ * sluice's own (the set "sluice"), the ledger demo's, an application's. A
+ * set's versions are its own, so an application's 0001 never meets sluice's.
+ * Each file runs in its own transaction together with its row (set, version)
+ * in sluice.schema_migrations, so a file is either applied and recorded or
+ * neither. Every transaction first takes one
  * advisory lock, which serialises concurrent `migrate` runs: the second one
  * waits, then finds the version recorded and skips it. A file whose checksum
  * (SHA-256 of its bytes, computed by the server) differs from the recorded one
@@ -37,6 +40,16 @@
 #define BYTEAOID 17
 #define TEXTOID  25
 
+/* The set of sluice's own migrations. */
+#define SLUICE_SET "sluice"
+
+/* Longest set name: PostgreSQL's identifier length, so a set can be named
+ * after the schema it creates. */
+#define SET_NAME_MAX 63
+
+/* Most --dir options in one call. */
+#define SETS_MAX 32
+
 struct migration {
 	char *file;       /* "0001_job_ledger.sql" */
 	char *version;    /* "0001": the primary key in schema_migrations */
@@ -50,37 +63,77 @@ struct migrations {
 	size_t n;
 };
 
+/* One folder of the command line and what it holds. */
+struct migration_set {
+	const char *dir;  /* borrowed: argv, environ or a literal */
+	const char *name; /* the set: borrowed from argv or a literal, or name_buf */
+	char name_buf[SET_NAME_MAX + 1];
+	struct migrations ms;
+};
+
+/* Creates the table, or upgrades one that an older sluicectl created: it had
+ * no set column and every row was sluice's own. The upgrade runs in the same
+ * transaction as the creation, under the migrations lock, and does nothing
+ * the second time. */
 static const char bootstrap_sql[] =
 	"create schema if not exists sluice;"
 	"create table if not exists sluice.schema_migrations ("
-	"  version    text        primary key,"
+	"  set        text        not null,"
+	"  version    text        not null,"
 	"  name       text        not null,"
 	"  checksum   text        not null,"
-	"  applied_at timestamptz not null default now())";
+	"  applied_at timestamptz not null default now(),"
+	"  primary key (set, version));"
+	"do $$ begin"
+	"  if not exists (select 1 from pg_attribute"
+	"                 where attrelid = 'sluice.schema_migrations'::regclass"
+	"                   and attname = 'set' and not attisdropped) then"
+	"    alter table sluice.schema_migrations add column set text not null default 'sluice';"
+	"    alter table sluice.schema_migrations alter column set drop default;"
+	"    execute format('alter table sluice.schema_migrations drop constraint %I',"
+	"                   (select conname from pg_constraint"
+	"                    where conrelid = 'sluice.schema_migrations'::regclass and contype = 'p'));"
+	"    alter table sluice.schema_migrations add primary key (set, version);"
+	"  end if;"
+	"end $$";
 
 /* One row: the file's checksum, and the recorded checksum and time (NULL when
- * the version has not been applied). */
+ * the version has not been applied). $1 set, $2 version, $3 the file. */
 static const char check_sql[] =
-	"select encode(sha256($2), 'hex'), m.checksum, m.applied_at "
-	"from (values (1)) as one left join sluice.schema_migrations m on m.version = $1";
+	"select encode(sha256($3), 'hex'), m.checksum, m.applied_at "
+	"from (values (1)) as one "
+	"left join sluice.schema_migrations m on m.set = $1 and m.version = $2";
+
+/* The same against a table an older sluicectl created and no one has
+ * upgraded yet (only --status reads it so: it writes nothing). */
+static const char check_old_sql[] =
+	"select encode(sha256($3), 'hex'), m.checksum, m.applied_at "
+	"from (values (1)) as one "
+	"left join sluice.schema_migrations m on $1 = 'sluice' and m.version = $2";
 
 static const char record_sql[] =
-	"insert into sluice.schema_migrations (version, name, checksum) "
-	"values ($1, $2, encode(sha256($3), 'hex'))";
+	"insert into sluice.schema_migrations (set, version, name, checksum) "
+	"values ($1, $2, $3, encode(sha256($4), 'hex'))";
 
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: sluicectl migrate [--dir DIR] [--conninfo-file FILE | --conninfo STR] [--status]\n"
+	        "usage: sluicectl migrate [--dir DIR [--set NAME]]... [--conninfo-file FILE | --conninfo STR]\n"
+	        "                         [--status]\n"
 	        "\n"
-	        "Applies the migrations NNNN_name.sql in DIR in version order, each in its own\n"
-	        "transaction with its row in sluice.schema_migrations. Applied versions are\n"
-	        "skipped; an applied file whose contents changed is an error. Concurrent runs\n"
-	        "wait for each other (advisory lock). Files must not contain BEGIN or COMMIT.\n"
+	        "Applies the migrations NNNN_name.sql of each folder in version order, each in its\n"
+	        "own transaction with its row in sluice.schema_migrations. Each folder is a\n"
+	        "migration set with versions of its own; folders are applied in the order given.\n"
+	        "Applied versions are skipped; an applied file whose contents changed is an error.\n"
+	        "Concurrent runs wait for each other (advisory lock). Files must not contain BEGIN\n"
+	        "or COMMIT.\n"
 	        "\n"
-	        "  --dir DIR        migrations folder (default: $SLUICE_SQL_DIR, else ./schemas/sql,\n"
-	        "                   else %s/sluice/sql)\n"
+	        "  --dir DIR        a migrations folder; may be repeated (default: sluice's own,\n"
+	        "                   $SLUICE_SQL_DIR, else ./schemas/sql, else %s/sluice/sql)\n"
+	        "  --set NAME       the set of the --dir before it (default: \"sluice\" for sluice's\n"
+	        "                   own folder, else the folder's name; a folder named \"sql\" takes\n"
+	        "                   its parent's: examples/orders/sql is \"orders\")\n"
 	        "  --conninfo-file FILE\n"
 	        "                   read the PostgreSQL conninfo or URI from FILE (one line)\n"
 	        "  --conninfo STR   PostgreSQL conninfo or URI (default: $SLUICE_PG_CONNINFO, else\n"
@@ -134,20 +187,104 @@ out:
 	return buf;
 }
 
-/* Returns the migrations folder to use; borrowed (a literal, argv or environ). */
-static const char *
-resolve_dir(const char *opt)
+/* The folders sluicectl takes for sluice's own migrations, most specific
+ * first; each borrowed (a literal or environ), NULL where there is none. */
+static void
+own_dirs(const char *dirs[3])
 {
 	const char *env = getenv("SLUICE_SQL_DIR");
+
+	dirs[0] = env != NULL && *env != '\0' ? env : NULL;
+	dirs[1] = "schemas/sql";
+	dirs[2] = SL_DATADIR "/sluice/sql";
+}
+
+/* Returns the folder of sluice's own migrations when no --dir is given;
+ * borrowed (a literal or environ). */
+static const char *
+resolve_own_dir(void)
+{
+	const char *dirs[3];
 	struct stat st;
 
-	if (opt != NULL)
-		return opt;
-	if (env != NULL && *env != '\0')
-		return env;
-	if (stat("schemas/sql", &st) == 0 && S_ISDIR(st.st_mode))
-		return "schemas/sql";
-	return SL_DATADIR "/sluice/sql";
+	own_dirs(dirs);
+	if (dirs[0] != NULL)
+		return dirs[0];
+	if (stat(dirs[1], &st) == 0 && S_ISDIR(st.st_mode))
+		return dirs[1];
+	return dirs[2];
+}
+
+/* Returns 1 when `dir` is one of the folders sluicectl takes for sluice's own
+ * migrations (the same folder, however it is spelt), else 0. */
+static int
+is_own_dir(const char *dir)
+{
+	const char *dirs[3];
+	struct stat st, own;
+	size_t i;
+
+	if (stat(dir, &st) != 0)
+		return 0;
+	own_dirs(dirs);
+	for (i = 0; i < 3; i++) {
+		if (dirs[i] != NULL && stat(dirs[i], &own) == 0 && own.st_dev == st.st_dev &&
+		    own.st_ino == st.st_ino)
+			return 1;
+	}
+	return 0;
+}
+
+/* Returns 0 when `name` can name a set: 1 to SET_NAME_MAX letters, digits,
+ * '_', '-' or '.', so it reads the same in a shell, a log line and a row. */
+static int
+check_set_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > SET_NAME_MAX)
+		return -1;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == len ? 0
+	                                                                                             : -1;
+}
+
+/* Names the set of a folder given without --set, into buf (OUT: empty on
+ * failure): "sluice" for sluice's own folder, else the folder's own name, or
+ * its parent's when it is called "sql" (examples/orders/sql is "orders",
+ * /usr/share/sluice/sql is "sluice"). Returns 0, or -1 with the reason in
+ * errbuf. */
+static int
+default_set_name(const char *dir, char *buf, size_t buf_size, char *errbuf, size_t errbuf_size)
+{
+	char *path, *last, *parent;
+	int rc = -1;
+
+	*buf = '\0';
+	if (is_own_dir(dir)) {
+		snprintf(buf, buf_size, "%s", SLUICE_SET);
+		return 0;
+	}
+	if ((path = realpath(dir, NULL)) == NULL) {
+		snprintf(errbuf, errbuf_size, "could not resolve migrations folder \"%s\": %s", dir,
+		         strerror(errno));
+		return -1;
+	}
+	last = strrchr(path, '/');
+	if (last != NULL && strcmp(last + 1, "sql") == 0 && last != path) {
+		*last = '\0';
+		parent = strrchr(path, '/');
+		last = parent;
+	}
+	if (last == NULL || check_set_name(last + 1) != 0 || strlen(last + 1) >= buf_size) {
+		snprintf(errbuf, errbuf_size,
+		         "cannot name a migration set after folder \"%s\"; name it with --set NAME", dir);
+		goto out;
+	}
+	snprintf(buf, buf_size, "%s", last + 1);
+	rc = 0;
+out:
+	free(path);
+	return rc;
 }
 
 /* Splits "0001_job_ledger.sql" into version and name. Returns 0, or -1 when
@@ -426,9 +563,11 @@ begin_locked(PGconn *conn, char *errbuf, size_t errbuf_size)
 	return 0;
 }
 
-/* Creates schema_migrations if needed. Under the lock, because two sessions
- * running "create table if not exists" at once can both decide to create it,
- * and one then fails on a unique index of the catalog. */
+/* Creates schema_migrations if needed, or upgrades an older one (see
+ * bootstrap_sql). Under the lock, because two sessions running "create table
+ * if not exists" at once can both decide to create it, and one then fails on
+ * a unique index of the catalog; and because an upgrade must not meet a
+ * migration being recorded. */
 static int
 bootstrap(PGconn *conn, char *errbuf, size_t errbuf_size)
 {
@@ -442,21 +581,22 @@ bootstrap(PGconn *conn, char *errbuf, size_t errbuf_size)
 	return 0;
 }
 
-/* Reads what schema_migrations says about m. On success returns 0 and sets
- * *res (OUT: a result the caller PQclear()s; NULL on failure) to one row:
- * the file's checksum, the recorded checksum, applied_at (both NULL when m is
- * pending). */
+/* Reads what schema_migrations says about m of `set`. On success returns 0
+ * and sets *res (OUT: a result the caller PQclear()s; NULL on failure) to one
+ * row: the file's checksum, the recorded checksum, applied_at (both NULL when
+ * m is pending). `old_table` reads a table not yet upgraded. */
 static int
-check_migration(PGconn *conn, const struct migration *m, PGresult **res, char *errbuf,
-                size_t errbuf_size)
+check_migration(PGconn *conn, const char *set, const struct migration *m, int old_table,
+                PGresult **res, char *errbuf, size_t errbuf_size)
 {
-	const Oid types[2] = { TEXTOID, BYTEAOID };
-	const char *values[2] = { m->version, m->sql };
-	const int lengths[2] = { 0, (int)m->len };
-	const int formats[2] = { 0, 1 };
+	const Oid types[3] = { TEXTOID, TEXTOID, BYTEAOID };
+	const char *values[3] = { set, m->version, m->sql };
+	const int lengths[3] = { 0, 0, (int)m->len };
+	const int formats[3] = { 0, 0, 1 };
 
 	/* The file goes as binary bytea so the checksum covers its exact bytes. */
-	*res = PQexecParams(conn, check_sql, 2, types, values, lengths, formats, 0);
+	*res = PQexecParams(conn, old_table ? check_old_sql : check_sql, 3, types, values, lengths,
+	                    formats, 0);
 	if (*res == NULL || PQresultStatus(*res) != PGRES_TUPLES_OK || PQntuples(*res) != 1) {
 		format_error(conn, *res, NULL, errbuf, errbuf_size);
 		PQclear(*res);
@@ -466,29 +606,32 @@ check_migration(PGconn *conn, const struct migration *m, PGresult **res, char *e
 	return 0;
 }
 
-/* Applies m unless it is already applied. Returns 1 when applied, 0 when
- * skipped, -1 on error (the transaction rolled back, the message in errbuf). */
+/* Applies m of `set` unless it is already applied. Returns 1 when applied, 0
+ * when skipped, -1 on error (the transaction rolled back, the message in
+ * errbuf). */
 static int
-apply_migration(PGconn *conn, const struct migration *m, char *errbuf, size_t errbuf_size)
+apply_migration(PGconn *conn, const char *set, const struct migration *m, char *errbuf,
+                size_t errbuf_size)
 {
-	const Oid types[3] = { TEXTOID, TEXTOID, BYTEAOID };
-	const char *values[3] = { m->version, m->name, m->sql };
-	const int lengths[3] = { 0, 0, (int)m->len };
-	const int formats[3] = { 0, 0, 1 };
+	const Oid types[4] = { TEXTOID, TEXTOID, TEXTOID, BYTEAOID };
+	const char *values[4] = { set, m->version, m->name, m->sql };
+	const int lengths[4] = { 0, 0, 0, (int)m->len };
+	const int formats[4] = { 0, 0, 0, 1 };
 	PGresult *res = NULL;
 	char msg[1024];
 	int rc = -1;
 
 	if (begin_locked(conn, msg, sizeof(msg)) != 0)
 		goto fail;
-	if (check_migration(conn, m, &res, msg, sizeof(msg)) != 0)
+	if (check_migration(conn, set, m, 0, &res, msg, sizeof(msg)) != 0)
 		goto fail;
 	if (!PQgetisnull(res, 0, 1)) {
 		if (strcmp(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)) != 0) {
 			snprintf(errbuf, errbuf_size,
-			         "migration \"%s\" was changed after it was applied at %s "
+			         "migration \"%s/%s\" was changed after it was applied at %s "
 			         "(checksum %.12s..., recorded %.12s...)",
-			         m->file, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			         set, m->file, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0),
+			         PQgetvalue(res, 0, 1));
 			rollback(conn);
 			goto out;
 		}
@@ -507,7 +650,7 @@ apply_migration(PGconn *conn, const struct migration *m, char *errbuf, size_t er
 		                           "check what it applied");
 		goto fail;
 	}
-	res = PQexecParams(conn, record_sql, 3, types, values, lengths, formats, 0);
+	res = PQexecParams(conn, record_sql, 4, types, values, lengths, formats, 0);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		format_error(conn, res, NULL, msg, sizeof(msg));
 		goto fail;
@@ -517,7 +660,7 @@ apply_migration(PGconn *conn, const struct migration *m, char *errbuf, size_t er
 	rc = 1;
 	goto out;
 fail:
-	snprintf(errbuf, errbuf_size, "could not apply \"%s\": %s", m->file, msg);
+	snprintf(errbuf, errbuf_size, "could not apply \"%s/%s\": %s", set, m->file, msg);
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
 		rollback(conn);
 out:
@@ -525,51 +668,104 @@ out:
 	return rc;
 }
 
-/* Prints applied / pending / changed for every file, without writing
- * anything. Returns 0 when all are applied and unchanged, 1 when something is
- * pending or changed, -1 on error. */
+/* Prints applied / pending / changed for every file of every set, without
+ * writing anything (a table an older sluicectl created is read as it is).
+ * Returns 0 when all are applied and unchanged, 1 when something is pending
+ * or changed, -1 on error. */
 static int
-show_status(PGconn *conn, const struct migrations *ms, char *errbuf, size_t errbuf_size)
+show_status(PGconn *conn, const struct migration_set *sets, size_t nsets, char *errbuf,
+            size_t errbuf_size)
 {
+	static const char table_sql[] =
+		"select to_regclass('sluice.schema_migrations') is not null, "
+		"       exists (select 1 from pg_attribute "
+		"               where attrelid = to_regclass('sluice.schema_migrations') "
+		"                 and attname = 'set' and not attisdropped)";
+	const struct migration *m;
 	PGresult *res = NULL;
-	size_t i;
-	int exists, rc = -1, pending = 0, changed = 0;
+	size_t i, k, total = 0;
+	int exists, old_table, rc = -1, pending = 0, changed = 0;
 
-	res = PQexec(conn, "select to_regclass('sluice.schema_migrations') is not null");
+	res = PQexec(conn, table_sql);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		format_error(conn, res, NULL, errbuf, errbuf_size);
 		goto out;
 	}
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	old_table = exists && strcmp(PQgetvalue(res, 0, 1), "f") == 0;
 	PQclear(res);
 	res = NULL;
-	for (i = 0; i < ms->n; i++) {
-		if (!exists) {
-			printf("pending  %s\n", ms->v[i].file);
-			pending++;
-			continue;
+	for (k = 0; k < nsets; k++) {
+		for (i = 0; i < sets[k].ms.n; i++, total++) {
+			m = &sets[k].ms.v[i];
+			if (!exists) {
+				printf("pending  %s/%s\n", sets[k].name, m->file);
+				pending++;
+				continue;
+			}
+			if (check_migration(conn, sets[k].name, m, old_table, &res, errbuf, errbuf_size) != 0)
+				goto out;
+			if (PQgetisnull(res, 0, 1)) {
+				printf("pending  %s/%s\n", sets[k].name, m->file);
+				pending++;
+			} else if (strcmp(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)) != 0) {
+				printf("changed  %s/%s (applied %s; the file differs from what was applied)\n",
+				       sets[k].name, m->file, PQgetvalue(res, 0, 2));
+				changed++;
+			} else {
+				printf("applied  %s/%s (%s)\n", sets[k].name, m->file, PQgetvalue(res, 0, 2));
+			}
+			PQclear(res);
+			res = NULL;
 		}
-		if (check_migration(conn, &ms->v[i], &res, errbuf, errbuf_size) != 0)
-			goto out;
-		if (PQgetisnull(res, 0, 1)) {
-			printf("pending  %s\n", ms->v[i].file);
-			pending++;
-		} else if (strcmp(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)) != 0) {
-			printf("changed  %s (applied %s; the file differs from what was applied)\n",
-			       ms->v[i].file, PQgetvalue(res, 0, 2));
-			changed++;
-		} else {
-			printf("applied  %s (%s)\n", ms->v[i].file, PQgetvalue(res, 0, 2));
-		}
-		PQclear(res);
-		res = NULL;
 	}
-	printf("%zu migrations: %zu applied, %d pending, %d changed\n", ms->n,
-	       ms->n - (size_t)pending - (size_t)changed, pending, changed);
+	printf("%zu migrations: %zu applied, %d pending, %d changed\n", total,
+	       total - (size_t)pending - (size_t)changed, pending, changed);
 	rc = pending || changed ? 1 : 0;
 out:
 	PQclear(res);
 	return rc;
+}
+
+/* Prints the sets' names, comma-separated, after "set " or "sets ". */
+static void
+print_set_names(const struct migration_set *sets, size_t nsets)
+{
+	size_t k;
+
+	printf("set%s ", nsets > 1 ? "s" : "");
+	for (k = 0; k < nsets; k++)
+		printf("%s%s", k ? ", " : "", sets[k].name);
+}
+
+/* Loads every folder and names its set: a folder without --set gets its
+ * default name. Two folders of one set would interleave two histories, so
+ * that is refused. Returns 0, or -1 with the reason in errbuf. */
+static int
+load_sets(struct migration_set *sets, size_t nsets, char *errbuf, size_t errbuf_size)
+{
+	size_t k, j;
+
+	for (k = 0; k < nsets; k++) {
+		if (load_migrations(sets[k].dir, &sets[k].ms, errbuf, errbuf_size) != 0)
+			return -1;
+		if (sets[k].name == NULL) {
+			if (default_set_name(sets[k].dir, sets[k].name_buf, sizeof(sets[k].name_buf), errbuf,
+			                     errbuf_size) != 0)
+				return -1;
+			sets[k].name = sets[k].name_buf;
+		}
+		for (j = 0; j < k; j++) {
+			if (strcmp(sets[j].name, sets[k].name) == 0) {
+				snprintf(errbuf, errbuf_size,
+				         "folders \"%s\" and \"%s\" are both the migration set \"%s\"; "
+				         "name one with --set NAME",
+				         sets[j].dir, sets[k].dir, sets[k].name);
+				return -1;
+			}
+		}
+	}
+	return 0;
 }
 
 int
@@ -577,26 +773,53 @@ sl_ctl_migrate(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "dir", required_argument, NULL, 'd' },
+		{ "set", required_argument, NULL, 'S' },
 		{ "conninfo", required_argument, NULL, 'c' },
 		{ "conninfo-file", required_argument, NULL, 'f' },
 		{ "status", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir_opt = NULL, *conninfo = NULL, *conninfo_path = NULL, *dir;
+	const char *conninfo = NULL, *conninfo_path = NULL;
 	char *conninfo_owned = NULL;
-	struct migrations ms = { NULL, 0 };
+	struct migration_set *sets = NULL;
+	size_t nsets = 0;
 	PGconn *conn = NULL;
 	char errbuf[2048], redacted[1024];
 	int opt, status = 0, rc = 2, r;
-	size_t i, j, applied = 0, skipped = 0;
+	size_t i, j, k, applied = 0, skipped = 0;
 
 	sl_ctl_set_command("migrate");
+	/* Every set is zeroed so that the cleanup below may free them all. */
+	if ((sets = calloc(SETS_MAX, sizeof(*sets))) == NULL) {
+		sl_ctl_error("out of memory");
+		return 2;
+	}
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
-			dir_opt = optarg;
+			if (nsets == SETS_MAX) {
+				sl_ctl_error("more than %d --dir options", SETS_MAX);
+				goto out;
+			}
+			sets[nsets++].dir = optarg;
+			break;
+		case 'S':
+			if (nsets == 0) {
+				sl_ctl_error("--set names the set of the --dir before it; give --dir DIR first");
+				goto out;
+			}
+			if (sets[nsets - 1].name != NULL) {
+				sl_ctl_error("--dir \"%s\" is given two --set", sets[nsets - 1].dir);
+				goto out;
+			}
+			if (check_set_name(optarg) != 0) {
+				sl_ctl_error("invalid set name \"%s\": use 1 to %d letters, digits, '_', '-' or '.'",
+				             optarg, SET_NAME_MAX);
+				goto out;
+			}
+			sets[nsets - 1].name = optarg;
 			break;
 		case 'c':
 			conninfo = optarg;
@@ -609,16 +832,20 @@ sl_ctl_migrate(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			rc = 0;
+			goto out;
 		default:
-			return sl_ctl_option_error(opt, argc, argv);
+			rc = sl_ctl_option_error(opt, argc, argv);
+			goto out;
 		}
 	}
-	if (optind != argc)
-		return sl_ctl_argument_error(argv[optind]);
+	if (optind != argc) {
+		rc = sl_ctl_argument_error(argv[optind]);
+		goto out;
+	}
 	if (conninfo != NULL && conninfo_path != NULL) {
 		sl_ctl_error("--conninfo and --conninfo-file exclude each other");
-		return 2;
+		goto out;
 	}
 	if (conninfo != NULL && sl_pg_conninfo_has_secret(conninfo))
 		sl_log_warn("a password in --conninfo is visible to other users (ps); use --conninfo-file, "
@@ -626,7 +853,7 @@ sl_ctl_migrate(int argc, char **argv)
 	if (conninfo_path != NULL) {
 		if ((conninfo_owned = read_conninfo_file(conninfo_path, errbuf, sizeof(errbuf))) == NULL) {
 			sl_ctl_error("%s", errbuf);
-			return 2;
+			goto out;
 		}
 		conninfo = conninfo_owned;
 	}
@@ -634,9 +861,15 @@ sl_ctl_migrate(int argc, char **argv)
 		conninfo = getenv("SLUICE_PG_CONNINFO");
 	if (conninfo == NULL)
 		conninfo = "";
-	dir = resolve_dir(dir_opt);
+	if (nsets == 0) {
+		sets[0].dir = resolve_own_dir();
+		sets[0].name = SLUICE_SET;
+		nsets = 1;
+	}
 
-	if (load_migrations(dir, &ms, errbuf, sizeof(errbuf)) != 0) {
+	/* Every folder is read before anything is applied: a mistake in the last
+	 * one must not leave the first ones half done. */
+	if (load_sets(sets, nsets, errbuf, sizeof(errbuf)) != 0) {
 		sl_ctl_error("%s", errbuf);
 		goto out;
 	}
@@ -667,7 +900,7 @@ sl_ctl_migrate(int argc, char **argv)
 	}
 
 	if (status) {
-		r = show_status(conn, &ms, errbuf, sizeof(errbuf));
+		r = show_status(conn, sets, nsets, errbuf, sizeof(errbuf));
 		if (r < 0)
 			sl_ctl_error("could not read the migration status: %s", errbuf);
 		rc = r < 0 ? 2 : r;
@@ -675,33 +908,38 @@ sl_ctl_migrate(int argc, char **argv)
 	}
 
 	if (bootstrap(conn, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("could not create sluice.schema_migrations: %s", errbuf);
+		sl_ctl_error("could not create or upgrade sluice.schema_migrations: %s", errbuf);
 		goto out;
 	}
-	for (i = 0; i < ms.n; i++) {
-		r = apply_migration(conn, &ms.v[i], errbuf, sizeof(errbuf));
-		if (r < 0) {
-			sl_ctl_error("%s", errbuf);
-			printf("%zu applied, %zu already applied, stopped at %s\n", applied, skipped,
-			       ms.v[i].file);
-			rc = 1;
-			goto out;
-		}
-		if (r == 1) {
-			printf("applied %s\n", ms.v[i].file);
-			/* Each line is a fact already committed; show it at once. */
-			fflush(stdout);
-			applied++;
-		} else {
-			skipped++;
+	for (k = 0; k < nsets; k++) {
+		for (i = 0; i < sets[k].ms.n; i++) {
+			r = apply_migration(conn, sets[k].name, &sets[k].ms.v[i], errbuf, sizeof(errbuf));
+			if (r < 0) {
+				sl_ctl_error("%s", errbuf);
+				printf("%zu applied, %zu already applied, stopped at %s/%s\n", applied, skipped,
+				       sets[k].name, sets[k].ms.v[i].file);
+				rc = 1;
+				goto out;
+			}
+			if (r == 1) {
+				printf("applied %s/%s\n", sets[k].name, sets[k].ms.v[i].file);
+				/* Each line is a fact already committed; show it at once. */
+				fflush(stdout);
+				applied++;
+			} else {
+				skipped++;
+			}
 		}
 	}
-	printf("%zu applied, %zu already applied (database \"%s\" on %s:%s)\n", applied, skipped,
-	       PQdb(conn), PQhost(conn), PQport(conn));
+	printf("%zu applied, %zu already applied (", applied, skipped);
+	print_set_names(sets, nsets);
+	printf("; database \"%s\" on %s:%s)\n", PQdb(conn), PQhost(conn), PQport(conn));
 	rc = 0;
 out:
 	PQfinish(conn);
-	migrations_free(&ms);
+	for (k = 0; k < SETS_MAX; k++)
+		migrations_free(&sets[k].ms);
+	free(sets);
 	free(conninfo_owned);
 	return rc;
 }

@@ -17,7 +17,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "migrate", sl_ctl_migrate, "apply the SQL migrations in schemas/sql to PostgreSQL" },
+	{ "migrate", sl_ctl_migrate, "apply SQL migrations, sluice's own or a folder's, to PostgreSQL" },
 	{ "enqueue", sl_ctl_enqueue, "build job CloudEvents and produce them to Kafka" },
 	{ "tail", sl_ctl_tail, "print result events (or --dlq dead letters) as JSON lines" },
 	{ "validate", sl_ctl_validate, "validate a JSON instance against a JSON Schema (draft-07)" },

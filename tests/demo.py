@@ -28,7 +28,8 @@ def main():
     work = os.environ["SLUICE_SERVICES_DIR"]
     ctl = str(ROOT / "build" / "sluicectl")
 
-    subprocess.run([ctl, "migrate", "--conninfo", conninfo, "--dir", str(ROOT / "schemas/sql")], check=True)
+    subprocess.run([ctl, "migrate", "--conninfo", conninfo, "--dir", str(ROOT / "schemas/sql"), "--set", "sluice",
+                    "--dir", str(ROOT / "schemas/ledger"), "--set", "ledger"], check=True)
     kafka = Kafka(brokers, prefix="demo")
     jobs = kafka.create_topic(name="jobs", partitions=6)
     results = kafka.create_topic(name="job-results", partitions=3)

@@ -270,8 +270,12 @@ class Worker:
 
 
 def migrate(conninfo):
+    """sluice's own migrations, then the ledger demo's (the job types of
+    conf_text()). The sets are named, not left to the folders' names, so
+    that the call means the same from any working folder."""
     r = subprocess.run([str(BIN / "sluicectl"), "migrate", "--conninfo", conninfo,
-                        "--dir", str(ROOT / "schemas" / "sql")],
+                        "--dir", str(ROOT / "schemas" / "sql"), "--set", "sluice",
+                        "--dir", str(ROOT / "schemas" / "ledger"), "--set", "ledger"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr + r.stdout
 

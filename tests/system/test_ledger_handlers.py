@@ -30,8 +30,9 @@ def probe():
 
 @pytest.fixture
 def ledger(pg):
-    """A fresh database with the migrations applied."""
-    for f in sorted((ROOT / "schemas" / "sql").glob("*.sql")):
+    """A fresh database with sluice's migrations applied, then the ledger's."""
+    files = sorted((ROOT / "schemas" / "sql").glob("*.sql")) + sorted((ROOT / "schemas" / "ledger").glob("*.sql"))
+    for f in files:
         r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.conninfo, "-f", str(f)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"{f.name}: {r.stderr}"

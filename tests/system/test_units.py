@@ -96,10 +96,12 @@ def test_install_tree(destdir):
         "share/man/man1/sluicectl.1", "share/man/man5/sluice.conf.5",
         "share/man/man8/sluice-worker.8",
     }
-    for sub, pattern in (("sql", "schemas/sql/*.sql"), ("jobs", "schemas/jobs/*.json"),
+    for sub, pattern in (("sql", "schemas/sql/*.sql"), ("ledger", "schemas/ledger/*.sql"),
+                         ("jobs", "schemas/jobs/*.json"),
                          ("events", "schemas/events/*.json")):
         expected |= {f"share/sluice/{sub}/{p.name}" for p in ROOT.glob(pattern)}
     assert any(e.startswith("share/sluice/sql/") for e in expected)
+    assert any(e.startswith("share/sluice/ledger/") for e in expected)
     got = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert got == expected
     # Nothing outside the prefix.

@@ -13,7 +13,8 @@
 -- from_balance and to_balance are the balances after the transfer, or as
 -- found when refused (null for a missing account). A destination pushed past
 -- the bigint range raises 22003. The caller checks from <> to and amount > 0.
-create function ledger.transfer(p_source text, p_job_id text, p_from text, p_to text, p_amount bigint,
+-- "or replace": see 0001_accounts.sql.
+create or replace function ledger.transfer(p_source text, p_job_id text, p_from text, p_to text, p_amount bigint,
                                 out code text, out from_balance bigint, out to_balance bigint)
 language plpgsql
 as $$
