@@ -25,7 +25,7 @@ TEST_PC  := cmocka
 
 WARNINGS := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
             -Wpointer-arith -Wwrite-strings -Wsign-compare
-BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Icommon -Iworkers \
+BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Iinclude -Icommon -Iworkers \
                $(WARNINGS) -MMD -MP
 
 comma := ,

@@ -28,11 +28,11 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "handler_int.h"
 #include "http.h"
 #include "log.h"
 #include "notify.h"
 #include "pg.h"
-#include "registry.h"
 #include "version.h"
 #include "worker_int.h"
 
@@ -751,6 +751,30 @@ err:
 
 /* ---- start and stop ------------------------------------------------- */
 
+/* The program's built-in handlers (sl_worker_set_builtins): set before any
+ * other call, read-only afterwards. */
+static const struct sl_handler *builtins;
+static size_t n_builtins;
+
+void
+sl_worker_set_builtins(const struct sl_handler *table, size_t n)
+{
+	builtins = table;
+	n_builtins = n;
+}
+
+/* Returns the built-in handler named `name`, or NULL. */
+static const struct sl_handler *
+find_builtin(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n_builtins; i++)
+		if (strcmp(builtins[i].name, name) == 0)
+			return &builtins[i];
+	return NULL;
+}
+
 static int
 resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *errbuf, size_t errbuf_size)
 {
@@ -759,8 +783,9 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 
 	for (i = 0; i < cfg->n_jobs; i++) {
 		const struct sl_job_type *jt = &cfg->jobs[i];
-		const struct sl_handler *h = sl_registry_find(jt->handler);
-		if (h == NULL) {
+		const struct sl_handler *h;
+
+		if ((h = find_builtin(jt->handler)) == NULL) {
 			snprintf(errbuf, errbuf_size, "%s:%d: unknown handler \"%s\" for job type \"%s\"", cfg->path,
 			         jt->line, jt->handler, jt->type);
 			return -1;
