@@ -68,8 +68,11 @@ $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-$(BUILD)/sluice-worker: $(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+# Plugins call the API of <sluice/handler.h> in the executable itself: it
+# exports those symbols (and only those) to the objects it dlopens.
+$(BUILD)/sluice-worker: $(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a cmd/sluice-worker.dynlist
+	$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=cmd/sluice-worker.dynlist -o $@ \
+		$(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a $(PC_LIBS) -lm -ldl
 
 $(BUILD)/sluicectl: $(BUILD)/cmd/sluicectl.o $(CTL_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm

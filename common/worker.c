@@ -33,6 +33,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pg.h"
+#include "plugin.h"
 #include "version.h"
 #include "worker_int.h"
 
@@ -785,7 +786,14 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 		const struct sl_job_type *jt = &cfg->jobs[i];
 		const struct sl_handler *h;
 
-		if ((h = find_builtin(jt->handler)) == NULL) {
+		if (sl_plugin_is_spec(jt->handler)) {
+			/* "plugin:PATH.so:NAME": loaded once, kept for the process. */
+			if ((h = sl_plugin_find(cfg, jt->handler, err, sizeof(err))) == NULL) {
+				snprintf(errbuf, errbuf_size, "%s:%d: handler of job type \"%s\": %s", cfg->path,
+				         jt->line, jt->type, err);
+				return -1;
+			}
+		} else if ((h = find_builtin(jt->handler)) == NULL) {
 			snprintf(errbuf, errbuf_size, "%s:%d: unknown handler \"%s\" for job type \"%s\"", cfg->path,
 			         jt->line, jt->handler, jt->type);
 			return -1;
