@@ -259,7 +259,8 @@ typedef int sluice_plan_fn(sluice_job_t *job, sluice_plan_t *plan);
 /* Says the statement: `sql` as for sluice_job_exec() (static storage), and
  * n_params parameters that must stay valid until the handler returns:
  * point them into the job's data or strings, or copy them into the plan
- * with sluice_plan_keep(). Returns 1 (a plan function's "yes"), or 0 when
+ * with sluice_plan_keep() (not sluice_job_data_text(), whose text ends with
+ * the plan function's call). Returns 1 (a plan function's "yes"), or 0 when
  * n_params is out of range or the statement is one sluice_job_exec()
  * refuses. */
 int sluice_plan_set(sluice_plan_t *plan, const char *sql, int n_params, const char *const *params);
