@@ -5,7 +5,8 @@
 #   make test       deps, build, unit tests, system tests (services up and down)
 #   make unit       unit tests only (no services)
 #   make deps       install what is missing (Debian packages, Kafka, test venv)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (also <sluice/handler.h> and sluice.pc,
+#                   for C handlers built out of tree)
 #
 # SANITIZE=address,undefined builds everything with those sanitizers.
 
@@ -13,6 +14,11 @@ PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 SBINDIR    ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR     ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# sluice.pc's includedir, relative to its ${prefix} when inside it.
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 DATADIR    ?= $(PREFIX)/share
 MANDIR     ?= $(DATADIR)/man
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
@@ -25,7 +31,7 @@ TEST_PC  := cmocka
 
 WARNINGS := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
             -Wpointer-arith -Wwrite-strings -Wsign-compare
-BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Icommon -Iworkers \
+BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Iinclude -Icommon -Iworkers \
                $(WARNINGS) -MMD -MP
 
 comma := ,
@@ -68,8 +74,11 @@ $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-$(BUILD)/sluice-worker: $(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
+# Plugins call the API of <sluice/handler.h> in the executable itself: it
+# exports those symbols (and only those) to the objects it dlopens.
+$(BUILD)/sluice-worker: $(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a cmd/sluice-worker.dynlist
+	$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=cmd/sluice-worker.dynlist -o $@ \
+		$(BUILD)/cmd/sluice-worker.o $(BUILD)/libsluice.a $(PC_LIBS) -lm -ldl
 
 $(BUILD)/sluicectl: $(BUILD)/cmd/sluicectl.o $(CTL_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PC_LIBS) -lm
@@ -162,15 +171,19 @@ chaos: deps
 	@$(MAKE) --no-print-directory all
 	@tests/chaos/run $(CHAOS_ARGS)
 
-# Units, man pages and the sample configuration name the installed paths:
-# @SBINDIR@, @BINDIR@, @SYSCONFDIR@, @DATADIR@ and @VERSION@ in their sources
-# are replaced here, and the sample's relative schema paths point at
+# Units, man pages, sluice.pc and the sample configuration name the
+# installed paths: @SBINDIR@, @BINDIR@, @SYSCONFDIR@, @DATADIR@,
+# @INCLUDEDIR@, @PC_INCLUDEDIR@, @PREFIX@, @VERSION@ and @ABI_VERSION@ in their sources are
+# replaced here, and the sample's relative schema paths point at
 # $(DATADIR)/sluice/jobs. An existing worker.conf is never overwritten.
+# <sluice/handler.h> and sluice.pc are what a C handler is built with.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice \
 		$(DESTDIR)$(DATADIR)/sluice/sql $(DESTDIR)$(DATADIR)/sluice/ledger $(DESTDIR)$(DATADIR)/sluice/jobs \
 		$(DESTDIR)$(DATADIR)/sluice/events $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(INCLUDEDIR)/sluice $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/sluice/handler.h $(DESTDIR)$(INCLUDEDIR)/sluice/handler.h
 	install -m 755 $(BUILD)/sluice-worker $(DESTDIR)$(SBINDIR)/sluice-worker
 	install -m 755 $(BUILD)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
 	test -e $(DESTDIR)$(SYSCONFDIR)/sluice/worker.conf || { \
@@ -182,16 +195,20 @@ install: all
 	$(if $(wildcard schemas/jobs/*.json),install -m 644 $(wildcard schemas/jobs/*.json) $(DESTDIR)$(DATADIR)/sluice/jobs/)
 	$(if $(wildcard schemas/events/*.json),install -m 644 $(wildcard schemas/events/*.json) $(DESTDIR)$(DATADIR)/sluice/events/)
 	@version=$$(sed -n 's/^#define SL_VERSION "\(.*\)"/\1/p' common/version.h); \
+	abi=$$(sed -n 's/^#define SLUICE_ABI_VERSION \([0-9]*\)u$$/\1/p' include/sluice/handler.h); \
 	for src in systemd/sluice-worker@.service systemd/sluice-workers.target \
-	           man/sluicectl.1 man/sluice.conf.5 man/sluice-worker.8; do \
+	           man/sluicectl.1 man/sluice_handler.3 man/sluice.conf.5 man/sluice-worker.8 sluice.pc.in; do \
 		case $$src in \
 		systemd/*) dst=$(DESTDIR)$(UNITDIR)/$${src#systemd/} ;; \
+		sluice.pc.in) dst=$(DESTDIR)$(PKGCONFIGDIR)/sluice.pc ;; \
 		*) dst=$(DESTDIR)$(MANDIR)/man$${src##*.}/$${src#man/} ;; \
 		esac; \
 		echo "install $$src $$dst"; \
 		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
 		    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
-		    -e "s|@VERSION@|$$version|g" $$src > $$dst && chmod 644 $$dst || exit 1; \
+		    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@PC_INCLUDEDIR@|$(PC_INCLUDEDIR)|g' \
+		    -e 's|@PREFIX@|$(PREFIX)|g' \
+		    -e "s|@VERSION@|$$version|g" -e "s|@ABI_VERSION@|$$abi|g" $$src > $$dst && chmod 644 $$dst || exit 1; \
 	done
 
 clean:

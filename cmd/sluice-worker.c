@@ -1,7 +1,8 @@
 /* sluice-worker.c -- the worker process: options, configuration, run loop.
  *
  * Parses the command line, loads the configuration and hands over to the
- * runtime in common/worker.c. Nothing here outlives main().
+ * runtime in common/worker.c, with the built-in handlers of workers/ (the
+ * runtime itself holds no business logic). Nothing here outlives main().
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "registry.h"
 #include "version.h"
 #include "worker.h"
 
@@ -42,7 +44,9 @@ main(int argc, char **argv)
 	};
 	const char *path = "worker.conf";
 	struct sl_config *cfg;
+	const struct sl_handler *builtins;
 	char errbuf[1024];
+	size_t n_builtins;
 	int ch, check_only = 0, status;
 
 	sl_log_set_program("sluice-worker");
@@ -70,6 +74,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	builtins = sl_registry_all(&n_builtins);
+	sl_worker_set_builtins(builtins, n_builtins);
 	if ((cfg = sl_config_load(path, errbuf, sizeof(errbuf))) == NULL ||
 	    (check_only ? sl_worker_check_deep(cfg, errbuf, sizeof(errbuf))
 	                : sl_worker_check(cfg, errbuf, sizeof(errbuf))) < 0) {

@@ -46,9 +46,9 @@
 #include <time.h>
 
 #include "event.h"
+#include "handler_int.h"
 #include "log.h"
 #include "pg.h"
-#include "registry.h"
 #include "text.h"
 #include "worker_int.h"
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
-#include "registry.h"
+#include "handler_int.h"
 
 /* Returns a new handler calling `function` ("SCHEMA.FUNCTION", as after the
  * "sql:" prefix) with the job, or NULL with what is wrong in errbuf.

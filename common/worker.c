@@ -28,11 +28,12 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "handler_int.h"
 #include "http.h"
 #include "log.h"
 #include "notify.h"
 #include "pg.h"
-#include "registry.h"
+#include "plugin.h"
 #include "sqlhandler.h"
 #include "version.h"
 #include "worker_int.h"
@@ -815,6 +816,30 @@ check_sql_handlers(const struct sl_config *cfg, const struct sl_job_type_rt *typ
 	return bad;
 }
 
+/* The program's built-in handlers (sl_worker_set_builtins): set before any
+ * other call, read-only afterwards. */
+static const struct sl_handler *builtins;
+static size_t n_builtins;
+
+void
+sl_worker_set_builtins(const struct sl_handler *table, size_t n)
+{
+	builtins = table;
+	n_builtins = n;
+}
+
+/* Returns the built-in handler named `name`, or NULL. */
+static const struct sl_handler *
+find_builtin(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n_builtins; i++)
+		if (strcmp(builtins[i].name, name) == 0)
+			return &builtins[i];
+	return NULL;
+}
+
 static int
 resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *errbuf, size_t errbuf_size)
 {
@@ -832,7 +857,14 @@ resolve_types(const struct sl_config *cfg, struct sl_job_type_rt *out, char *err
 				         err);
 				return -1;
 			}
-		} else if ((h = sl_registry_find(jt->handler)) == NULL) {
+		} else if (sl_plugin_is_spec(jt->handler)) {
+			/* "plugin:PATH.so:NAME": loaded once, kept for the process. */
+			if ((h = sl_plugin_find(cfg, jt->handler, err, sizeof(err))) == NULL) {
+				snprintf(errbuf, errbuf_size, "%s:%d: handler of job type \"%s\": %s", cfg->path,
+				         jt->line, jt->type, err);
+				return -1;
+			}
+		} else if ((h = find_builtin(jt->handler)) == NULL) {
 			snprintf(errbuf, errbuf_size, "%s:%d: unknown handler \"%s\" for job type \"%s\"", cfg->path,
 			         jt->line, jt->handler, jt->type);
 			return -1;

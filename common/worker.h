@@ -10,8 +10,17 @@
 
 #include "config.h"
 
-/* Checks what the configuration names beyond its syntax: handlers exist and
- * schemas load. Returns 0, or -1 with `file:line: what is wrong` in errbuf. */
+struct sl_handler;
+
+/* Gives the worker the program's built-in handlers, the ones worker.conf
+ * names without a prefix: `table` (borrowed, n rows, static storage, e.g.
+ * workers/registry.c's) must outlive every other call here. Call it once,
+ * before sl_worker_check(); without it only plugins can be named. */
+void sl_worker_set_builtins(const struct sl_handler *table, size_t n);
+
+/* Checks what the configuration names beyond its syntax: handlers exist
+ * (plugins load, once per process: see plugin.h) and schemas load.
+ * Returns 0, or -1 with `file:line: what is wrong` in errbuf. */
 int sl_worker_check(const struct sl_config *cfg, char *errbuf, size_t errbuf_size);
 
 /* sl_worker_check(), and then what needs PostgreSQL: each SQL handler's

@@ -9,8 +9,9 @@
  * passes the schema, so it is 5 here too. Not for: transaction control, the job ledger or retries
  * (the executor's), nor validation beyond what keeps the handlers safe.
  *
- * Every statement takes text parameters; the SQL lives in the constants
- * below, and the executor prepares each once per connection (sl_job_exec).
+ * Written against <sluice/handler.h> only, as a plugin would be. Every
+ * statement takes text parameters; the SQL lives in the constants below,
+ * and the executor prepares each once per connection (sluice_job_exec).
  */
 #include "handlers.h"
 
@@ -20,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "json.h"
+#define ERR_INVALID_DATA "invalid_data"
+#define ERR_HANDLER_ERROR "handler_error"
 
 /* Opens an account unless the id is taken: a taken id inserts nothing and
  * returns no row, without raising 23505 (which would abort the job's
@@ -42,11 +43,10 @@ static const char sql_transfer[] =
 #define INT_TEXT_SIZE 24
 
 /* Fails the job with "invalid_data" and jansson's words for what is wrong. */
-static enum sl_outcome
-fail_invalid(struct sl_job_ctx *ctx, const char *what)
+static enum sluice_outcome
+fail_invalid(sluice_job_t *job, const char *what)
 {
-	return sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_INVALID_DATA, "invalid data for %s: %s",
-	                   ctx->job_type ? ctx->job_type : "ledger job", what);
+	return sluice_job_fail(job, ERR_INVALID_DATA, "invalid data for %s: %s", sluice_job_type(job), what);
 }
 
 /* Returns 1 when an account id is usable as a text parameter: not empty and
@@ -77,8 +77,8 @@ parse_bigint(const char *text, long long *out)
 /* ledger.open: data {"account": string, "balance": integer >= 0}. Inserts the
  * account; an existing id is REJECTED "account_exists". On SUCCEEDED the
  * output is {"account": id, "balance": n}, a new reference. */
-enum sl_outcome
-sl_ledger_open(struct sl_job_ctx *ctx)
+enum sluice_outcome
+sl_ledger_open(sluice_job_t *job)
 {
 	const char *account = NULL;
 	size_t account_len = 0;
@@ -88,52 +88,45 @@ sl_ledger_open(struct sl_job_ctx *ctx)
 	char balance_text[INT_TEXT_SIZE];
 	const char *params[2];
 	PGresult *res = NULL;
-	enum sl_outcome outcome;
+	enum sluice_outcome outcome;
 
-	assert(ctx != NULL && ctx->conn != NULL);
-	ctx->output = NULL;
+	assert(job != NULL);
 
-	if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:o}", "account", &account, &account_len,
+	if (json_unpack_ex(sluice_job_data(job), &jerr, 0, "{s:s%, s:o}", "account", &account, &account_len,
 	                   "balance", &balance_json) != 0) {
-		outcome = fail_invalid(ctx, jerr.text);
+		outcome = fail_invalid(job, jerr.text);
 		goto out;
 	}
-	if (sl_json_int64(balance_json, &balance) != 0) {
-		outcome = fail_invalid(ctx, "\"balance\" must be an integer");
+	if (sluice_json_integer(balance_json, &balance) != 0) {
+		outcome = fail_invalid(job, "\"balance\" must be an integer");
 		goto out;
 	}
 	if (!account_ok(account, account_len)) {
-		outcome = fail_invalid(ctx, "\"account\" must be a non-empty string without NUL characters");
+		outcome = fail_invalid(job, "\"account\" must be a non-empty string without NUL characters");
 		goto out;
 	}
 	if (balance < 0) {
-		outcome = fail_invalid(ctx, "\"balance\" must not be negative");
+		outcome = fail_invalid(job, "\"balance\" must not be negative");
 		goto out;
 	}
 
 	snprintf(balance_text, sizeof(balance_text), "%" JSON_INTEGER_FORMAT, balance);
 	params[0] = account;
 	params[1] = balance_text;
-	res = sl_job_exec(ctx, sql_open, 2, params);
+	res = sluice_job_exec(job, sql_open, 2, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		outcome = sl_job_sql_error(ctx, res, "insert account");
+		outcome = sluice_job_sql_error(job, res, "insert account");
 		goto out;
 	}
 	if (PQntuples(res) == 0) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "account_exists",
-		                      "account \"%s\" already exists", account);
+		outcome = sluice_job_reject(job, "account_exists",
+		                            "account \"%s\" already exists", account);
 		goto out;
 	}
 
-	/* New reference; json_pack copies the strings, so none of it points
-	 * into res or ctx->data. */
-	ctx->output = json_pack("{s:s, s:I}", "account", account, "balance", balance);
-	if (ctx->output == NULL) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-		                      "could not build the output of ledger.open: out of memory");
-		goto out;
-	}
-	outcome = SL_OUTCOME_SUCCEEDED;
+	/* A new reference, stolen; json_pack copies the strings, so none of
+	 * it points into res or the job's data. */
+	outcome = sluice_job_succeed(job, json_pack("{s:s, s:I}", "account", account, "balance", balance));
 out:
 	PQclear(res);
 	return outcome;
@@ -146,14 +139,14 @@ struct transfer_args {
 	char amount_text[INT_TEXT_SIZE];
 };
 
-/* Reads ctx->data into *a. Returns 0, or -1 with the job's outcome in
+/* Reads sluice_job_data(job) into *a. Returns 0, or -1 with the job's outcome in
  * *outcome (FAILED for bad data, REJECTED for a transfer to the same
- * account) and ctx's error filled. */
+ * account) and the job's error filled. */
 static int
-transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *outcome)
+transfer_args(sluice_job_t *job, struct transfer_args *a, enum sluice_outcome *outcome)
 {
-	json_t *from = json_object_get(ctx->data, "from"), *to = json_object_get(ctx->data, "to");
-	json_t *amount = json_object_get(ctx->data, "amount");
+	json_t *from = json_object_get(sluice_job_data(job), "from"), *to = json_object_get(sluice_job_data(job), "to");
+	json_t *amount = json_object_get(sluice_job_data(job), "amount");
 	size_t from_len = 0, to_len = 0;
 	json_error_t jerr;
 
@@ -166,26 +159,26 @@ transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *
 		a->to = json_string_value(to);
 		to_len = json_string_length(to);
 		a->amount = json_integer_value(amount);
-	} else if (json_unpack_ex(ctx->data, &jerr, 0, "{s:s%, s:s%, s:o}", "from", &a->from, &from_len, "to",
+	} else if (json_unpack_ex(sluice_job_data(job), &jerr, 0, "{s:s%, s:s%, s:o}", "from", &a->from, &from_len, "to",
 	                          &a->to, &to_len, "amount", &amount) != 0) {
 		/* jansson's words for what is wrong. */
-		*outcome = fail_invalid(ctx, jerr.text);
+		*outcome = fail_invalid(job, jerr.text);
 		return -1;
-	} else if (sl_json_int64(amount, &a->amount) != 0) {
-		*outcome = fail_invalid(ctx, "\"amount\" must be an integer");
+	} else if (sluice_json_integer(amount, &a->amount) != 0) {
+		*outcome = fail_invalid(job, "\"amount\" must be an integer");
 		return -1;
 	}
 	if (!account_ok(a->from, from_len) || !account_ok(a->to, to_len)) {
-		*outcome = fail_invalid(ctx, "\"from\" and \"to\" must be non-empty strings without NUL characters");
+		*outcome = fail_invalid(job, "\"from\" and \"to\" must be non-empty strings without NUL characters");
 		return -1;
 	}
 	if (a->amount <= 0) {
-		*outcome = fail_invalid(ctx, "\"amount\" must be positive");
+		*outcome = fail_invalid(job, "\"amount\" must be positive");
 		return -1;
 	}
 	if (strcmp(a->from, a->to) == 0) {
-		*outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "same_account",
-		                       "cannot transfer from account \"%s\" to itself", a->from);
+		*outcome = sluice_job_reject(job, "same_account",
+		                             "cannot transfer from account \"%s\" to itself", a->from);
 		return -1;
 	}
 	snprintf(a->amount_text, sizeof(a->amount_text), "%" JSON_INTEGER_FORMAT, a->amount);
@@ -194,31 +187,32 @@ transfer_args(struct sl_job_ctx *ctx, struct transfer_args *a, enum sl_outcome *
 
 /* Fills the parameters of sql_transfer; amount_text must outlive them. */
 static void
-transfer_params(const struct sl_job_ctx *ctx, const struct transfer_args *a, const char *amount_text,
+transfer_params(const sluice_job_t *job, const struct transfer_args *a, const char *amount_text,
                 const char *params[5])
 {
-	params[0] = ctx->job_source;
-	params[1] = ctx->job_id;
+	params[0] = sluice_job_source(job);
+	params[1] = sluice_job_id(job);
 	params[2] = a->from;
 	params[3] = a->to;
 	params[4] = amount_text;
 }
 
 /* The plan of ledger.transfer: sql_transfer, unless the data refuses it
- * before any SQL (sl_handler.plan). */
+ * before any SQL (sluice_plan_fn). The amount's text is formatted here, so
+ * the plan keeps a copy; the other parameters point into the job. */
 int
-sl_ledger_transfer_plan(struct sl_job_ctx *ctx, struct sl_plan *plan)
+sl_ledger_transfer_plan(sluice_job_t *job, sluice_plan_t *plan)
 {
 	struct transfer_args a;
-	enum sl_outcome outcome;
+	enum sluice_outcome outcome;
+	const char *params[5], *amount_text;
 
-	if (transfer_args(ctx, &a, &outcome) < 0)
+	if (transfer_args(job, &a, &outcome) < 0)
 		return 0;
-	snprintf(plan->buf, sizeof(plan->buf), "%s", a.amount_text);
-	plan->sql = sql_transfer;
-	plan->n_params = 5;
-	transfer_params(ctx, &a, plan->buf, plan->params);
-	return 1;
+	if ((amount_text = sluice_plan_keep(plan, a.amount_text)) == NULL)
+		return 0;
+	transfer_params(job, &a, amount_text, params);
+	return sluice_plan_set(plan, sql_transfer, 5, params);
 }
 
 /* ledger.transfer: data {"from": string, "to": string, "amount": integer > 0}.
@@ -229,69 +223,62 @@ sl_ledger_transfer_plan(struct sl_job_ctx *ctx, struct sl_plan *plan)
  * the output is {"from": {"account", "balance"}, "to": {...}, "amount"} with
  * the new balances, a new reference. Sends one statement, sql_transfer
  * (sl_ledger_transfer_plan says which). */
-enum sl_outcome
-sl_ledger_transfer(struct sl_job_ctx *ctx)
+enum sluice_outcome
+sl_ledger_transfer(sluice_job_t *job)
 {
 	struct transfer_args a;
 	const char *params[5];
 	PGresult *res = NULL;
 	long long from_balance = -1, to_balance = -1;
 	int have_from, have_to;
-	enum sl_outcome outcome;
+	enum sluice_outcome outcome;
 
-	assert(ctx != NULL && ctx->conn != NULL && ctx->job_source != NULL && ctx->job_id != NULL);
-	ctx->output = NULL;
+	assert(job != NULL);
 
-	if (transfer_args(ctx, &a, &outcome) < 0)
+	if (transfer_args(job, &a, &outcome) < 0)
 		goto out;
-	transfer_params(ctx, &a, a.amount_text, params);
-	res = sl_job_exec(ctx, sql_transfer, 5, params);
+	transfer_params(job, &a, a.amount_text, params);
+	res = sluice_job_exec(job, sql_transfer, 5, params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		outcome = sl_job_sql_error(ctx, res, "transfer");
+		outcome = sluice_job_sql_error(job, res, "transfer");
 		goto out;
 	}
 	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
 	    (!PQgetisnull(res, 0, 1) && parse_bigint(PQgetvalue(res, 0, 1), &from_balance) != 0) ||
 	    (!PQgetisnull(res, 0, 2) && parse_bigint(PQgetvalue(res, 0, 2), &to_balance) != 0)) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-		                      "could not read the outcome of the transfer from \"%s\" to \"%s\"", a.from, a.to);
+		outcome = sluice_job_fail(job, ERR_HANDLER_ERROR,
+		                          "could not read the outcome of the transfer from \"%s\" to \"%s\"", a.from, a.to);
 		goto out;
 	}
 	have_from = !PQgetisnull(res, 0, 1);
 	have_to = !PQgetisnull(res, 0, 2);
 	if (!have_from && !have_to) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
-		                      "accounts \"%s\" and \"%s\" do not exist", a.from, a.to);
+		outcome = sluice_job_reject(job, "unknown_account",
+		                            "accounts \"%s\" and \"%s\" do not exist", a.from, a.to);
 		goto out;
 	}
 	if (!have_from || !have_to) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "unknown_account",
-		                      "account \"%s\" does not exist", have_from ? a.to : a.from);
+		outcome = sluice_job_reject(job, "unknown_account",
+		                            "account \"%s\" does not exist", have_from ? a.to : a.from);
 		goto out;
 	}
 	if (!PQgetisnull(res, 0, 0)) {
 		if (strcmp(PQgetvalue(res, 0, 0), "insufficient_funds") == 0)
-			outcome = sl_job_fail(ctx, SL_OUTCOME_REJECTED, "insufficient_funds",
-			                      "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
-			                      a.from, from_balance, a.amount);
+			outcome = sluice_job_reject(job, "insufficient_funds",
+			                            "account \"%s\" has balance %lld, less than the amount %" JSON_INTEGER_FORMAT,
+			                            a.from, from_balance, a.amount);
 		else
-			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-			                      "ledger.transfer() refused with an unknown code \"%.60s\"",
-			                      PQgetvalue(res, 0, 0));
+			outcome = sluice_job_fail(job, ERR_HANDLER_ERROR,
+			                          "ledger.transfer() refused with an unknown code \"%.60s\"",
+			                          PQgetvalue(res, 0, 0));
 		goto out;
 	}
 
-	/* New reference; json_pack copies the strings. */
-	ctx->output = json_pack("{s:{s:s, s:I}, s:{s:s, s:I}, s:I}",
-	                        "from", "account", a.from, "balance", (json_int_t)from_balance,
-	                        "to", "account", a.to, "balance", (json_int_t)to_balance,
-	                        "amount", a.amount);
-	if (ctx->output == NULL) {
-		outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_HANDLER_ERROR,
-		                      "could not build the output of ledger.transfer: out of memory");
-		goto out;
-	}
-	outcome = SL_OUTCOME_SUCCEEDED;
+	/* A new reference, stolen; json_pack copies the strings. */
+	outcome = sluice_job_succeed(job, json_pack("{s:{s:s, s:I}, s:{s:s, s:I}, s:I}",
+	                                            "from", "account", a.from, "balance", (json_int_t)from_balance,
+	                                            "to", "account", a.to, "balance", (json_int_t)to_balance,
+	                                            "amount", a.amount));
 out:
 	PQclear(res);
 	return outcome;

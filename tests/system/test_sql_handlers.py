@@ -15,22 +15,6 @@ from harness import BIN, ROOT, Worker, cloudevent, conf_text, read_results
 from test_outcomes import TopicWatch, http_port, readyz
 from test_worker import ACCOUNTS, BALANCE, Env, batch_modes
 
-# The functions a SQL handler calls to refuse or to ask for a retry, as
-# sluice's own migrations define them; created here only where they are not.
-SLUICE_SQL = """
-do $$ begin
-  if to_regprocedure('sluice.reject(text,text)') is null then
-    create function sluice.reject(code text, message text default null) returns jsonb language plpgsql as $f$
-    begin raise exception using errcode = 'SL002', message = coalesce(message, code), detail = code; end $f$;
-  end if;
-  if to_regprocedure('sluice.retry(text,interval)') is null then
-    create function sluice.retry(message text, after interval default null) returns jsonb language plpgsql as $f$
-    begin raise exception using errcode = 'SL003', message = message,
-                                detail = coalesce(extract(epoch from after)::text, ''); end $f$;
-  end if;
-end $$;
-"""
-
 FUNCTIONS = """
 create schema app;
 create table app.seen (job_id text primary key, n int);
@@ -83,7 +67,6 @@ def jobs_block(types, extra=None):
 class SqlEnv(Env):
     def __init__(self, kafka, pg, tmp_path, types, extra=None, partitions=3):
         super().__init__(kafka, pg, tmp_path, partitions=partitions)
-        pg.query(SLUICE_SQL)
         self.types, self.extra = types, extra
 
     def worker(self, **kw):

@@ -24,7 +24,7 @@ import pytest
 from harness import ROOT
 
 UNITS = ["sluice-worker@.service", "sluice-workers.target"]
-MANS = ["man1/sluicectl.1", "man5/sluice.conf.5", "man8/sluice-worker.8"]
+MANS = ["man1/sluicectl.1", "man3/sluice_handler.3", "man5/sluice.conf.5", "man8/sluice-worker.8"]
 
 
 def _make(build, *args):
@@ -93,8 +93,9 @@ def test_install_tree(destdir):
     expected = {
         "sbin/sluice-worker", "bin/sluicectl", "etc/sluice/worker.conf",
         "lib/systemd/system/sluice-worker@.service", "lib/systemd/system/sluice-workers.target",
-        "share/man/man1/sluicectl.1", "share/man/man5/sluice.conf.5",
-        "share/man/man8/sluice-worker.8",
+        "share/man/man1/sluicectl.1", "share/man/man3/sluice_handler.3",
+        "share/man/man5/sluice.conf.5", "share/man/man8/sluice-worker.8",
+        "include/sluice/handler.h", "lib/pkgconfig/sluice.pc",
     }
     for sub, pattern in (("sql", "schemas/sql/*.sql"), ("ledger", "schemas/ledger/*.sql"),
                          ("jobs", "schemas/jobs/*.json"),

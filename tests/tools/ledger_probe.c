@@ -60,6 +60,7 @@ run_job(PGconn *conn, const struct sl_handler *h, const char *source, const char
 	ctx.job_source = source;
 	ctx.job_id = id;
 	ctx.job_type = h->name;
+	ctx.handler_data = h->data; /* as the executor's item_ctx() */
 	/* New reference. The flags let through what a handler must survive even
 	 * if the decoder and the schema never pass it: any JSON, embedded NULs. */
 	ctx.data = json_loads(data_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
