@@ -68,8 +68,12 @@ LATENCY_DEFINITION = "result received by a live consumer - CloudEvent time of th
 KNOWN_MODES = {
     "per-job": {"max_batch": 1},
     "grouped": {"max_batch": 32},
+    # ledger.transfer as a SQL function (sql_transfer.sql) instead of the C handler.
+    "per-job-sql": {"max_batch": 1, "handler": "sql"},
+    "grouped-sql": {"max_batch": 32, "handler": "sql"},
 }
-SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer")
+SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer", "handler")
+SQL_TRANSFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_transfer.sql")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBJECT = re.compile(rb'"subject":"([^"]+)"')
 
@@ -97,6 +101,10 @@ def parse_modes(text):
                 raise SystemExit(f"bench: mode {item!r}: expected {'|'.join(SETTING_KEYS)}=VALUE, got {pair!r}")
             if key in ("producer", "consumer"):
                 settings.setdefault(key, []).append(value)
+            elif key == "handler":
+                if value not in ("c", "sql"):
+                    raise SystemExit(f"bench: mode {item!r}: handler is c or sql, not {value!r}")
+                settings[key] = value
             else:
                 settings[key] = int(value)
         if name not in KNOWN_MODES and not pairs:
@@ -392,6 +400,9 @@ class Run:
         self.results_topic = self.kafka.create_topic("bench-results", partitions=parts)
         self.dlq_topic = self.kafka.create_topic("bench-dlq", partitions=1)
         self.db = env.fresh_db(name)
+        if settings.get("handler") == "sql":
+            with open(SQL_TRANSFER) as f:
+                self.db.query(f.read())
         self.workers = []
 
     def conf(self, index):
@@ -400,10 +411,13 @@ class Run:
         for k in ("max_batch", "max_in_flight"):
             if k in s:
                 kw[k] = s[k]
-        return conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
+        text = conf_text(self.env.brokers, self.db.conninfo, [self.jobs_topic], self.results_topic,
                          self.dlq_topic, self.group,
                          consumer_properties=s.get("consumer", ()), producer_properties=s.get("producer", ()),
                          http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
+        if s.get("handler") == "sql":
+            text = text.replace('handler = "ledger.transfer";', 'handler = "sql:app.transfer";')
+        return text
 
     def check_conf(self, path):
         r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", path], capture_output=True,
@@ -836,9 +850,10 @@ def main():
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--executors", type=int, default=4)
-    ap.add_argument("--modes", default="per-job,grouped",
-                    help="comma list: per-job, grouped, or NAME:max_batch=N:max_in_flight=N:executors=N:"
-                         "workers=N:producer=PROP=V:consumer=PROP=V")
+    ap.add_argument("--modes", default="per-job,grouped,grouped-sql",
+                    help="comma list: per-job, grouped, per-job-sql, grouped-sql (ledger.transfer as a SQL "
+                         "function), or NAME:max_batch=N:max_in_flight=N:executors=N:workers=N:handler=c|sql:"
+                         "producer=PROP=V:consumer=PROP=V")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="jobs/s offered in the latency phase (default: half the measured throughput)")

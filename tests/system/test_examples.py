@@ -14,7 +14,7 @@ import threading
 import psycopg
 import pytest
 
-from harness import BIN, ROOT
+from harness import BIN, ROOT, cloudevent, read_results
 
 ORDERS = ROOT / "examples" / "orders"
 
@@ -118,11 +118,43 @@ def test_fulfil_schema():
 
 
 def test_worker_conf_checks(shop):
-    """`sluice-worker -n` passes the sample, its function in place. Holds once
-    the worker knows SQL handlers; until then, say so."""
+    """`sluice-worker -n` passes the sample, its function in place, and
+    names the function when it is not."""
+    env = {**os.environ, "SLUICE_PG_CONNINFO": shop.conninfo}
     r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", str(ORDERS / "worker.conf")],
-                       capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "SLUICE_PG_CONNINFO": shop.conninfo})
-    if r.returncode != 0 and ("statement_timeout" in r.stderr or "sql:" in r.stderr):
-        pytest.xfail("the worker does not know SQL handlers yet: " + r.stderr.strip())
+                       capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
+    shop.query("drop function orders.fulfil(jsonb)")
+    r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", str(ORDERS / "worker.conf")],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "worker.conf:" in r.stderr and "orders.fulfil(jsonb) does not exist" in r.stderr
+
+
+def test_orders_end_to_end(shop, kafka):
+    """The example as its README runs it: the sample config, the SQL
+    function as the handler, orders shipped and refused."""
+    topics = {}
+    for name, parts in (("orders.jobs", 3), ("orders.results", 1), ("orders.jobs.dlq", 1)):
+        topics[name] = kafka.create_topic(name=name, partitions=parts)
+    env = {**os.environ, "SLUICE_PG_CONNINFO": shop.conninfo, "SLUICE_KAFKA_BROKERS": kafka.brokers}
+    w = subprocess.Popen([str(BIN / "sluice-worker"), "-c", str(ORDERS / "worker.conf")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        jobs = [cloudevent("orders.fulfil", {"item": "widget", "qty": 2}),
+                cloudevent("orders.fulfil", {"item": "widget", "qty": 2}),
+                cloudevent("orders.fulfil", {"item": "widget", "qty": 2}),
+                cloudevent("orders.fulfil", {"item": "gadget", "qty": 1})]
+        for ev in jobs:
+            kafka.produce("orders.jobs", json.dumps(ev).encode(), key=ev["data"]["item"].encode(), flush=False)
+        kafka.flush()
+        res = read_results(kafka, "orders.results", len(jobs), timeout=60)
+    finally:
+        w.terminate()
+        err = w.communicate(timeout=60)[1]
+    assert w.returncode == 0, err[-3000:]
+    got = [res.first(ev["id"])["data"] for ev in jobs]
+    assert [g["status"] for g in got] == ["succeeded", "succeeded", "rejected", "rejected"], got
+    assert got[1]["output"]["left"] == 1
+    assert got[2]["error"]["code"] == "out_of_stock" and got[3]["error"]["code"] == "out_of_stock"
+    assert shop.scalar("select stock from orders.items where id = 'widget'") == 1
+    assert shop.scalar("select count(*) from orders.shipments") == 2

@@ -222,23 +222,8 @@ def test_check_reports_missing_and_wrong_functions(senv):
     assert r.returncode == 0, r.stderr
 
 
-# ledger.transfer as a SQL function, for the crash invariants.
-TRANSFER_SQL = """
-create function app.transfer(job jsonb) returns jsonb language plpgsql as $$
-declare
-  d jsonb := job->'data';
-  r record;
-begin
-  if d->>'from' = d->>'to' then
-    return sluice.reject('same_account', 'a transfer needs two accounts');
-  end if;
-  select * into r from ledger.transfer(job->>'source', job->>'id', d->>'from', d->>'to', (d->>'amount')::bigint);
-  if r.code is not null then
-    return sluice.reject(r.code, 'transfer refused: ' || r.code);
-  end if;
-  return jsonb_build_object('from_balance', r.from_balance, 'to_balance', r.to_balance);
-end $$;
-"""
+# ledger.transfer as a SQL function, for the crash invariants (shared with make bench).
+TRANSFER_SQL = (ROOT / "tests" / "bench" / "sql_transfer.sql").read_text()
 
 
 @batch_modes
@@ -246,7 +231,6 @@ def test_sigkill_three_times_with_a_sql_handler(kafka, pg, tmp_path, max_batch):
     env = SqlEnv(kafka, pg, tmp_path, {"ledger.open": "ledger.open", "ledger.transfer": "sql:app.transfer"},
                  partitions=6)
     try:
-        pg.query("create schema app")
         pg.query(TRANSFER_SQL)
         opens = env.open_accounts()
         ws = [env.worker(executors=4, max_batch=max_batch).start()]
