@@ -448,6 +448,25 @@ parse_json(const void *text, size_t len, char *code, char *errbuf, size_t errbuf
 	return v;
 }
 
+/* What both decoders do first: clear the outputs, and refuse a value over
+ * max_bytes (0: no limit). Returns 0, or -1 with the error set. */
+static int
+decode_begin(size_t len, size_t max_bytes, struct sl_event *ev, char *code, char *errbuf, size_t errbuf_size)
+{
+	assert(ev != NULL);
+	memset(ev, 0, sizeof(*ev));
+	if (code != NULL)
+		code[0] = '\0';
+	if (errbuf != NULL && errbuf_size > 0)
+		errbuf[0] = '\0';
+	if (max_bytes > 0 && len > max_bytes) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_MESSAGE_TOO_LARGE,
+		          "message of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
+		return -1;
+	}
+	return 0;
+}
+
 int
 sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event *ev, char *code,
                 char *errbuf, size_t errbuf_size)
@@ -456,18 +475,8 @@ sl_event_decode(const void *value, size_t len, size_t max_bytes, struct sl_event
 	json_t *root = NULL;
 	int rc = -1;
 
-	assert(ev != NULL);
-	memset(ev, 0, sizeof(*ev));
-	if (code != NULL)
-		code[0] = '\0';
-	if (errbuf != NULL && errbuf_size > 0)
-		errbuf[0] = '\0';
-
-	if (max_bytes > 0 && len > max_bytes) {
-		set_error(code, errbuf, errbuf_size, SL_ERR_MESSAGE_TOO_LARGE,
-		          "message of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
+	if (decode_begin(len, max_bytes, ev, code, errbuf, errbuf_size) < 0)
 		goto out;
-	}
 	if (value == NULL || len == 0) {
 		set_error(code, errbuf, errbuf_size, SL_ERR_EMPTY_MESSAGE, "message is empty");
 		goto out;
@@ -604,18 +613,8 @@ sl_event_decode_binary(const void *value, size_t len, const struct sl_event_head
 	json_t *root = NULL, *data = NULL;
 	int rc = -1;
 
-	assert(ev != NULL);
-	memset(ev, 0, sizeof(*ev));
-	if (code != NULL)
-		code[0] = '\0';
-	if (errbuf != NULL && errbuf_size > 0)
-		errbuf[0] = '\0';
-
-	if (max_bytes > 0 && len > max_bytes) {
-		set_error(code, errbuf, errbuf_size, SL_ERR_MESSAGE_TOO_LARGE,
-		          "message of %zu bytes exceeds the limit of %zu bytes", len, max_bytes);
+	if (decode_begin(len, max_bytes, ev, code, errbuf, errbuf_size) < 0)
 		goto out;
-	}
 	/* The attributes first: they say whether the value is JSON at all. */
 	if ((root = binary_attributes(headers, n_headers, code, errbuf, errbuf_size)) == NULL ||
 	    check_attributes(root, &e, code, errbuf, errbuf_size) != 0)

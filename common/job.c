@@ -1515,6 +1515,24 @@ wait_sleep(struct sl_executor *ex, const struct sl_job *job, int *waits)
 	return sleep_unless_stopped(ex, job, d > WAIT_MAX ? WAIT_MAX : d);
 }
 
+/* Holds items[first..n) while items[first] waits (for PostgreSQL, for its
+ * function, for the ledger to take its outcome): marks the executor
+ * waiting and sleeps before the next look. Returns -1, with the jobs
+ * handed back unrun, when the worker stops or the partition is revoked. */
+static int
+hold(struct sl_executor *ex, struct item *items, size_t first, size_t n, long *held, int *waits)
+{
+	size_t i;
+
+	wait_start(ex, held, (long)(n - first), &items[first]);
+	if (wait_sleep(ex, items[first].job, waits) == 0)
+		return 0;
+	for (i = first; i < n; i++)
+		items[i].job->end = SL_JOB_END_SKIPPED;
+	return -1;
+}
+
+
 /* Settles a job whose failed outcome cannot be written while PostgreSQL
  * answers (the write itself breaks, e.g. a trigger): the outcome the
  * ledger holds, if it holds one (final, or `failed` from an earlier
@@ -1693,12 +1711,8 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 				first++;
 				continue;
 			}
-			wait_start(ex, &held, (long)(n_db - first), it);
-			if (wait_sleep(ex, it->job, &waits) < 0) {
-				for (i = first; i < n_db; i++)
-					items[i].job->end = SL_JOB_END_SKIPPED;
+			if (hold(ex, items, first, n_db, &held, &waits) < 0)
 				break;
-			}
 			continue;
 		}
 		/* After a group was lost, its jobs go one by one: a job that
@@ -1737,12 +1751,8 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		if (it->wait) {
 			/* Cannot judge now: no attempt counted, nothing published;
 			 * the job (and its partition's offset) waits for PostgreSQL. */
-			wait_start(ex, &held, (long)(n_db - first), it);
-			if (wait_sleep(ex, it->job, &waits) < 0) {
-				for (i = first; i < n_db; i++)
-					items[i].job->end = SL_JOB_END_SKIPPED;
+			if (hold(ex, items, first, n_db, &held, &waits) < 0)
 				break;
-			}
 			continue;
 		}
 		wait_end(ex, &held);

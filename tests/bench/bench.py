@@ -420,8 +420,10 @@ class Run:
         return text
 
     def check_conf(self, path):
+        # The file's own conninfo: -n checks SQL handlers in the bench's database.
+        env = {k: v for k, v in os.environ.items() if k not in ("SLUICE_KAFKA_BROKERS", "SLUICE_PG_CONNINFO")}
         r = subprocess.run([str(BIN / "sluice-worker"), "-n", "-c", path], capture_output=True,
-                           text=True, timeout=30)
+                           text=True, timeout=30, env=env)
         if r.returncode != 0:
             raise BenchError("the worker refuses the settings: " + (r.stderr or r.stdout).strip())
 
