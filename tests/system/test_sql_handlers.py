@@ -4,7 +4,6 @@ deployed yet, per-type role and statement_timeout, `sluice-worker -n`, and
 the crash invariants with a SQL handler in per-job and grouped modes."""
 import json
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -13,7 +12,7 @@ import pytest
 
 from harness import BIN, ROOT, Worker, cloudevent, conf_text, read_results
 from test_outcomes import TopicWatch, http_port, readyz
-from test_worker import ACCOUNTS, BALANCE, Env, batch_modes
+from test_worker import Env, batch_modes, round_trips
 
 FUNCTIONS = """
 create schema app;
@@ -247,5 +246,32 @@ def test_sigkill_three_times_with_a_sql_handler(kafka, pg, tmp_path, max_batch):
         assert ws[-1].stop(90) == 0, ws[-1].log()[-3000:]
         env.check_ledger(res, ids)
         assert res.status_counts().get("failed", 0) == 0
+    finally:
+        env.kill_all()
+
+
+def test_a_group_of_sql_jobs_costs_two_round_trips(kafka, pg, tmp_path):
+    """A SQL handler's call is said ahead, and its job type's
+    statement_timeout goes in the same pipeline: a group of 32 costs about
+    two round trips, as the built-in ledger.transfer does."""
+    env = SqlEnv(kafka, pg, tmp_path, {"ledger.open": "ledger.open", "ledger.transfer": "sql:app.transfer"},
+                 extra={"ledger.transfer": {"statement_timeout": 5.0}})
+    try:
+        pg.query(TRANSFER_SQL)
+        opens = env.open_accounts()
+        w = env.worker(executors=1)
+        w.start()
+        read_results(kafka, env.results, len(opens), timeout=120)
+        assert w.stop(60) == 0
+        transfers = env.transfers(640, seed=13)
+        env.produce_jobs(transfers, lambda ev: ev["data"]["from"].encode())
+        w = env.worker(executors=1, max_batch=32, http_listen="127.0.0.1:0").start()
+        ids = [ev["id"] for ev in opens + transfers]
+        res = read_results(kafka, env.results, len(ids), timeout=120)
+        trips = round_trips(w)
+        assert w.stop(60) == 0, w.log()[-3000:]
+        env.check_ledger(res, ids)
+        rejected = res.status_counts().get("rejected", 0)
+        assert trips <= len(transfers) / 4 + rejected, f"{trips} round trips for {len(transfers)} jobs"
     finally:
         env.kill_all()
