@@ -20,6 +20,7 @@
 #include "ctl.h"
 #include "ctl_common.h"
 #include "pg.h"
+#include "registry.h"
 #include "worker.h"
 
 #define DEFAULT_CONFIG "worker.conf"
@@ -108,6 +109,8 @@ sl_ctl_check_config(int argc, char **argv)
 	struct sl_config *cfg = NULL;
 	char errbuf[1024];
 	int opt, rc = 1;
+	const struct sl_handler *builtins;
+	size_t n_builtins;
 
 	sl_ctl_set_command("check-config");
 	optind = 1;
@@ -126,6 +129,9 @@ sl_ctl_check_config(int argc, char **argv)
 	if (path == NULL)
 		path = DEFAULT_CONFIG;
 
+	/* The built-in handlers are the worker's: the same table it runs. */
+	builtins = sl_registry_all(&n_builtins);
+	sl_worker_set_builtins(builtins, n_builtins);
 	cfg = sl_config_load(path, errbuf, sizeof(errbuf));
 	if (cfg == NULL || sl_worker_check(cfg, errbuf, sizeof(errbuf)) != 0) {
 		/* Already `file:line: what is wrong`, for editors to jump to. */
