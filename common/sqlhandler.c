@@ -8,6 +8,7 @@
  * raises:
  *
  *   a JSON object, or NULL      succeeded, the object is the result's output
+ *   (SQL or JSON null)
  *   anything else               failed (invalid_output) + dead letter
  *   sluice.reject(code, msg)    SQLSTATE SL002: rejected, no dead letter
  *   sluice.retry(msg, after)    SQLSTATE SL003: retried, counting an attempt,
@@ -83,8 +84,12 @@ sql_run(struct sl_job_ctx *ctx)
 		else if (PQgetisnull(res, 0, 0))
 			outcome = SL_OUTCOME_SUCCEEDED;
 		else if ((out = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, &jerr)) != NULL &&
-		         json_is_object(out)) {
-			ctx->output = out;
+		         (json_is_object(out) || json_is_null(out))) {
+			/* JSON null says "nothing" as SQL NULL does. */
+			if (json_is_object(out))
+				ctx->output = out;
+			else
+				json_decref(out);
 			outcome = SL_OUTCOME_SUCCEEDED;
 		} else {
 			outcome = sl_job_fail(ctx, SL_OUTCOME_FAILED, SL_ERR_INVALID_OUTPUT,
@@ -92,7 +97,6 @@ sql_run(struct sl_job_ctx *ctx)
 			                      out == NULL        ? "something that is not JSON"
 			                      : json_is_array(out) ? "an array"
 			                      : json_is_string(out) ? "a string"
-			                      : json_is_null(out)   ? "JSON null"
 			                      : json_is_boolean(out) ? "a boolean"
 			                                             : "a number");
 			json_decref(out);

@@ -24,6 +24,7 @@ begin
   return jsonb_build_object('job', job);
 end $$;
 create function app.nothing(job jsonb) returns jsonb language sql as $$ select null::jsonb $$;
+create function app.jsonnull(job jsonb) returns jsonb language sql as $$ select 'null'::jsonb $$;
 create function app.array(job jsonb) returns jsonb language sql as $$ select '[1, 2]'::jsonb $$;
 create function app.refuse(job jsonb) returns jsonb language plpgsql as $$
 begin
@@ -48,7 +49,8 @@ begin update sluice.jobs set status = status where false; return '{}'; end $$;
 """
 
 TYPES = {
-    "t.echo": "sql:app.echo", "t.nothing": "sql:app.nothing", "t.array": "sql:app.array",
+    "t.echo": "sql:app.echo", "t.nothing": "sql:app.nothing", "t.jsonnull": "sql:app.jsonnull",
+    "t.array": "sql:app.array",
     "t.refuse": "sql:app.refuse", "t.later": "sql:app.later", "t.boom": "sql:app.boom",
     "t.missing": "sql:app.missing",
 }
@@ -100,11 +102,12 @@ def test_every_outcome(senv, max_batch):
                                                 "max_backoff": 0.1}).start()
     echo = send(senv, "t.echo", {"n": 1}, key=b"key-1")
     nothing = send(senv, "t.nothing", {})
+    jsonnull = send(senv, "t.jsonnull", {})
     array = send(senv, "t.array", {})
     refuse = send(senv, "t.refuse", {"n": 9})
     later = send(senv, "t.later", {})
     boom = send(senv, "t.boom", {"n": 4})
-    res = read_results(senv.kafka, senv.results, 6, timeout=60)
+    res = read_results(senv.kafka, senv.results, 7, timeout=60)
     assert w.stop(30) == 0, w.log()[-3000:]
 
     out = res.first(echo["id"])["data"]
@@ -114,8 +117,9 @@ def test_every_outcome(senv, max_batch):
                    "time": echo["time"], "data": {"n": 1}, "key": "key-1", "attempt": 1}
     assert senv.pg.scalar("select n from app.seen where job_id = %s", echo["id"]) == 1
 
-    out = res.first(nothing["id"])["data"]
-    assert out["status"] == "succeeded" and out.get("output") is None
+    for ev in (nothing, jsonnull):
+        out = res.first(ev["id"])["data"]
+        assert out["status"] == "succeeded" and out.get("output") is None, out
 
     out = res.first(array["id"])["data"]
     assert out["status"] == "failed" and out["error"]["code"] == "invalid_output", out
@@ -135,7 +139,7 @@ def test_every_outcome(senv, max_batch):
     letters = senv.kafka.consume(senv.dlq, idle=2.0, timeout=15)
     assert sorted(json.loads(m.value())["id"] for m in letters) == sorted([array["id"], boom["id"]])
     # The ledger holds every outcome the topic shows.
-    for ev in (echo, nothing, array, refuse, later, boom):
+    for ev in (echo, nothing, jsonnull, array, refuse, later, boom):
         stored = senv.pg.scalar("select result from sluice.jobs where id = %s", ev["id"])
         assert stored.encode() == res.by_job[ev["id"]][0][0]
 
