@@ -41,7 +41,9 @@ ifneq ($(SANITIZE),)
     $(error SANITIZE accepts address, undefined and thread, comma-separated; got "$(SANITIZE)")
   endif
   SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
-  BUILD := build/san
+  # One folder per sanitizer set: after a thread-sanitizer build, an
+  # address,undefined one must not find its objects up to date.
+  BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
 endif
 
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LIBS_PC) 2>/dev/null)

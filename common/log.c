@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-volatile int sl_log_level_current = SL_LOG_INFO;
-static volatile int log_format = SL_LOG_KV;
+atomic_int sl_log_level_current = SL_LOG_INFO;
+static atomic_int log_format = SL_LOG_KV;
 static const char *log_program = "sluice";
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -25,13 +25,13 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 void
 sl_log_set_level(enum sl_log_level level)
 {
-	sl_log_level_current = level;
+	atomic_store(&sl_log_level_current, (int)level);
 }
 
 void
 sl_log_set_format(enum sl_log_format format)
 {
-	log_format = format;
+	atomic_store(&log_format, (int)format);
 }
 
 void
@@ -165,7 +165,7 @@ sl_log_write(enum sl_log_level level, const char *job_id, const char *fields, co
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vwrite(log_format == SL_LOG_JSON, level, job_id, fields, fmt, ap);
+	log_vwrite(atomic_load(&log_format) == SL_LOG_JSON, level, job_id, fields, fmt, ap);
 	va_end(ap);
 }
 
@@ -174,7 +174,7 @@ sl_log_write_format(enum sl_log_format format, enum sl_log_level level, const ch
 {
 	va_list ap;
 
-	if ((int)level > sl_log_level_current)
+	if ((int)level > atomic_load(&sl_log_level_current))
 		return;
 	va_start(ap, fmt);
 	log_vwrite(format == SL_LOG_JSON, level, NULL, NULL, fmt, ap);

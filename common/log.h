@@ -12,6 +12,8 @@
 #ifndef SL_LOG_H
 #define SL_LOG_H
 
+#include <stdatomic.h>
+
 #include <stddef.h>
 
 enum sl_log_level {
@@ -26,7 +28,9 @@ enum sl_log_format {
 	SL_LOG_JSON = 1,
 };
 
-extern volatile int sl_log_level_current;
+/* The level in force: written on SIGHUP while every thread reads it, so
+ * atomic (relaxed is enough: a line logged at the old level is harmless). */
+extern atomic_int sl_log_level_current;
 
 /* Sets the process-wide level and format; safe to call while other threads log. */
 void sl_log_set_level(enum sl_log_level level);
@@ -55,10 +59,10 @@ void sl_log_write_format(enum sl_log_format format, enum sl_log_level level, con
  * sl_pg_conninfo_redact() itself. */
 void sl_log_redact(const char *conninfo, char *buf, size_t buf_size);
 
-#define sl_log_at(level, job, ...)                                      \
-	do {                                                             \
-		if ((int)(level) <= sl_log_level_current)                \
-			sl_log_write((level), (job), NULL, __VA_ARGS__); \
+#define sl_log_at(level, job, ...)                                                          \
+	do {                                                                                 \
+		if ((int)(level) <= atomic_load_explicit(&sl_log_level_current, memory_order_relaxed)) \
+			sl_log_write((level), (job), NULL, __VA_ARGS__);                             \
 	} while (0)
 
 #define sl_log_error(...) sl_log_at(SL_LOG_ERROR, NULL, __VA_ARGS__)

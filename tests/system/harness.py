@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# The binaries under test: build/, or build/san for `make test SANITIZE=...`.
+# The binaries under test: build/, or build/san-<set> for `make test SANITIZE=...`
+# (make system passes SLUICE_BIN_DIR).
 BIN = pathlib.Path(os.environ.get("SLUICE_BIN_DIR") or ROOT / "build")
 
 
