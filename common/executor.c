@@ -22,7 +22,7 @@ static void *
 executor_main(void *arg)
 {
 	struct sl_executor *ex = arg;
-	size_t max = ex->w->cfg->max_batch > 1 ? (size_t)ex->w->cfg->max_batch : SL_CHAIN_MAX, n, i;
+	size_t max = sl_batch_grouped(ex->w->cfg) ? (size_t)ex->w->cfg->max_batch : SL_CHAIN_MAX, n, i;
 	struct sl_job **batch = calloc(max, sizeof(*batch));
 	double started, took;
 	const char *wedge = getenv("SLUICE_TEST_WEDGE_EXECUTOR");

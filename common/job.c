@@ -125,7 +125,7 @@ struct item {
 	struct sl_event ev;
 	const struct sl_job_type_rt *jt;
 	char *pending;               /* result on its way into the ledger, malloc'ed */
-	const char *pending_status;  /* its status (static) */
+	enum sl_job_status pending_status; /* its status */
 	char attempts[16];           /* job->attempts as text, for the ledger */
 	int wait;                    /* the last attempt ended because PostgreSQL cannot judge now */
 	int pg_error;                /* its pending failed outcome comes from a database error */
@@ -367,7 +367,7 @@ fail_without_ledger(struct sl_executor *ex, struct sl_job *job, const struct sl_
 	r.job_type = ev ? ev->type : NULL;
 	r.error_code = code;
 	r.error_message = message;
-	job->status = "failed";
+	job->status = SL_JOB_FAILED;
 	if ((job->result = sl_event_result(&r, id, ex->w->cfg->result_source, when)) == NULL)
 		abort();
 	job->dlq_code = xstrdup(code);
@@ -416,7 +416,7 @@ take_stored(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, char
 	}
 	free(it->job->result);
 	it->job->result = xstrdup(PQgetvalue(res, 0, 1));
-	it->job->status = strcmp(PQgetvalue(res, 0, 0), "succeeded") == 0 ? "succeeded" : "rejected";
+	it->job->status = strcmp(PQgetvalue(res, 0, 0), "succeeded") == 0 ? SL_JOB_SUCCEEDED : SL_JOB_REJECTED;
 	it->job->duplicate = 1;
 	PQclear(res);
 	return 0;
@@ -447,7 +447,7 @@ record_failed(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, ch
 	}
 	free(it->job->result);
 	it->job->result = result;
-	it->job->status = "failed";
+	it->job->status = SL_JOB_FAILED;
 	return 0;
 }
 
@@ -456,7 +456,7 @@ record_failed(struct sl_executor *ex, struct item *it, enum sl_pg_class *cls, ch
 static void
 dead_letter(struct item *it)
 {
-	if (strcmp(it->job->status, "failed") != 0)
+	if (it->job->status != SL_JOB_FAILED)
 		return;
 	it->job->dlq_code = xstrdup(it->code);
 	it->job->dlq_message = xstrdup(it->message);
@@ -909,8 +909,8 @@ undo_item(struct sl_executor *ex, struct sl_pipe *p, size_t index, int grouped, 
 static void
 queue_record(struct sl_pipe *p, struct item *it, size_t index)
 {
-	const char *params[6] = { it->ev.source, it->ev.id, it->ev.type, it->pending_status, it->pending,
-		                  it->attempts };
+	const char *params[6] = { it->ev.source, it->ev.id,  it->ev.type, sl_job_status_name(it->pending_status),
+		                  it->pending,   it->attempts };
 
 	pipe_add(p, sql_record_or_raise, index, STEP_RECORD, 6, params);
 }
@@ -1116,8 +1116,8 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 
 	switch (outcome) {
 	case SL_OUTCOME_SUCCEEDED:
-		it->pending_status = "succeeded";
-		it->pending = build_result(ex, &it->ev, it->pending_status, ctx.output, NULL, NULL);
+		it->pending_status = SL_JOB_SUCCEEDED;
+		it->pending = build_result(ex, &it->ev, "succeeded", ctx.output, NULL, NULL);
 		json_decref(ctx.output);
 		if (!sent_ahead)
 			queue_leave(p, it, index);
@@ -1127,8 +1127,8 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 	case SL_OUTCOME_FAILED:
 		json_decref(ctx.output);
 		if (outcome == SL_OUTCOME_REJECTED) {
-			it->pending_status = "rejected";
-			it->pending = build_result(ex, &it->ev, it->pending_status, NULL, ctx.error_code,
+			it->pending_status = SL_JOB_REJECTED;
+			it->pending = build_result(ex, &it->ev, "rejected", NULL, ctx.error_code,
 			                           ctx.error_message);
 		} else {
 			snprintf(it->code, sizeof(it->code), "%s", *ctx.error_code ? ctx.error_code : SL_ERR_HANDLER_ERROR);
@@ -1138,8 +1138,8 @@ run_handler(struct sl_executor *ex, struct item *it, size_t index, int grouped, 
 			 * run's) counts nowhere but sluice_duplicates_total: the
 			 * error counts once its failed outcome is written. */
 			it->pg_error = *ctx.sqlstate != '\0';
-			it->pending_status = "failed";
-			it->pending = build_result(ex, &it->ev, it->pending_status, NULL, it->code, it->message);
+			it->pending_status = SL_JOB_FAILED;
+			it->pending = build_result(ex, &it->ev, "failed", NULL, it->code, it->message);
 		}
 		queue_undo(p, index, grouped);
 		queue_record(p, it, index);
@@ -1243,7 +1243,7 @@ run_group(struct sl_executor *ex, struct item *items, size_t n, int ahead, int *
 	char errbuf[1024];
 	size_t i = 0, j, sent, next;
 	enum item_end end = ITEM_DONE;
-	int grouped = n > 1 && w->cfg->max_batch > 1, chain = n > 1 && !grouped, ended = 0, abandoned = 0;
+	int grouped = n > 1 && sl_batch_grouped(w->cfg), chain = n > 1 && !grouped, ended = 0, abandoned = 0;
 
 	*lost = *replay = 0;
 	for (j = 0; j < n; j++) {
@@ -1555,8 +1555,9 @@ fail_unrecorded(struct sl_executor *ex, struct item *it)
 	st = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 0) : "";
 	if (strcmp(st, "succeeded") == 0 || strcmp(st, "rejected") == 0 || strcmp(st, "failed") == 0) {
 		it->job->result = xstrdup(PQgetvalue(res, 0, 1));
-		it->job->status = strcmp(st, "succeeded") == 0 ? "succeeded" : strcmp(st, "rejected") == 0 ? "rejected"
-		                                                                                            : "failed";
+		it->job->status = strcmp(st, "succeeded") == 0 ? SL_JOB_SUCCEEDED
+		                  : strcmp(st, "rejected") == 0 ? SL_JOB_REJECTED
+		                                                : SL_JOB_FAILED;
 		it->job->duplicate = strcmp(st, "failed") != 0;
 		dead_letter(it);
 	} else {
@@ -1660,7 +1661,7 @@ prepare(struct sl_executor *ex, struct sl_job *job, struct item *it)
 		fail_without_ledger(ex, job, &it->ev, SL_ERR_UNKNOWN_TYPE, errbuf);
 		return 0;
 	}
-	job->type = it->jt->conf->type;
+	job->jt = it->jt;
 	job->result_topic = it->jt->conf->result_topic;
 	if (it->jt->schema != NULL && sl_schema_validate(it->jt->schema, it->ev.data, serrs, 3, &n_serrs) != 0) {
 		sl_schema_errors_format(serrs, n_serrs, errbuf, sizeof(errbuf));

@@ -310,14 +310,8 @@ void
 sl_ops_job_done(struct sl_worker *w, const struct sl_job *job)
 {
 	struct sl_ops *o = &w->ops;
-	const struct sl_job_type_rt *t = NULL;
-	size_t i;
-	int k;
-
-	for (i = 0; job->type != NULL && i < w->n_types; i++)
-		if (w->types[i].conf->type == job->type)
-			t = &w->types[i];
-	k = strcmp(job->status, "succeeded") == 0 ? 0 : strcmp(job->status, "rejected") == 0 ? 1 : 2;
+	const struct sl_job_type_rt *t = job->jt;
+	int k = (int)job->status; /* the index of m_unknown[] too */
 	if (t != NULL) {
 		sl_metrics_counter_inc(k == 0 ? t->m_ok : k == 1 ? t->m_rejected : t->m_failed);
 		sl_metrics_histogram_observe(t->m_duration, job->run_seconds);

@@ -398,9 +398,9 @@ drain_done(struct sl_worker *w)
 			job_release(w, job);
 			continue;
 		}
-		if (strcmp(job->status, "succeeded") == 0)
+		if (job->status == SL_JOB_SUCCEEDED)
 			atomic_fetch_add(&w->n_succeeded, 1);
-		else if (strcmp(job->status, "rejected") == 0)
+		else if (job->status == SL_JOB_REJECTED)
 			atomic_fetch_add(&w->n_rejected, 1);
 		else
 			atomic_fetch_add(&w->n_failed, 1);

@@ -40,6 +40,20 @@ struct sl_partition {
 	int64_t last_fetched_ts;       /* consumer thread: Kafka timestamp (ms) of the last fetch */
 };
 
+/* A job's outcome, as its result says it (sl_job_status_name()). */
+enum sl_job_status {
+	SL_JOB_SUCCEEDED = 0,
+	SL_JOB_REJECTED,
+	SL_JOB_FAILED,
+};
+
+/* "succeeded", "rejected" or "failed" (static). */
+static inline const char *
+sl_job_status_name(enum sl_job_status s)
+{
+	return s == SL_JOB_SUCCEEDED ? "succeeded" : s == SL_JOB_REJECTED ? "rejected" : "failed";
+}
+
 /* What became of a job, decided by its executor. */
 enum sl_job_end {
 	SL_JOB_END_RESULT = 0,         /* publish `result` (and a dead letter if dlq_code) */
@@ -59,8 +73,8 @@ struct sl_job {
 	enum sl_job_end end;
 	char *result;                  /* result event text, malloc'ed */
 	const char *result_topic;      /* borrowed from the configuration */
-	const char *type;              /* borrowed from the configuration, NULL if unknown */
-	const char *status;            /* "succeeded", "rejected", "failed" (static) */
+	const struct sl_job_type_rt *jt; /* its job type, NULL if unknown */
+	enum sl_job_status status;
 	char *dlq_code;                /* malloc'ed; non-NULL: also publish a dead letter */
 	char *dlq_message;             /* malloc'ed */
 	int attempts;
@@ -185,6 +199,15 @@ void sl_executors_cancel_all(struct sl_worker *w);
  * transaction, else one each, chained) on ex's connection and fills each
  * job's outcome. */
 void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
+
+/* The one place that decides the batch mode: with limits.max_batch above 1
+ * an executor's jobs share one transaction (a group); with 1 each has its
+ * own, chained (job.c). */
+static inline int
+sl_batch_grouped(const struct sl_config *cfg)
+{
+	return cfg->max_batch > 1;
+}
 
 /* job.c: checks that the ledger on conn has the shape the job statements
  * need (its columns, key and functions), by preparing each of them.
