@@ -101,18 +101,13 @@ warn_secret(struct reader *r, const config_setting_t *s, const char *what)
 static int
 fail(struct reader *r, const config_setting_t *s, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 	int line;
 	const char *file = where(r, s, &line);
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	sl_config_errorv(r->errbuf, r->errbuf_size, file, line, fmt, ap);
 	va_end(ap);
-	if (line > 0)
-		snprintf(r->errbuf, r->errbuf_size, "%s:%d: %s", file, line, msg);
-	else
-		snprintf(r->errbuf, r->errbuf_size, "%s: %s", file, msg);
 	return -1;
 }
 

@@ -31,20 +31,28 @@ struct reader {
 static int fail(struct reader *r, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+int
+sl_config_errorv(char *errbuf, size_t errbuf_size, const char *file, int line, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (line > 0)
+		snprintf(errbuf, errbuf_size, "%s:%d: %s", file, line, msg);
+	else
+		snprintf(errbuf, errbuf_size, "%s: %s", file, msg);
+	return -1;
+}
+
 /* Writes `file:line: message` (or `file: message` for line 0); returns -1. */
 static int
 fail(struct reader *r, const char *file, int line, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	sl_config_errorv(r->errbuf, r->errbuf_size, file, line, fmt, ap);
 	va_end(ap);
-	if (line > 0)
-		snprintf(r->errbuf, r->errbuf_size, "%s:%d: %s", file, line, msg);
-	else
-		snprintf(r->errbuf, r->errbuf_size, "%s: %s", file, msg);
 	return -1;
 }
 

@@ -14,6 +14,7 @@
 #ifndef SL_CONFIG_TEXT_H
 #define SL_CONFIG_TEXT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* Zero-initialise; free with sl_config_text_free(). */
@@ -41,5 +42,10 @@ const char *sl_config_text_where(const struct sl_config_text *t, int line, int *
 
 /* Frees what t holds and zeroes it; a zeroed t is a no-op. */
 void sl_config_text_free(struct sl_config_text *t);
+
+/* Writes `file:line: message` (`file: message` for line 0) into errbuf,
+ * the voice of every configuration error; returns -1. */
+int sl_config_errorv(char *errbuf, size_t errbuf_size, const char *file, int line, const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
 
 #endif
