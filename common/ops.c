@@ -193,7 +193,7 @@ snapshot(struct sl_worker *w, double now)
 			continue;
 		if (committable < 0)
 			committable = p->stored >= 0 ? p->stored : hi;
-		if (p->jobs == 0 && p->stored > committable)
+		if (p->stored > committable)
 			committable = p->stored; /* the position, past a commit marker */
 		lag[i].messages = hi > committable ? hi - committable : 0;
 		if (lag[i].messages == 0)

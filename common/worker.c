@@ -148,12 +148,14 @@ store_offset(struct sl_worker *w, struct sl_partition *p)
 	store_at(w, p, off);
 }
 
-/* Stores the consumer's position of every idle partition (no live job)
- * that is ahead of what was stored. A transactional producer's commit
- * marker takes an offset that is never a message: without this the stored
- * offset stays one short of the end forever (lag 1, committed offset
- * behind). With no live job, every message before the position is done,
- * so the position is committable. Consumer thread. */
+/* Stores the consumer's position of every idle partition that is ahead of
+ * what was stored. A transactional producer's commit marker takes an offset
+ * that is never a message: without this the stored offset stays one short
+ * of the end forever (lag 1, committed offset behind). Idle means every
+ * message handed to the tracker is done (a job handed back unrun at a stop
+ * stays in flight there) and none was left out of it (while draining): then
+ * every message before the position is done, and the position is
+ * committable. Consumer thread. */
 static void
 store_idle_positions(struct sl_worker *w)
 {
@@ -163,7 +165,7 @@ store_idle_positions(struct sl_worker *w)
 
 	list = rd_kafka_topic_partition_list_new(8);
 	for (p = w->parts; p != NULL; p = p->next)
-		if (p->assigned && p->jobs == 0)
+		if (p->assigned && !p->dropped && sl_offsets_in_flight(p->offsets) == 0)
 			rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
 	if (list->cnt > 0 && rd_kafka_position(w->consumer, list) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		for (i = 0; i < list->cnt; i++) {
@@ -481,10 +483,13 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 	}
 	atomic_store(&w->ops.brokers_down, 0);
 	/* While draining, a message is left for the next owner: it never enters
-	 * the tracker, so no committed offset can pass it. */
-	if (draining ||
-	    (p = partition_find(w, rd_kafka_topic_name(m->rkt), m->partition)) == NULL ||
-	    sl_offsets_add(p->offsets, m->offset) < 0) {
+	 * the tracker, so no committed offset can pass it. The consumer's
+	 * position has passed it, though: from now on that position is no
+	 * offset to store (store_idle_positions). */
+	p = partition_find(w, rd_kafka_topic_name(m->rkt), m->partition);
+	if (draining || p == NULL || sl_offsets_add(p->offsets, m->offset) < 0) {
+		if (p != NULL)
+			p->dropped = 1;
 		rd_kafka_message_destroy(m);
 		return;
 	}

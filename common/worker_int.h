@@ -33,6 +33,7 @@ struct sl_partition {
 	int jobs;                      /* consumer thread: live jobs of this struct */
 	int assigned;                  /* consumer thread */
 	int64_t stored;                /* consumer thread: last offset stored, -1 none */
+	int dropped;                   /* consumer thread: a fetched message was left untracked */
 	atomic_int revoked;            /* set by the consumer thread, read by executors */
 	struct sl_partition *next;     /* consumer thread: assignment list */
 	struct sl_job *oldest, *newest; /* consumer thread: live jobs in offset order */
