@@ -410,6 +410,14 @@ def services(*args):
         raise RuntimeError(f"tests/services {' '.join(args)} failed: {r.stderr.strip()}")
 
 
+# The faults that stop a service and start it again: the service, how it
+# stops, and how the log names it.
+OUTAGES = {
+    "pg_outage": ("pg", "--immediate", "PostgreSQL", "stopped (immediate)"),
+    "broker_kill": ("kafka", "--kill", "broker", "killed"),
+}
+
+
 def run_fault(kind, params, fleet, rnd, log, sdir):
     running = fleet.running()
     if kind in ("sigkill", "sigterm", "abandon", "freeze", "leave") and not running:
@@ -450,20 +458,14 @@ def run_fault(kind, params, fleet, rnd, log, sdir):
         else:
             fleet.start(s)  # never shrink the base group
         log(kind, f"worker {s} leaves (SIGTERM): exit {rc}", exit=rc)
-    elif kind == "pg_outage":
+    elif kind in OUTAGES:
+        service, flag, who, how = OUTAGES[kind]
         t = time.monotonic()
-        services("stop", "pg", "--immediate", sdir)
-        log(kind, f"PostgreSQL stopped (immediate), down for {params['seconds']} s")
+        services("stop", service, flag, sdir)
+        log(kind, f"{who} {how}, down for {params['seconds']} s")
         time.sleep(params["seconds"])
-        services("start", "pg", sdir)
-        log(kind, f"PostgreSQL accepts connections again, {time.monotonic() - t:.1f} s after the stop")
-    elif kind == "broker_kill":
-        t = time.monotonic()
-        services("stop", "kafka", "--kill", sdir)
-        log(kind, f"broker killed, down for {params['seconds']} s")
-        time.sleep(params["seconds"])
-        services("start", "kafka", sdir)
-        log(kind, f"broker accepts connections again, {time.monotonic() - t:.1f} s after the kill")
+        services("start", service, sdir)
+        log(kind, f"{who} accepts connections again, {time.monotonic() - t:.1f} s after the stop")
 
 
 # ---- offsets ---------------------------------------------------------------

@@ -42,6 +42,22 @@ is_clean(const char *s)
 	return 1;
 }
 
+/* Checks a decoder's failure: rc -1, want_code, a clean message that
+ * contains want_text, and ev cleared. */
+static void
+expect_failed(int rc, const struct sl_event *ev, const char *code, const char *msg, const char *want_code,
+              const char *want_text)
+{
+	assert_int_equal(rc, -1);
+	assert_string_equal(code, want_code);
+	if (strstr(msg, want_text) == NULL)
+		fail_msg("message \"%s\" lacks \"%s\"", msg, want_text);
+	assert_true(is_clean(msg));
+	assert_null(ev->root);
+	assert_null(ev->id);
+	assert_null(ev->data);
+}
+
 /* Decodes n bytes of s, expects failure with want_code and a message that
  * contains want_text, is clean and leaves ev cleared. */
 static void
@@ -51,14 +67,8 @@ expect_error_n(const char *s, size_t n, size_t max, const char *want_code, const
 	char code[32], msg[256];
 
 	memset(&ev, 0xa5, sizeof(ev));
-	assert_int_equal(sl_event_decode(s, n, max, &ev, code, msg, sizeof(msg)), -1);
-	assert_string_equal(code, want_code);
-	if (strstr(msg, want_text) == NULL)
-		fail_msg("message \"%s\" lacks \"%s\"", msg, want_text);
-	assert_true(is_clean(msg));
-	assert_null(ev.root);
-	assert_null(ev.id);
-	assert_null(ev.data);
+	expect_failed(sl_event_decode(s, n, max, &ev, code, msg, sizeof(msg)), &ev, code, msg, want_code,
+	              want_text);
 }
 
 static void
@@ -833,14 +843,7 @@ expect_binary_error(const char *value, const struct hdrs *hs, const char *want_c
 	char code[32], msg[256];
 
 	memset(&ev, 0xa5, sizeof(ev));
-	assert_int_equal(decode_binary(value, hs, &ev, code, msg, sizeof(msg)), -1);
-	assert_string_equal(code, want_code);
-	if (strstr(msg, want_text) == NULL)
-		fail_msg("message \"%s\" lacks \"%s\"", msg, want_text);
-	assert_true(is_clean(msg));
-	assert_null(ev.root);
-	assert_null(ev.id);
-	assert_null(ev.data);
+	expect_failed(decode_binary(value, hs, &ev, code, msg, sizeof(msg)), &ev, code, msg, want_code, want_text);
 }
 
 /* A binary-mode message decodes to the same struct sl_event as the
