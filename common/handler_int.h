@@ -109,7 +109,7 @@ PGresult *sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, con
 
 /* Returns the job as one JSON object (text): {"id", "source", "type",
  * "subject", "time", "data", "key", "attempt"}, "key" the Kafka key as text
- * (null when none, or not UTF-8), "attempt" 1 for the first try. Borrowed:
+ * (null when none, not UTF-8, or holding a NUL byte), "attempt" 1 for the first try. Borrowed:
  * valid until the handler returns. NULL outside an executor. Defined in
  * job.c. */
 const char *sl_job_json(struct sl_job_ctx *ctx);

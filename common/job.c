@@ -1003,8 +1003,11 @@ sl_job_json(struct sl_job_ctx *ctx)
 	json_object_set_new(o, "subject", it->ev.subject ? json_string(it->ev.subject) : json_null());
 	json_object_set_new(o, "time", it->ev.time ? json_string(it->ev.time) : json_null());
 	json_object_set(o, "data", it->ev.data);
-	/* A key that is not UTF-8 has no text to show: null, like none. */
-	json_object_set_new(o, "key", msg->key ? json_stringn(msg->key, msg->key_len) : json_null());
+	/* A key that is not UTF-8, or holds a NUL (which jsonb refuses), has
+	 * no text to show: null, like none. */
+	json_object_set_new(o, "key", msg->key && !memchr(msg->key, 0, msg->key_len)
+	                                  ? json_stringn(msg->key, msg->key_len)
+	                                  : json_null());
 	if (json_object_get(o, "key") == NULL)
 		json_object_set_new(o, "key", json_null());
 	json_object_set_new(o, "attempt", json_integer(it->job->attempts));

@@ -279,3 +279,14 @@ def test_a_group_of_sql_jobs_costs_two_round_trips(kafka, pg, tmp_path):
         assert trips <= len(transfers) / 4 + rejected, f"{trips} round trips for {len(transfers)} jobs"
     finally:
         env.kill_all()
+
+
+def test_a_key_that_is_no_text_is_null(senv):
+    """The job object's key is text or null: a Kafka key that is not UTF-8,
+    or holds a NUL byte (which jsonb refuses), is null, not a failed job."""
+    w = senv.worker().start()
+    jobs = [send(senv, "t.echo", {"n": i}, key=k) for i, k in enumerate((b"a\x00b", b"\xff\xfe", b"plain"))]
+    res = read_results(senv.kafka, senv.results, len(jobs), timeout=60)
+    assert w.stop(30) == 0, w.log()[-3000:]
+    keys = [res.first(ev["id"])["data"]["output"]["job"]["key"] for ev in jobs]
+    assert keys == [None, None, "plain"], keys
