@@ -7,7 +7,11 @@
  * whatever the partition count. The queues need no bound of their own: the
  * consumer thread bounds the jobs in flight and pauses partitions above it.
  *
- * Not for: what a job does (job.c) or what happens to it after (worker.c).
+ * Finished jobs go back to the consumer thread through one done queue,
+ * a whole batch at once and in order (sl_executors_hand_back), and the
+ * consumer thread is woken out of its poll to publish them.
+ *
+ * Not for: what a job does (job.c) or what happens to it after (publish.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,8 +19,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "executor.h"
+
+#include "clock.h"
+#include "job.h"
 #include "log.h"
-#include "worker_int.h"
 
 static void *
 executor_main(void *arg)
@@ -70,10 +77,10 @@ executor_main(void *arg)
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
 		for (i = 0; i < n; i++)
 			batch[i]->run_seconds = took / (double)n;
-		sl_worker_jobs_done(ex->w, batch, n);
+		sl_executors_hand_back(ex->w, batch, n);
 	}
 	free(batch);
-	sl_job_disconnect(ex);
+	sl_pgconn_close(&ex->pg);
 	return NULL;
 }
 
@@ -83,6 +90,7 @@ sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 	unsigned i;
 	int err;
 
+	pthread_mutex_init(&w->done_mu, NULL);
 	w->n_executors = (unsigned)w->cfg->executors;
 	w->executors = calloc(w->n_executors, sizeof(*w->executors));
 	if (w->executors == NULL) {
@@ -95,6 +103,8 @@ sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 		ex->index = i;
 		pthread_mutex_init(&ex->mu, NULL);
 		pthread_cond_init(&ex->cv, NULL);
+		ex->pg.cancel_mu = &ex->mu;
+		ex->pg.round_trips = w->ops.m_round_trips;
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
 		if ((err = pthread_create(&ex->thread, NULL, executor_main, ex)) != 0) {
 			snprintf(errbuf, errbuf_size, "could not start executor thread: %s", strerror(err));
@@ -122,8 +132,6 @@ sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job)
 	pthread_mutex_unlock(&ex->mu);
 }
 
-/* Asks every busy executor's server to cancel the running statement, so an
- * abandoned job does not hold the stop up on a lock wait. Consumer thread. */
 void
 sl_executors_cancel_all(struct sl_worker *w)
 {
@@ -133,17 +141,12 @@ sl_executors_cancel_all(struct sl_worker *w)
 	for (i = 0; i < w->n_executors; i++) {
 		struct sl_executor *ex = &w->executors[i];
 		pthread_mutex_lock(&ex->mu);
-		if (ex->cancel != NULL && atomic_load(&ex->busy))
-			(void)PQcancel(ex->cancel, errbuf, sizeof(errbuf));
+		if (ex->pg.cancel != NULL && atomic_load(&ex->busy))
+			(void)PQcancel(ex->pg.cancel, errbuf, sizeof(errbuf));
 		pthread_mutex_unlock(&ex->mu);
 	}
 }
 
-/* Stops the executors once their queues are empty and joins them, waiting at
- * most wait_seconds in all. Returns how many did not stop: those are left to
- * the process exit (their transactions roll back when the connection
- * closes), and the worker's shared state must then outlive this call. When
- * all stopped, the pool is freed. */
 int
 sl_executors_stop(struct sl_worker *w, double wait_seconds)
 {
@@ -180,4 +183,40 @@ sl_executors_stop(struct sl_worker *w, double wait_seconds)
 		w->n_executors = 0;
 	}
 	return stuck;
+}
+
+void
+sl_executors_hand_back(struct sl_worker *w, struct sl_job **jobs, size_t n)
+{
+	size_t i;
+	int was_empty;
+
+	if (n == 0)
+		return;
+	for (i = 0; i + 1 < n; i++)
+		jobs[i]->next = jobs[i + 1];
+	jobs[n - 1]->next = NULL;
+	pthread_mutex_lock(&w->done_mu);
+	was_empty = w->done_head == NULL;
+	if (w->done_tail != NULL)
+		w->done_tail->next = jobs[0];
+	else
+		w->done_head = jobs[0];
+	w->done_tail = jobs[n - 1];
+	pthread_mutex_unlock(&w->done_mu);
+	/* Wake the consumer thread out of rd_kafka_consumer_poll(), once. */
+	if (was_empty && w->consumer_q != NULL)
+		rd_kafka_queue_yield(w->consumer_q);
+}
+
+struct sl_job *
+sl_executors_take_done(struct sl_worker *w)
+{
+	struct sl_job *jobs;
+
+	pthread_mutex_lock(&w->done_mu);
+	jobs = w->done_head;
+	w->done_head = w->done_tail = NULL;
+	pthread_mutex_unlock(&w->done_mu);
+	return jobs;
 }

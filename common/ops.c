@@ -20,7 +20,9 @@
 #include "http.h"
 #include "log.h"
 #include "notify.h"
-#include "worker_int.h"
+#include "ops.h"
+
+#include "clock.h"
 
 static const double duration_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 	                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10 };

@@ -1,11 +1,16 @@
-/* worker_int.h -- private structures shared by the worker's modules.
+/* worker_int.h -- the structures the worker's modules share, and who owns
+ * each field.
  *
- * The consumer thread (worker.c) owns partitions, offsets, the producer's
- * delivery reports and every job's life from fetch to acknowledgement.
- * Executor threads (executor.c) own their PostgreSQL connection and run one
- * job at a time (job.c); they touch a job only between taking it from their
- * queue and handing it back through the done queue. Fields are annotated
- * with the thread that may write them.
+ * The consumer thread (consumer.c, partition.c, rebalance.c, publish.c)
+ * owns partitions, offsets, the producer's delivery reports and every job's
+ * life from fetch to acknowledgement. Executor threads (executor.c) own
+ * their PostgreSQL connection and run their jobs (job.c, txn.c); they touch
+ * a job only between taking it from their queue and handing it back through
+ * the done queue. Fields are annotated with the thread that may write them.
+ * docs/architecture.md draws the whole.
+ *
+ * Each module's functions are declared in its own header (partition.h,
+ * executor.h, ...): this one holds only the shared structures.
  */
 #ifndef SL_WORKER_INT_H
 #define SL_WORKER_INT_H
@@ -19,6 +24,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "offsets.h"
+#include "pgpipe.h"
 #include "schema.h"
 
 struct sl_worker;
@@ -88,12 +94,11 @@ struct sl_job {
 	int dlq_acked;
 };
 
-#define SL_MAX_PREPARED 32
 /* Jobs an executor takes at once with limits.max_batch 1: each commits
  * alone, its COMMIT sent with the next one's first statement (job.c). */
 #define SL_CHAIN_MAX 16
 
-struct sl_pipe;
+struct sl_group;
 
 struct sl_executor {
 	struct sl_worker *w;
@@ -104,11 +109,8 @@ struct sl_executor {
 	struct sl_job *head, *tail;    /* under mu */
 	size_t queued;                 /* under mu */
 	int stop;                      /* under mu */
-	PGconn *conn;                  /* executor thread */
-	const char *prepared[SL_MAX_PREPARED]; /* executor thread: statements prepared on conn, by address */
-	int n_prepared;
-	struct sl_pipe *pipe;          /* executor thread: the group's statement queue (job.c) */
-	PGcancel *cancel;              /* under mu: for the consumer thread's abandon */
+	struct sl_pgconn pg;           /* executor thread; pg.cancel under mu, for the consumer thread */
+	struct sl_group *group;        /* executor thread: the group transaction running (txn.c) */
 	atomic_int busy;               /* running a job right now */
 	atomic_int waiting;            /* its jobs wait for PostgreSQL (not stalled) */
 	atomic_llong busy_ns;          /* total time spent running jobs */
@@ -121,7 +123,7 @@ struct sl_job_type_rt {
 	const void *handler;           /* const struct sl_handler * */
 	sl_schema_t *schema;           /* NULL: no schema */
 	struct sl_retry_policy retry;  /* under sl_worker.reload_mu: SIGHUP may change it */
-	/* Statements around its handler's (job.c): SET LOCAL ROLE and
+	/* Statements around its handler's (group.c): SET LOCAL ROLE and
 	 * statement_timeout of the job type, malloc'ed for the process (their
 	 * addresses name prepared statements); NULL: none. */
 	char *enter_role, *enter_timeout;
@@ -174,6 +176,8 @@ struct sl_worker {
 	struct sl_partition *parts;    /* consumer thread: current assignment */
 	long in_flight;                /* consumer thread: jobs fetched, not yet released */
 	int paused;                    /* consumer thread */
+	int abandoning;                /* consumer thread: stopping without waiting for jobs */
+	struct sl_retry_rec *retries;  /* consumer thread: records to produce again (publish.c) */
 
 	/* What SIGHUP may change (consumer thread, except retry policies). */
 	int max_in_flight;
@@ -190,47 +194,13 @@ struct sl_worker {
 		n_retries, n_skipped;
 };
 
-/* executor.c */
-int sl_executors_start(struct sl_worker *w, char *errbuf, size_t errbuf_size);
-void sl_executors_submit(struct sl_worker *w, unsigned index, struct sl_job *job);
-int sl_executors_stop(struct sl_worker *w, double wait_seconds);
-void sl_executors_cancel_all(struct sl_worker *w);
-
-/* job.c: runs jobs (in queue order, up to limits.max_batch of them in one
- * transaction, else one each, chained) on ex's connection and fills each
- * job's outcome. */
-void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
-
 /* The one place that decides the batch mode: with limits.max_batch above 1
  * an executor's jobs share one transaction (a group); with 1 each has its
- * own, chained (job.c). */
+ * own, chained (txn.c). */
 static inline int
 sl_batch_grouped(const struct sl_config *cfg)
 {
 	return cfg->max_batch > 1;
 }
-
-/* job.c: checks that the ledger on conn has the shape the job statements
- * need (its columns, key and functions), by preparing each of them.
- * Returns 0, or -1 with what is wrong in errbuf. Any thread. */
-int sl_job_check_ledger(PGconn *conn, char *errbuf, size_t errbuf_size);
-
-/* job.c: drops ex's connection and everything prepared on it. Executor thread. */
-void sl_job_disconnect(struct sl_executor *ex);
-
-/* ops.c: metrics, HTTP listener, sd_notify and the watchdog. sl_ops_start
- * and sl_ops_stop run on the consumer thread before and after the loop;
- * sl_ops_tick on every loop iteration. */
-int sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size);
-void sl_ops_tick(struct sl_worker *w, int draining);
-void sl_ops_job_done(struct sl_worker *w, const struct sl_job *job);
-void sl_ops_kafka_error(struct sl_worker *w, const char *name);
-void sl_ops_stop(struct sl_worker *w);
-
-/* worker.c: hands finished jobs back to the consumer thread, in order, at
- * once. Any thread. */
-void sl_worker_jobs_done(struct sl_worker *w, struct sl_job **jobs, size_t n);
-
-double sl_now(void);
 
 #endif

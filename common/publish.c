@@ -1,0 +1,217 @@
+/* publish.c -- a job's outcome goes out: its result, its dead letter, and
+ * their delivery reports.
+ *
+ * The executors hand finished jobs back (executor.c); here, on the consumer
+ * thread, each job's result is produced to its result topic, and a failed
+ * job's original message to the dead-letter topic with sluice-* headers
+ * saying why. The producer is idempotent with acks=all; a record that
+ * cannot be produced or delivered is produced again a second later, for as
+ * long as it takes: the job's offset must not move until every record of
+ * it is acknowledged (partition.c). Values are not copied: the job owns
+ * them until its delivery report.
+ *
+ * Not for: building results (outcome.c) or the clients (kafka.c).
+ * Consumer thread.
+ */
+#include "publish.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "executor.h"
+#include "log.h"
+#include "ops.h"
+#include "partition.h"
+
+/* Tags in the delivery opaque: which record of the job it is. */
+#define REC_RESULT 0u
+#define REC_DLQ    1u
+
+static rd_kafka_headers_t *
+dead_letter_headers(const struct sl_job *job, const char *omitted)
+{
+	rd_kafka_headers_t *orig = NULL, *h;
+	char buf[32];
+	static const char *const ours[] = { "sluice-error-code", "sluice-error-message", "sluice-source-topic",
+		                            "sluice-source-partition", "sluice-source-offset", "sluice-attempts",
+		                            "sluice-value-omitted", NULL };
+	const char *const *o;
+
+	if (rd_kafka_message_headers(job->msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig != NULL)
+		h = rd_kafka_headers_copy(orig);
+	else
+		h = rd_kafka_headers_new(8);
+	/* A replayed dead letter that failed again carries our old headers. */
+	for (o = ours; *o != NULL; o++)
+		rd_kafka_header_remove(h, *o);
+	rd_kafka_header_add(h, "sluice-error-code", -1, job->dlq_code, -1);
+	rd_kafka_header_add(h, "sluice-error-message", -1, job->dlq_message, -1);
+	rd_kafka_header_add(h, "sluice-source-topic", -1, job->part->topic, -1);
+	snprintf(buf, sizeof(buf), "%d", (int)job->part->partition);
+	rd_kafka_header_add(h, "sluice-source-partition", -1, buf, -1);
+	snprintf(buf, sizeof(buf), "%" PRId64, job->offset);
+	rd_kafka_header_add(h, "sluice-source-offset", -1, buf, -1);
+	snprintf(buf, sizeof(buf), "%d", job->attempts);
+	rd_kafka_header_add(h, "sluice-attempts", -1, buf, -1);
+	if (omitted != NULL)
+		rd_kafka_header_add(h, "sluice-value-omitted", -1, omitted, -1);
+	return h;
+}
+
+/* Produces one record of a job. Values are not copied: the job owns them
+ * until its delivery report. Returns 0, or -1 after logging. */
+static int
+produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted)
+{
+	const rd_kafka_message_t *m = job->msg;
+	rd_kafka_headers_t *hdrs = NULL;
+	rd_kafka_resp_err_t err;
+	const char *topic;
+	void *opaque = (void *)((uintptr_t)job | rec);
+	int waited = 0;
+
+	for (;;) {
+		if (rec == REC_RESULT) {
+			topic = job->result_topic ? job->result_topic : w->cfg->result_topic;
+			err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+			                        RD_KAFKA_V_KEY(m->key, m->key_len),
+			                        RD_KAFKA_V_VALUE(job->result, strlen(job->result)),
+			                        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		} else {
+			topic = w->cfg->dlq_topic;
+			hdrs = dead_letter_headers(job, omitted);
+			err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+			                        RD_KAFKA_V_KEY(m->key, m->key_len),
+			                        RD_KAFKA_V_VALUE(omitted ? NULL : m->payload, omitted ? 0 : m->len),
+			                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+				rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+		}
+		/* A full queue drains as deliveries are served; after a second of
+		 * it the record goes to the retry list, so the consumer thread
+		 * gets back to polling and to its signals. */
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || ++waited > 100)
+			break;
+		rd_kafka_poll(w->producer, 10);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		sl_ops_kafka_error(w, rd_kafka_err2name(err));
+		sl_log_error("could not produce the %s of %s [%d] offset %" PRId64 " to \"%s\": %s",
+		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
+		             job->offset, topic, rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* A record that could not be produced or delivered is produced again after
+ * a pause: the job's offset must not move until it is acknowledged. */
+struct sl_retry_rec {
+	struct sl_retry_rec *next;
+	struct sl_job *job;
+	unsigned rec;
+	const char *omitted;
+	double at;
+};
+
+
+static void
+retry_later(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted)
+{
+	struct sl_retry_rec *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		abort();
+	r->job = job;
+	r->rec = rec;
+	r->omitted = omitted;
+	r->at = sl_now() + 1.0;
+	r->next = w->retries;
+	w->retries = r;
+}
+
+void
+sl_publish_retry_due(struct sl_worker *w)
+{
+	struct sl_retry_rec **pp = &w->retries, *r;
+	double now = sl_now();
+
+	while ((r = *pp) != NULL) {
+		if (r->at > now) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (produce_record(w, r->job, r->rec, r->omitted) < 0)
+			retry_later(w, r->job, r->rec, r->omitted);
+		free(r);
+	}
+}
+
+void
+sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct sl_worker *w = opaque;
+	unsigned rec = (unsigned)((uintptr_t)m->_private & 1u);
+	struct sl_job *job = (struct sl_job *)((uintptr_t)m->_private & ~(uintptr_t)1u);
+
+	(void)rk;
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* A dead letter larger than its topic allows keeps its coordinates
+		 * (sluice-source-*) and loses the value rather than blocking the
+		 * partition forever; the original is still in the source topic. */
+		if (rec == REC_DLQ && (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+		                       m->err == RD_KAFKA_RESP_ERR_INVALID_RECORD)) {
+			sl_log_error("dead letter of %s [%d] offset %" PRId64 " too large for \"%s\"; sending it without its value",
+			             job->part->topic, (int)job->part->partition, job->offset, w->cfg->dlq_topic);
+			retry_later(w, job, REC_DLQ, "too large for the dead-letter topic");
+			return;
+		}
+		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
+		sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
+		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
+		             job->offset, rd_kafka_err2str(m->err));
+		retry_later(w, job, rec, NULL);
+		return;
+	}
+	if (rec == REC_RESULT)
+		job->result_acked = 1;
+	else
+		job->dlq_acked = 1;
+	if (--job->pending_acks == 0)
+		sl_partition_job_done(w, job);
+}
+
+void
+sl_publish_done(struct sl_worker *w)
+{
+	struct sl_job *job, *next;
+
+	for (job = sl_executors_take_done(w); job != NULL; job = next) {
+		next = job->next;
+		job->next = NULL;
+		if (job->end == SL_JOB_END_SKIPPED) {
+			atomic_fetch_add(&w->n_skipped, 1);
+			sl_partition_release_job(w, job);
+			continue;
+		}
+		if (job->status == SL_JOB_SUCCEEDED)
+			atomic_fetch_add(&w->n_succeeded, 1);
+		else if (job->status == SL_JOB_REJECTED)
+			atomic_fetch_add(&w->n_rejected, 1);
+		else
+			atomic_fetch_add(&w->n_failed, 1);
+		sl_ops_job_done(w, job);
+		job->pending_acks = job->dlq_code ? 2 : 1;
+		if (produce_record(w, job, REC_RESULT, NULL) < 0)
+			retry_later(w, job, REC_RESULT, NULL);
+		if (job->dlq_code != NULL) {
+			atomic_fetch_add(&w->n_dead_letters, 1);
+			if (produce_record(w, job, REC_DLQ, NULL) < 0)
+				retry_later(w, job, REC_DLQ, NULL);
+		}
+	}
+}

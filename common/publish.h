@@ -1,0 +1,23 @@
+/* publish.h -- results, dead letters and their delivery reports
+ * (publish.c). Consumer thread. */
+#ifndef SL_PUBLISH_H
+#define SL_PUBLISH_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "worker_int.h"
+
+/* Takes the jobs the executors handed back and publishes their outcomes;
+ * releases the ones handed back unrun. */
+void sl_publish_done(struct sl_worker *w);
+
+/* Produces again the records whose pause after a failure is over. */
+void sl_publish_retry_due(struct sl_worker *w);
+
+/* The producer's delivery report callback (rd_kafka_conf_set_dr_msg_cb),
+ * opaque w: an acknowledged record counts toward its job's completion, a
+ * failed one is produced again later. Runs inside rd_kafka_poll() and
+ * rd_kafka_flush() on the consumer thread. */
+void sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+#endif
