@@ -2,8 +2,9 @@
 #
 #   make            build build/sluice-worker and build/sluicectl
 #   make demo       deps, build, services up, run the ledger demo
-#   make test       deps, build, unit tests, system tests (services up and down)
+#   make test       deps, build, unit, pg and system tests (services up and down)
 #   make unit       unit tests only (no services)
+#   make pg         the middle tier: transaction code against PostgreSQL only
 #   make deps       install what is missing (Debian packages, Kafka, test venv)
 #   make install    PREFIX=/usr/local DESTDIR= (also <sluice/handler.h> and sluice.pc,
 #                   for C handlers built out of tree)
@@ -55,13 +56,15 @@ COMMON_SRC  := $(sort $(wildcard common/*.c))
 WORKERS_SRC := $(sort $(wildcard workers/*.c))
 CTL_SRC     := $(sort $(wildcard cmd/ctl_*.c))
 UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
+PG_SRC      := $(sort $(wildcard tests/pg/test_*.c))
 
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(COMMON_SRC) $(WORKERS_SRC))
 CTL_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+PG_BIN   := $(patsubst tests/pg/%.c,$(BUILD)/tests/pg/%,$(PG_SRC))
 
 .DELETE_ON_ERROR:
-.PHONY: all deps check-deps unit test system demo bench bench-schema chaos fuzz install clean
+.PHONY: all deps check-deps unit pg test system demo bench bench-schema chaos fuzz install clean
 
 all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
 
@@ -111,6 +114,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(BUILD)/libsluice.a \
 		$(ALL_LDFLAGS) $(PC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC)) -lm
 
+# The middle tier: tests/pg/ binaries run the transaction code against a
+# throwaway PostgreSQL (no Kafka).
+$(BUILD)/tests/pg/%: tests/pg/%.c $(BUILD)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(BUILD)/libsluice.a \
+		$(ALL_LDFLAGS) $(PC_LIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC)) -lm
+
 # The probe the ledger system tests drive: runs one handler in a transaction.
 $(BUILD)/tests/ledger_probe: tests/tools/ledger_probe.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
@@ -120,6 +130,10 @@ $(BUILD)/tests/ledger_probe: tests/tools/ledger_probe.c $(BUILD)/libsluice.a
 unit: check-deps $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)
 
+# The middle tier: the group transaction against PostgreSQL, without Kafka.
+pg: all $(PG_BIN)
+	@tests/run-pg $(BUILD)/sluicectl $(PG_BIN)
+
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
 system: all $(BUILD)/tests/ledger_probe
 	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
@@ -127,6 +141,7 @@ system: all $(BUILD)/tests/ledger_probe
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory pg
 	@$(MAKE) --no-print-directory system
 
 demo: deps

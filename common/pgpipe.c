@@ -181,6 +181,8 @@ sl_pgconn_command(struct sl_pgconn *c, const char *sql, char *errbuf, size_t err
 
 /* ---- pipelines ---------------------------------------------------------- */
 
+void (*sl_pipe_test_hook)(struct sl_pgconn *c, struct sl_pipe *p);
+
 struct sl_pipe_step *
 sl_pipe_insert(struct sl_pipe *p, int at, const char *sql, size_t item, int kind, int n,
                const char *const *params)
@@ -285,6 +287,8 @@ sl_pipe_run(struct sl_pgconn *c, struct sl_pipe *p)
 			goto lost;
 	if (PQpipelineSync(conn) != 1)
 		goto lost;
+	if (sl_pipe_test_hook != NULL)
+		sl_pipe_test_hook(c, p);
 	for (k = 0; k < n; k++) {
 		struct sl_pipe_step *s = &p->steps[k];
 

@@ -98,6 +98,12 @@ void sl_pipe_remove(struct sl_pipe *p, int k);
  * sl_pipe_clear(). The connection stays open (a handler may hold it). */
 int sl_pipe_run(struct sl_pgconn *c, struct sl_pipe *p);
 
+/* Test seam for tests/pg: when set, sl_pipe_run() calls it after the
+ * pipeline is sent and before its results are read (to cut the connection
+ * at that moment, say). NULL in the worker; set it before any executor
+ * runs. */
+extern void (*sl_pipe_test_hook)(struct sl_pgconn *c, struct sl_pipe *p);
+
 /* Clears every step's result that was not taken, and empties the queue. */
 void sl_pipe_clear(struct sl_pipe *p);
 
