@@ -41,6 +41,8 @@
  * its partitions (see the loop). */
 #define FULL_BEFORE_PAUSE 1.0
 
+/* FNV-1a over len bytes, continuing from h: cheap, and the same in every
+ * process, so a key maps to the same executor index everywhere. */
 static uint64_t
 fnv1a(const void *data, size_t len, uint64_t h)
 {

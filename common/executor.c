@@ -25,6 +25,8 @@
 #include "job.h"
 #include "log.h"
 
+/* An executor thread: takes what its queue holds, up to a batch, runs it
+ * (job.c) and hands it back, until told to stop with an empty queue. */
 static void *
 executor_main(void *arg)
 {

@@ -19,6 +19,9 @@
 #include "publish.h"
 #include "rebalance.h"
 
+/* Both clients' error callback: a fatal error stops the worker; a lost
+ * broker is counted and named for /readyz until the next assignment or
+ * message. */
 static void
 on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -43,6 +46,7 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	}
 }
 
+/* Both clients' log callback: librdkafka's syslog levels into ours. */
 static void
 on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -59,6 +63,7 @@ on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 		sl_log_debug("kafka %s: %s", fac, buf);
 }
 
+/* Sets one client property; -1 with `kafka property "KEY": why`. */
 static int
 conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
 {
@@ -71,6 +76,7 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf
 	return 0;
 }
 
+/* Sets the n properties of kv in order; -1 at the first refused. */
 static int
 conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, char *errbuf, size_t errbuf_size)
 {

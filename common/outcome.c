@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pgpipe.h"
 
+/* strdup() that aborts when memory is out (a job cannot go on without). */
 static char *
 xstrdup(const char *s)
 {

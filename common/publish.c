@@ -30,6 +30,10 @@
 #define REC_RESULT 0u
 #define REC_DLQ    1u
 
+/* Returns new headers for a job's dead letter (the producer takes them):
+ * the original message's, without any sluice-* of an earlier failure,
+ * then why and where this one failed; `omitted` says why the value is left
+ * out, NULL when it is not. */
 static rd_kafka_headers_t *
 dead_letter_headers(const struct sl_job *job, const char *omitted)
 {
@@ -118,6 +122,7 @@ struct sl_retry_rec {
 };
 
 
+/* Produces record `rec` of job again in a second (w->retries). */
 static void
 retry_later(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted)
 {

@@ -42,6 +42,8 @@ sl_rebalance_pause(struct sl_worker *w, int pause)
 	sl_log_debug("%s all partitions (%ld jobs in flight)", pause ? "paused" : "resumed", w->in_flight);
 }
 
+/* Assign: a partition struct for each, the assignment taken, and the
+ * worker's pause state applied to it. */
 static void
 on_assign(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts)
 {

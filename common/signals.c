@@ -13,6 +13,7 @@
 static volatile sig_atomic_t stop_signals;
 static volatile sig_atomic_t reload_signals;
 
+/* SIGTERM, SIGINT. */
 static void
 on_stop_signal(int sig)
 {
@@ -20,6 +21,7 @@ on_stop_signal(int sig)
 	stop_signals++;
 }
 
+/* SIGHUP. */
 static void
 on_hup(int sig)
 {
