@@ -251,11 +251,7 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 {
 	struct sl_worker *w = ex->w;
 	struct sl_item *items = calloc(n, sizeof(*items));
-	struct sl_retry_policy policy;
-	size_t i, n_db = 0, n_decoded, first = 0, done, size;
-	int lost, replay, alone = 0, ahead = 1, waits = 0;
-	long held = 0;
-	char errbuf[512];
+	size_t i, n_db = 0;
 
 	if (items == NULL)
 		abort();
@@ -269,8 +265,24 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		else
 			sl_event_clear(&items[n_db].ev);
 	}
+	sl_job_run_items(ex, items, n_db);
+	for (i = 0; i < n_db; i++) {
+		sl_event_clear(&items[i].ev);
+		free(items[i].job_json);
+	}
+	free(items);
+}
 
-	n_decoded = n_db;
+void
+sl_job_run_items(struct sl_executor *ex, struct sl_item *items, size_t n_db)
+{
+	struct sl_worker *w = ex->w;
+	struct sl_retry_policy policy;
+	size_t i, first = 0, done, size;
+	int lost, replay, alone = 0, ahead = 1, waits = 0;
+	long held = 0;
+	char errbuf[512];
+
 	while (first < n_db) {
 		struct sl_item *it = &items[first];
 		if (atomic_load(&w->abandon) || atomic_load(&it->job->part->revoked)) {
@@ -313,6 +325,8 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		first += done;
 		if (first == n_db)
 			break;
+		if (done == size)
+			continue; /* one by one: the next job has not run yet */
 		if (replay) {
 			/* Rolled back: the same jobs go again, without plans. */
 			ahead = 0;
@@ -356,9 +370,4 @@ sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n)
 		it->job->attempts++;
 	}
 	wait_end(ex, &held);
-	for (i = 0; i < n_decoded; i++) {
-		sl_event_clear(&items[i].ev);
-		free(items[i].job_json);
-	}
-	free(items);
 }

@@ -13,4 +13,14 @@
  * Executor thread. */
 void sl_job_run_batch(struct sl_executor *ex, struct sl_job **jobs, size_t n);
 
+struct sl_item;
+
+/* The attempts of items[0..n) (decoded, their type found and their data
+ * valid), in order, until each has its outcome or is handed back unrun:
+ * group transactions (txn.c), backoff after a job's own transient failure,
+ * giving up after its last attempt, waiting without counting while
+ * PostgreSQL cannot judge. sl_job_run_batch() after decoding; tests/pg
+ * directly. Executor thread. */
+void sl_job_run_items(struct sl_executor *ex, struct sl_item *items, size_t n);
+
 #endif

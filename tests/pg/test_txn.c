@@ -10,7 +10,9 @@
  * One test per branch of a group (txn.c's header lists them): commit,
  * split, savepoint rollback (failed, rejected), ledger refusal (final
  * already), connection lost before COMMIT and after it, plan replay, a
- * chain; and the pipeline's one result per step.
+ * chain; the attempts around the groups (job.c: retry, give up, wait for
+ * PostgreSQL, revoke while waiting, a job that breaks its connection); and
+ * the pipeline's one result per step.
  *
  * Needs SLUICE_PG_CONNINFO and sluice's migrations applied (tests/run-pg).
  */
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include "group.h"
+#include "job.h"
 #include "jobsql.h"
 #include "pg.h"
 #include "pgpipe.h"
@@ -37,6 +40,7 @@
 #define MAX_JOBS 8
 
 static PGconn *admin;          /* the test's own session: setup and checks */
+static PGconn *admin_postgres; /* the same in database postgres: to refuse connections to sluice */
 static char *conninfo;
 static char result_source[] = "pgtest";
 static struct sl_config cfg;
@@ -100,7 +104,7 @@ test_run(struct sl_job_ctx *ctx)
 		return sl_job_fail(ctx, SL_OUTCOME_REJECTED, "test_refusal", "refused by the script");
 	if (strcmp(what, "fail") == 0)
 		return sl_job_fail(ctx, SL_OUTCOME_FAILED, "test_failure", "failed by the script");
-	if (strcmp(what, "retry") == 0)
+	if (strcmp(what, "retry") == 0 || (strcmp(what, "flaky") == 0 && ctx->attempt == 1))
 		return sl_job_fail(ctx, SL_OUTCOME_RETRY, "test_retry", "retry asked by the script");
 	if (strcmp(what, "cut") == 0)
 		cut(ctx->conn); /* the connection dies under the group */
@@ -126,14 +130,28 @@ static struct sl_handler handler = { "test", test_run, NULL, NULL };
 /* ---- fixtures ------------------------------------------------------------- */
 
 static void
-exec_ok(const char *sql)
+exec_on(PGconn *conn, const char *sql)
 {
-	PGresult *res = PQexec(admin, sql);
+	PGresult *res = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(admin));
+		fail_msg("%s: %s", sql, PQerrorMessage(conn));
 	PQclear(res);
+}
+
+static void
+exec_ok(const char *sql)
+{
+	exec_on(admin, sql);
+}
+
+/* Makes database sluice refuse new connections (allow 0) or take them. */
+static void
+allow_connections(int allow)
+{
+	exec_on(admin_postgres, allow ? "alter database sluice with allow_connections true"
+	                              : "alter database sluice with allow_connections false");
 }
 
 /* Returns the first value of the query's first row as a number (-1: no row). */
@@ -162,6 +180,17 @@ setup_db(void **state)
 		        PQerrorMessage(admin));
 		return -1;
 	}
+	{
+		char other[1024];
+
+		snprintf(other, sizeof(other), "%s dbname=postgres", conninfo);
+		admin_postgres = PQconnectdb(other);
+		if (PQstatus(admin_postgres) != CONNECTION_OK) {
+			fprintf(stderr, "test_txn: could not connect to database postgres: %s",
+			        PQerrorMessage(admin_postgres));
+			return -1;
+		}
+	}
 	exec_ok("set client_min_messages = warning");
 	exec_ok("create table if not exists pgtest_effects (job text not null, n integer not null)");
 	exec_ok("create table if not exists pgtest_accounts (id integer primary key, v integer not null)");
@@ -174,6 +203,7 @@ teardown_db(void **state)
 {
 	(void)state;
 	PQfinish(admin);
+	PQfinish(admin_postgres);
 	return 0;
 }
 
@@ -196,9 +226,14 @@ setup(void **state)
 	pthread_mutex_init(&ex.mu, NULL);
 	ex.pg.cancel_mu = &ex.mu;
 	handler.plan = NULL;
+	pthread_mutex_init(&w.reload_mu, NULL);
+	pthread_mutex_init(&w.ops.wait_mu, NULL);
 	memset(&jt, 0, sizeof(jt));
 	jt.conf = &jt_conf;
 	jt.handler = &handler;
+	jt.retry = (struct sl_retry_policy){ .max_attempts = 3, .initial_backoff = 0.01, .max_backoff = 0.01,
+		                             .multiplier = 1 };
+	atomic_store(&part.revoked, 0);
 	n_items = 0;
 	sl_pipe_test_hook = NULL;
 	return 0;
@@ -229,6 +264,9 @@ teardown(void **state)
 	pthread_mutex_destroy(&ex.mu);
 	if (PQtransactionStatus(admin) != PQTRANS_IDLE)
 		exec_ok("rollback"); /* a test left the lock held */
+	allow_connections(1);
+	pthread_mutex_destroy(&w.reload_mu);
+	pthread_mutex_destroy(&w.ops.wait_mu);
 	return 0;
 }
 
@@ -626,6 +664,145 @@ test_chain_lost_keeps_what_committed(void **state)
 	assert_int_equal(effects("j1"), 0);
 }
 
+/* ---- the attempts (job.c) ---------------------------------------------------- */
+
+/* A job's own transient failure counts an attempt; after the backoff it
+ * runs again, alone in nothing: the jobs behind it wait for it. */
+static void
+test_attempts_retry_then_succeed(void **state)
+{
+	(void)state;
+	make_jobs(3, "ok", "flaky", "ok");
+	sl_job_run_items(&ex, items, n_items);
+	for (size_t i = 0; i < 3; i++)
+		assert_status(i, "succeeded");
+	assert_int_equal(jobs[0].attempts, 1);
+	assert_int_equal(jobs[1].attempts, 2);
+	assert_int_equal(atomic_load(&w.n_retries), 1);
+	assert_int_equal(query_long("select attempts from sluice.jobs where id = 'j1'"), 2);
+	assert_int_equal(query_long("select count(*) from pgtest_effects"), 3);
+}
+
+/* After its last attempt a job fails for good: its failed row is written
+ * (with every attempt counted) before it has a result to publish, and it
+ * gets a dead letter; the jobs behind it go on. */
+static void
+test_attempts_give_up(void **state)
+{
+	(void)state;
+	make_jobs(2, "retry", "ok");
+	sl_job_run_items(&ex, items, n_items);
+	assert_status(0, "failed");
+	assert_int_equal(jobs[0].status, SL_JOB_FAILED);
+	assert_string_equal(jobs[0].dlq_code, SL_ERR_RETRIES_EXHAUSTED);
+	assert_int_equal(jobs[0].attempts, 3);
+	assert_int_equal(query_long("select attempts from sluice.jobs where id = 'j0' and status = 'failed'"), 3);
+	assert_status(1, "succeeded");
+	assert_int_equal(effects("j0"), 0);
+}
+
+/* While the test refuses connections: what the executor shows, then what
+ * becomes of the jobs (`revoke`: their partition is revoked meanwhile). */
+static long waiting_seen, jobs_waiting_seen;
+static int revoke_while_waiting;
+
+static void *
+allow_connections_later(void *arg)
+{
+	(void)arg;
+	nanosleep(&(struct timespec){ 0, 600 * 1000 * 1000 }, NULL);
+	waiting_seen = atomic_load(&w.ops.waiting);
+	jobs_waiting_seen = atomic_load(&w.ops.jobs_waiting);
+	if (revoke_while_waiting)
+		atomic_store(&part.revoked, 1);
+	else
+		allow_connections(1);
+	return NULL;
+}
+
+/* PostgreSQL that cannot be reached is no failure of the jobs: they wait,
+ * counting no attempt and publishing nothing, the executor says so for
+ * /readyz, and they run once it answers. */
+static void
+test_waits_for_postgres_without_counting(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	make_jobs(3, "ok", "ok", "ok");
+	allow_connections(0);
+	revoke_while_waiting = 0;
+	pthread_create(&t, NULL, allow_connections_later, NULL);
+	sl_job_run_items(&ex, items, n_items);
+	pthread_join(t, NULL);
+	assert_int_equal(waiting_seen, 1);
+	assert_int_equal(jobs_waiting_seen, 3);
+	assert_int_equal(atomic_load(&w.ops.waiting), 0); /* and no more */
+	for (size_t i = 0; i < 3; i++) {
+		assert_status(i, "succeeded");
+		assert_int_equal(jobs[i].attempts, 1);
+	}
+}
+
+/* A revoke while the jobs wait hands them back unrun: no outcome, no
+ * attempt, nothing written. */
+static void
+test_revoke_while_waiting_hands_back(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	make_jobs(2, "ok", "ok");
+	allow_connections(0);
+	revoke_while_waiting = 1;
+	pthread_create(&t, NULL, allow_connections_later, NULL);
+	sl_job_run_items(&ex, items, n_items);
+	pthread_join(t, NULL);
+	allow_connections(1);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(jobs[i].end, SL_JOB_END_SKIPPED);
+		assert_null(jobs[i].result);
+		assert_int_equal(jobs[i].attempts, 1);
+	}
+	assert_int_equal(query_long("select count(*) from sluice.jobs"), 0);
+}
+
+/* A job that breaks its connection: after the group is lost its jobs go
+ * one by one, so the job pays alone -- its attempts count while the server
+ * still answers, until it gives up -- and its neighbours succeed. */
+static void
+test_connection_breaker_pays_alone(void **state)
+{
+	(void)state;
+	make_jobs(3, "ok", "cut", "ok");
+	sl_job_run_items(&ex, items, n_items);
+	assert_status(0, "succeeded");
+	assert_status(1, "failed");
+	assert_string_equal(jobs[1].dlq_code, SL_ERR_RETRIES_EXHAUSTED);
+	assert_status(2, "succeeded");
+	assert_int_equal(effects("j1"), 0);
+	assert_int_equal(effects("j0") + effects("j2"), 2);
+}
+
+/* After a lost group its jobs go one by one; each runs before anything is
+ * counted against it. With max_attempts 1, a job counted without running
+ * would fail (retries_exhausted) without ever having run. */
+static void
+test_after_a_lost_group_each_job_runs(void **state)
+{
+	(void)state;
+	jt.retry.max_attempts = 1;
+	make_jobs(4, "ok", "cut", "ok", "ok");
+	sl_job_run_items(&ex, items, n_items);
+	assert_status(0, "succeeded");
+	assert_status(1, "failed");
+	assert_status(2, "succeeded");
+	assert_status(3, "succeeded");
+	assert_int_equal(jobs[2].attempts, 1);
+	assert_int_equal(jobs[3].attempts, 1);
+	assert_int_equal(atomic_load(&w.n_retries), 0);
+}
+
 /* ---- the pipeline alone ------------------------------------------------------ */
 
 static const char sql_one[] = "select 1";
@@ -701,6 +878,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_replays_a_broken_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_commits_each_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_lost_keeps_what_committed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attempts_retry_then_succeed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attempts_give_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waits_for_postgres_without_counting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revoke_while_waiting_hands_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_breaker_pays_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_after_a_lost_group_each_job_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_results_per_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_lost, setup, teardown),
 	};
