@@ -12,7 +12,8 @@
  * (sl_publish_done, sl_publish_retry_due, rd_kafka_poll on the producer).
  *
  * Not for: executors or PostgreSQL (w->executors stays empty). Included by
- * one test file each: every function here is static.
+ * each test file that needs it: the functions are static inline, so that a
+ * file using only some of them builds without unused-function warnings.
  */
 #ifndef SL_TEST_MOCK_WORKER_H
 #define SL_TEST_MOCK_WORKER_H
@@ -63,7 +64,7 @@ struct mock {
  * clients. `producer_props` is a libconfig list body of extra producer
  * properties ("" for none). Returns a new fixture: free it with
  * mock_destroy(). */
-static struct mock *
+static inline struct mock *
 mock_new(int brokers, int dlq_leader, const char *producer_props)
 {
 	struct mock *m = calloc(1, sizeof(*m));
@@ -140,7 +141,7 @@ mock_new(int brokers, int dlq_leader, const char *producer_props)
 
 /* Produces n job messages (keys "k0".., values `value` or "{\"n\":i}") to
  * the job topic with a plain producer of its own, and waits for them. */
-static void
+static inline void
 mock_feed(struct mock *m, int n, const char *value)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -169,7 +170,7 @@ mock_feed(struct mock *m, int n, const char *value)
 
 /* Assigns the job topic's partition 0 through the real rebalance callback,
  * as the group would, and returns its partition struct. */
-static struct sl_partition *
+static inline struct sl_partition *
 mock_assign(struct mock *m)
 {
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
@@ -185,7 +186,7 @@ mock_assign(struct mock *m)
 
 /* Consumes n messages with the worker's consumer and makes each a job,
  * as the loop's handle_message() does; they land in m->jobs[]. */
-static void
+static inline void
 mock_fetch(struct mock *m, int n)
 {
 	double deadline = sl_now() + 10;
@@ -210,7 +211,7 @@ mock_fetch(struct mock *m, int n)
 
 /* Gives a job the outcome an executor would: a result (and a dead letter
  * when dlq_code is not NULL), or SL_JOB_END_SKIPPED when skipped. */
-static void
+static inline void
 mock_finish(struct sl_job *job, enum sl_job_status status, const char *dlq_code, int skipped)
 {
 	char buf[64];
@@ -232,7 +233,7 @@ mock_finish(struct sl_job *job, enum sl_job_status status, const char *dlq_code,
 }
 
 /* Hands job i back, as its executor would. */
-static void
+static inline void
 mock_hand_back(struct mock *m, int i)
 {
 	struct sl_job *job = m->jobs[i];
@@ -242,7 +243,7 @@ mock_hand_back(struct mock *m, int i)
 }
 
 /* One turn of the loop's publishing half. */
-static void
+static inline void
 mock_step(struct mock *m)
 {
 	sl_publish_done(&m->w);
@@ -252,7 +253,7 @@ mock_step(struct mock *m)
 
 /* Runs the loop's publishing half until cond(m) holds or `seconds` pass.
  * Returns cond's last value. */
-static int
+static inline int
 mock_pump(struct mock *m, int (*cond)(struct mock *), double seconds)
 {
 	double deadline = sl_now() + seconds;
@@ -268,7 +269,7 @@ mock_pump(struct mock *m, int (*cond)(struct mock *), double seconds)
 
 /* Makes the next `cnt` requests of API key `api` (any broker) fail with
  * err. */
-static void
+static inline void
 mock_fail_requests(struct mock *m, int16_t api, size_t cnt, rd_kafka_resp_err_t err)
 {
 	rd_kafka_resp_err_t errs[256];
@@ -280,13 +281,13 @@ mock_fail_requests(struct mock *m, int16_t api, size_t cnt, rd_kafka_resp_err_t 
 	rd_kafka_mock_push_request_errors_array(m->mc, api, cnt, errs);
 }
 
-static int
+static inline int
 mock_idle(struct mock *m)
 {
 	return m->w.in_flight == 0;
 }
 
-static int
+static inline int
 mock_retrying(struct mock *m)
 {
 	return m->w.retries != NULL;
@@ -297,7 +298,7 @@ mock_retrying(struct mock *m)
  * each(record, arg) on every record read (borrowed: valid during the call
  * only, since the reader must get its messages back before it goes).
  * Returns how many it read. */
-static int
+static inline int
 mock_read(struct mock *m, const char *topic, int want, void (*each)(const rd_kafka_message_t *, void *),
           void *arg, double seconds)
 {
@@ -337,7 +338,7 @@ mock_read(struct mock *m, const char *topic, int want, void (*each)(const rd_kaf
 
 /* The offset of the job topic's partition 0 committed for the worker's
  * group (-1001, RD_KAFKA_OFFSET_INVALID: none), as the broker has it. */
-static int64_t
+static inline int64_t
 mock_committed(struct mock *m)
 {
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
@@ -354,7 +355,7 @@ mock_committed(struct mock *m)
 /* Releases everything: the jobs the test still holds are handed back
  * skipped, and the records in flight delivered, before the partitions and
  * clients go, so that no job outlives the worker. */
-static void
+static inline void
 mock_destroy(struct mock *m)
 {
 	struct sl_partition *p;
