@@ -34,6 +34,7 @@
 #include "partition.h"
 #include "publish.h"
 #include "rebalance.h"
+#include "tsan_threads.h"
 #include "worker_int.h"
 
 #define MOCK_JOBS    "jobs"
