@@ -1,7 +1,7 @@
 /* test_publish.c -- unit tests for publish.c and partition.c on librdkafka's
  * mock cluster: a result whose delivery fails, a dead letter and a result
- * of one job, a dead letter too large for its topic, and jobs completing
- * out of offset order. No broker, no PostgreSQL: the test plays the
+ * of one job, a dead letter too large for its topic, jobs completing out
+ * of offset order, and a job handed back unrun. No broker, no PostgreSQL: the test plays the
  * executors (mock_worker.h).
  */
 #include <setjmp.h>
@@ -267,6 +267,32 @@ test_out_of_order_completion_stores_the_lowest_unfinished_offset(void **state)
 	mock_destroy(m);
 }
 
+/* A job handed back unrun (revoked, or abandoned at a stop) ends without
+ * its offset: a later job that succeeded cannot carry the stored offset
+ * past it, so the next owner runs it again. */
+static void
+test_skipped_job_holds_its_offset(void **state)
+{
+	struct mock *m = mock_new(1, 1, "");
+	struct sl_partition *p;
+
+	(void)state;
+	mock_feed(m, 2, NULL);
+	p = mock_assign(m);
+	mock_fetch(m, 2);
+	mock_finish(m->jobs[0], SL_JOB_SUCCEEDED, NULL, 1);
+	mock_finish(m->jobs[1], SL_JOB_SUCCEEDED, NULL, 0);
+	mock_hand_back(m, 0);
+	mock_hand_back(m, 1);
+	assert_true(mock_pump(m, mock_idle, 5));
+	assert_int_equal(atomic_load(&m->w.n_skipped), 1);
+	assert_int_equal(atomic_load(&m->w.n_succeeded), 1);
+	assert_true(p->stored <= 0);
+	assert_int_equal(sl_offsets_committable(p->offsets), 0);
+	assert_int_equal(mock_read(m, MOCK_RESULTS, 1, NULL, NULL, 5), 1);
+	mock_destroy(m);
+}
+
 int
 main(void)
 {
@@ -276,6 +302,7 @@ main(void)
 		cmocka_unit_test(test_dead_letter_too_large_is_sent_without_its_value),
 		cmocka_unit_test(test_dead_letter_too_large_for_the_producer_is_sent_without_its_value),
 		cmocka_unit_test(test_out_of_order_completion_stores_the_lowest_unfinished_offset),
+		cmocka_unit_test(test_skipped_job_holds_its_offset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
