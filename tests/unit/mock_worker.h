@@ -93,7 +93,9 @@ mock_new(int brokers, int dlq_leader, const char *producer_props)
 	}
 
 	/* Short timeouts: a failed delivery is reported in half a second, a
-	 * revoke waits one second at most. Auto-commit is left to the tests
+	 * revoke waits one second at most. The mock cluster's group waits 3 s
+	 * for the first members, during which they must not time out, and
+	 * session.timeout.ms less a second for a new one. Auto-commit is left to the tests
 	 * (its interval is a minute), so that a committed offset is the one
 	 * a test or the revoke committed. */
 	snprintf(m->conf_path, sizeof(m->conf_path), "/tmp/sluice-test-mock.XXXXXX");
@@ -108,7 +110,8 @@ mock_new(int brokers, int dlq_leader, const char *producer_props)
 	        "  dlq_topic = \"" MOCK_DLQ "\";\n"
 	        "  result_topic = \"" MOCK_RESULTS "\";\n"
 	        "  properties = [ \"topic.metadata.refresh.interval.ms=500\" ];\n"
-	        "  consumer_properties = [ \"fetch.wait.max.ms=10\", \"auto.commit.interval.ms=60000\" ];\n"
+	        "  consumer_properties = [ \"fetch.wait.max.ms=10\", \"auto.commit.interval.ms=60000\",\n"
+	        "    \"session.timeout.ms=4000\", \"heartbeat.interval.ms=200\" ];\n"
 	        "  producer_properties = [ \"linger.ms=5\", \"message.timeout.ms=500\", \"retry.backoff.ms=20\" %s%s ];\n"
 	        "};\n"
 	        "limits: { revoke_timeout = 1.0; };\n"
@@ -370,12 +373,15 @@ mock_destroy(struct mock *m)
 	/* Records still to be delivered or retried belong to live jobs: let
 	 * them finish, so that nothing outlives the worker. */
 	mock_require(mock_pump(m, mock_idle, 5), "jobs still in flight at the end of the test");
+	/* A subscribed consumer revokes its assignment through the
+	 * callback while it closes; an assigned one keeps its partition
+	 * structs, freed here. */
+	m->w.abandoning = 1;
+	rd_kafka_consumer_close(m->w.consumer);
 	while ((p = m->w.parts) != NULL) {
 		m->w.parts = p->next;
 		sl_partition_free(p);
 	}
-	rd_kafka_assign(m->w.consumer, NULL);
-	rd_kafka_consumer_close(m->w.consumer);
 	rd_kafka_destroy(m->w.consumer);
 	rd_kafka_destroy(m->w.producer);
 	sl_ops_stop(&m->w);
