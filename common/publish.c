@@ -101,6 +101,15 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 			break;
 		rd_kafka_poll(w->producer, 10);
 	}
+	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && rec == REC_DLQ && omitted == NULL) {
+		/* Larger than the producer takes (message.max.bytes): refused
+		 * here, not in a delivery report, and it would be refused on
+		 * every retry. Like a dead letter too large for its topic, it
+		 * goes without its value. */
+		sl_log_error("dead letter of %s [%d] offset %" PRId64 " too large to produce; sending it without its value",
+		             job->part->topic, (int)job->part->partition, job->offset);
+		return produce_record(w, job, rec, "too large for the producer (message.max.bytes)");
+	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_ops_kafka_error(w, rd_kafka_err2name(err));
 		sl_log_error("could not produce the %s of %s [%d] offset %" PRId64 " to \"%s\": %s",

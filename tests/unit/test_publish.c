@@ -178,12 +178,9 @@ test_dead_letter_too_large_is_sent_without_its_value(void **state)
  * message larger than the producer's message.max.bytes (16 MiB by
  * default in kafka.c; lowered here) fails with message_too_large, and its
  * dead letter cannot be produced with its value at all.
- *
- * KNOWN BUG, skipped unless SLUICE_TEST_KNOWN_BUGS is set: rd_kafka_producev()
- * refuses the record synchronously with MSG_SIZE_TOO_LARGE, and
- * produce_record()'s caller retries it a second later with its value again
- * (retry_later(..., NULL)), forever; only a delivery report takes the
- * "sluice-value-omitted" path. The partition's offset never moves again. */
+ * rd_kafka_producev() refuses such a record at once (MSG_SIZE_TOO_LARGE), not
+ * in a delivery report: it used to be retried a second later with its value
+ * again, forever, and the partition's offset never moved again. */
 static void
 test_dead_letter_too_large_for_the_producer_is_sent_without_its_value(void **state)
 {
@@ -193,8 +190,6 @@ test_dead_letter_too_large_for_the_producer_is_sent_without_its_value(void **sta
 	struct sl_partition *p;
 
 	(void)state;
-	if (getenv("SLUICE_TEST_KNOWN_BUGS") == NULL)
-		skip();
 	memset(big, 'x', sizeof(big) - 1);
 	m = mock_new(1, 1, "\"message.max.bytes=2000\"");
 	mock_feed(m, 1, big);
