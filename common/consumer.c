@@ -114,6 +114,7 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 		return;
 	}
 	atomic_fetch_add(&w->n_fetched, 1);
+	w->at_executors++;
 	sl_executors_submit(w, executor_for(w, m, job->part), job);
 }
 
@@ -167,7 +168,13 @@ sl_consumer_run(struct sl_worker *w)
 				handle_message(w, m, draining);
 			rd_kafka_poll(w->producer, 0);
 		}
-		sl_publish_done(w);
+		/* Results wait in the producer for linger.ms (50 ms), to go out
+		 * in batches while every executor is busy; while one is idle the
+		 * worker has capacity to spare, a batch would fill only slowly,
+		 * and what was published goes now. At saturation the executors
+		 * are never idle, and results batch. */
+		if (sl_publish_done(w) > 0 && w->at_executors < (long)w->n_executors)
+			sl_publish_flush(w);
 		sl_publish_retry_due(w);
 		if (!draining && w->paused && w->in_flight <= w->max_in_flight / 2)
 			sl_rebalance_pause(w, 0);

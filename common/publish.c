@@ -199,14 +199,16 @@ sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 		sl_partition_job_done(w, job);
 }
 
-void
+int
 sl_publish_done(struct sl_worker *w)
 {
 	struct sl_job *job, *next;
+	int produced = 0;
 
 	for (job = sl_executors_take_done(w); job != NULL; job = next) {
 		next = job->next;
 		job->next = NULL;
+		w->at_executors--;
 		if (job->end == SL_JOB_END_SKIPPED) {
 			atomic_fetch_add(&w->n_skipped, 1);
 			sl_partition_release_job(w, job);
@@ -220,6 +222,7 @@ sl_publish_done(struct sl_worker *w)
 			atomic_fetch_add(&w->n_failed, 1);
 		sl_ops_job_done(w, job);
 		job->pending_acks = job->dlq_code ? 2 : 1;
+		produced++;
 		if (produce_record(w, job, REC_RESULT, NULL) < 0)
 			retry_later(w, job, REC_RESULT, NULL);
 		if (job->dlq_code != NULL) {
@@ -228,4 +231,14 @@ sl_publish_done(struct sl_worker *w)
 				retry_later(w, job, REC_DLQ, NULL);
 		}
 	}
+	return produced;
+}
+
+void
+sl_publish_flush(struct sl_worker *w)
+{
+	/* rd_kafka_flush() makes the producer treat linger.ms as over while it
+	 * runs and wakes the broker threads, which send at once; it then waits
+	 * for acknowledgements, which are not needed here: 1 ms bounds that. */
+	(void)rd_kafka_flush(w->producer, 1);
 }

@@ -8,8 +8,14 @@
 #include "worker_int.h"
 
 /* Takes the jobs the executors handed back and publishes their outcomes;
- * releases the ones handed back unrun. */
-void sl_publish_done(struct sl_worker *w);
+ * releases the ones handed back unrun. Returns how many jobs' records it
+ * produced. */
+int sl_publish_done(struct sl_worker *w);
+
+/* Sends what the producer holds now instead of at the end of linger.ms:
+ * for when nothing more will join the batch (no job at the executors).
+ * Blocks up to 1 ms. */
+void sl_publish_flush(struct sl_worker *w);
 
 /* Produces again the records whose pause after a failure is over. */
 void sl_publish_retry_due(struct sl_worker *w);

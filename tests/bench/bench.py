@@ -670,6 +670,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 if t_measured is None and i >= unmeasured:
                     sys0, me0 = system_cpu(), os.times()
                     services0, jit0, t_measured = env.services_cpu(), env.kafka_jit_seconds(), time.time()
+                    worker0, _ = run.figures()
                 now = time.time()
                 tick = now
                 due = min(total, int((now - t0) * rate) + 1)
@@ -695,7 +696,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
-            _, rss = run.figures()
+            worker1, rss = run.figures()
             missing = len(sent)
         finally:
             c.close()
@@ -706,6 +707,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 "p50_ms": r(percentile(lat, 0.50)), "p95_ms": r(percentile(lat, 0.95)),
                 "p99_ms": r(percentile(lat, 0.99)), "max_ms": r(lat[-1] if lat else None),
                 "latency_phase_peak_rss_mib": round(rss, 1),
+                "latency_cpu_us_per_job": round((worker1 - worker0) * 1e6 / measured, 1),
                 "latency_machine_busy": round((sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]), 2),
                 "latency_driver_cpu_us_per_job": round((me1.user + me1.system - me0.user - me0.system) * 1e6 / measured, 1),
                 "latency_pg_cpu_us_per_job": per_job(services0["postgres"], services1["postgres"], measured),
@@ -823,7 +825,7 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
                                      args.latency_seconds, executors))
             log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms at "
                 f"{row['offered_per_s']} jobs/s offered; machine busy {row['latency_machine_busy']}; CPU per job: "
-                f"this driver {row['latency_driver_cpu_us_per_job']} us, PostgreSQL {row['latency_pg_cpu_us_per_job']}"
+                f"the worker {row['latency_cpu_us_per_job']} us, this driver {row['latency_driver_cpu_us_per_job']} us, PostgreSQL {row['latency_pg_cpu_us_per_job']}"
                 f" us, Kafka {row['latency_kafka_cpu_us_per_job']} us (JIT compiler "
                 f"{row['latency_kafka_jit_cpu_us_per_job']} us)")
         if with_ceiling:
