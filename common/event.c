@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,42 +44,6 @@
 /* The code size event.h promises the caller. */
 #define CODE_SIZE 32
 
-/* Returns the length (2 to 4) of the valid UTF-8 multi-byte sequence at s,
- * which has n bytes left, and its code point in *cp; or 0 when s does not
- * start one (a stray continuation byte, an overlong form, a surrogate, a code
- * point above U+10FFFF, or a truncated sequence). */
-static size_t
-utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 /* Copies up to ECHO_MAX_CHARS characters of s (n bytes, not NUL-terminated)
  * into out (ECHO_BUF_SIZE bytes) so that the copy is valid UTF-8 without
  * control characters: `"` and `\` are backslash-escaped, C0 controls and DEL
@@ -92,7 +55,7 @@ escape_input(const char *s, size_t n, char *out)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, o = 0, chars = 0, seq;
-	uint32_t cp;
+	unsigned cp;
 
 	while (i < n && chars < ECHO_MAX_CHARS) {
 		unsigned char c = p[i];
@@ -109,7 +72,7 @@ escape_input(const char *s, size_t n, char *out)
 		} else if (c < 0x80) {
 			out[o++] = (char)c;
 			i++;
-		} else if ((seq = utf8_sequence(p + i, n - i, &cp)) == 0) {
+		} else if ((seq = sl_text_utf8_seq(s + i, n - i, &cp)) == 0) {
 			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\x%02x", c);
 			i++;
 		} else if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
@@ -688,7 +651,7 @@ put_json_chars(struct sl_text *b, const char *s, size_t n)
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, run = 0, seq;
-	uint32_t cp;
+	unsigned cp;
 	char esc[7];
 
 	sl_text_put(b, "\"", 1);
@@ -697,7 +660,7 @@ put_json_chars(struct sl_text *b, const char *s, size_t n)
 			i++;
 			continue;
 		}
-		seq = p[i] < 0x80 ? 1 : utf8_sequence(p + i, n - i, &cp);
+		seq = sl_text_utf8_seq(s + i, n - i, &cp);
 		if (seq > 1) {
 			i += seq;
 			continue;
