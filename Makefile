@@ -133,23 +133,38 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo
 
-# Fuzzing: libFuzzer targets built with clang (make deps installs it), run for
-# FUZZ_TIME seconds each. New inputs go to build/fuzz/corpus; the regression
-# and seed inputs kept in git are in tests/fuzz/corpus/ and are replayed too.
+# Fuzzing: libFuzzer targets built with clang (make deps installs it), run one
+# after the other for FUZZ_TIME seconds each: fuzz_schema (the schema
+# validator) and fuzz_event (the CloudEvents decoder). New inputs go to
+# build/fuzz/corpus/<name>; the seed and regression inputs kept in git are in
+# tests/fuzz/corpus/<name>/ and are replayed too. A crash stops the run, prints
+# the end of the target's log and leaves its input in build/fuzz/.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
 FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
+FUZZ_NAMES := schema event
 
-build/fuzz/fuzz_schema: tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c common/schema*.h) common/text.c common/text.h
+# Each target and the sources it is linked with, beyond its own file.
+FUZZ_SRC_schema := $(wildcard common/schema*.c) common/text.c
+FUZZ_SRC_event  := common/event.c common/json.c common/text.c
+$(foreach n,$(FUZZ_NAMES),$(eval build/fuzz/fuzz_$(n): $(FUZZ_SRC_$(n))))
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard common/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c) common/text.c $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
 
-fuzz: build/fuzz/fuzz_schema
-	@mkdir -p build/fuzz/corpus/schema
-	build/fuzz/fuzz_schema -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
-		-artifact_prefix=build/fuzz/ build/fuzz/corpus/schema tests/fuzz/corpus/schema
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
+	@for name in $(FUZZ_NAMES); do \
+		mkdir -p build/fuzz/corpus/$$name; \
+		echo "fuzz: fuzz_$$name for $(FUZZ_TIME) s"; \
+		build/fuzz/fuzz_$$name -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=build/fuzz/fuzz_$$name- \
+			build/fuzz/corpus/$$name tests/fuzz/corpus/$$name 2>build/fuzz/fuzz_$$name.log \
+			|| { tail -60 build/fuzz/fuzz_$$name.log; exit 1; }; \
+		grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' build/fuzz/fuzz_$$name.log; \
+	done
 
 # Benchmarks: microseconds per validation with the shipped job schemas.
 $(BUILD)/bench/bench_schema: tests/bench/bench_schema.c $(BUILD)/libsluice.a
