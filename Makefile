@@ -135,20 +135,22 @@ demo: deps
 
 # Fuzzing: libFuzzer targets built with clang (make deps installs it), run one
 # after the other for FUZZ_TIME seconds each: fuzz_schema (the schema
-# validator) and fuzz_event (the CloudEvents decoder). New inputs go to
-# build/fuzz/corpus/<name>; the seed and regression inputs kept in git are in
-# tests/fuzz/corpus/<name>/ and are replayed too. A crash stops the run, prints
-# the end of the target's log and leaves its input in build/fuzz/.
+# validator), fuzz_event (the CloudEvents decoder) and fuzz_json (the JSON
+# text writer against json_dumps). New inputs go to build/fuzz/corpus/<name>;
+# the seed and regression inputs kept in git are in tests/fuzz/corpus/<name>/
+# and are replayed too. A crash stops the run, prints the end of the target's
+# log and leaves its input in build/fuzz/.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
 FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
-FUZZ_NAMES := schema event
+FUZZ_NAMES := schema event json
 
 # Each target and the sources it is linked with, beyond its own file.
 FUZZ_SRC_schema := $(wildcard common/schema*.c) common/text.c
 FUZZ_SRC_event  := common/event.c common/json.c common/text.c
+FUZZ_SRC_json   := common/json.c common/text.c
 $(foreach n,$(FUZZ_NAMES),$(eval build/fuzz/fuzz_$(n): $(FUZZ_SRC_$(n))))
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard common/*.h)

@@ -13,7 +13,7 @@
  * Result events carry a handler's output as JSON text, written once per job;
  * json_dumps() spent most of that time in a snprintf per integer and a
  * callback per token. sl_json_write() writes the same bytes directly, into
- * the result event's own buffer.
+ * the result event's own buffer (tests/fuzz/fuzz_json.c holds it to that).
  *
  * Not for: parsing JSON, or numbers beyond int64 (a handler that needs them
  * reads the double itself).
