@@ -9,6 +9,7 @@
 #                   for C handlers built out of tree)
 #
 # SANITIZE=address,undefined builds everything with those sanitizers.
+# WERROR=1 turns warnings into errors.
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -31,6 +32,16 @@ TEST_PC  := cmocka
 
 WARNINGS := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
             -Wpointer-arith -Wwrite-strings -Wsign-compare
+# WERROR=1 makes every warning an error: CI builds with it. Off by default,
+# since another compiler or version may warn where the one CI uses does not.
+WERROR ?=
+ifeq ($(filter-out 0 1,$(WERROR)),)
+  ifeq ($(WERROR),1)
+    WARNINGS += -Werror
+  endif
+else
+  $(error WERROR accepts 0 or 1; got "$(WERROR)")
+endif
 BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Iinclude -Icommon -Iworkers \
                $(WARNINGS) -MMD -MP
 
@@ -142,7 +153,7 @@ demo: deps
 # log and leaves its input in build/fuzz/.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon $(WARNINGS) -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
 FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
 FUZZ_NAMES := schema event json
