@@ -132,8 +132,10 @@ unit: check-deps $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)
 
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
+# SYSTEM_ARGS go to pytest (e.g. SYSTEM_ARGS="-k dlq -x").
 system: all $(BUILD)/tests/ledger_probe
-	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
+	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) \
+		tests/run-system $(SYSTEM_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory all
