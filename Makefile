@@ -10,6 +10,7 @@
 #                   for C handlers built out of tree)
 #
 # SANITIZE=address,undefined builds everything with those sanitizers.
+# WERROR=1 turns warnings into errors.
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -32,6 +33,16 @@ TEST_PC  := cmocka
 
 WARNINGS := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
             -Wpointer-arith -Wwrite-strings -Wsign-compare
+# WERROR=1 makes every warning an error: CI builds with it. Off by default,
+# since another compiler or version may warn where the one CI uses does not.
+WERROR ?=
+ifeq ($(filter-out 0 1,$(WERROR)),)
+  ifeq ($(WERROR),1)
+    WARNINGS += -Werror
+  endif
+else
+  $(error WERROR accepts 0 or 1; got "$(WERROR)")
+endif
 BASE_CFLAGS := -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Iinclude -Icommon -Iworkers \
                $(WARNINGS) -MMD -MP
 
@@ -135,8 +146,10 @@ pg: all $(PG_BIN)
 	@tests/run-pg $(BUILD)/sluicectl $(PG_BIN)
 
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
+# SYSTEM_ARGS go to pytest (e.g. SYSTEM_ARGS="-k dlq -x").
 system: all $(BUILD)/tests/ledger_probe
-	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) tests/run-system
+	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) \
+		tests/run-system $(SYSTEM_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -148,23 +161,40 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo
 
-# Fuzzing: libFuzzer targets built with clang (make deps installs it), run for
-# FUZZ_TIME seconds each. New inputs go to build/fuzz/corpus; the regression
-# and seed inputs kept in git are in tests/fuzz/corpus/ and are replayed too.
+# Fuzzing: libFuzzer targets built with clang (make deps installs it), run one
+# after the other for FUZZ_TIME seconds each: fuzz_schema (the schema
+# validator), fuzz_event (the CloudEvents decoder) and fuzz_json (the JSON
+# text writer against json_dumps). New inputs go to build/fuzz/corpus/<name>;
+# the seed and regression inputs kept in git are in tests/fuzz/corpus/<name>/
+# and are replayed too. A crash stops the run, prints the end of the target's
+# log and leaves its input in build/fuzz/.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Icommon $(WARNINGS) -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell $(PKG_CONFIG) --cflags jansson libpcre2-8 2>/dev/null)
 FUZZ_LIBS  := $(shell $(PKG_CONFIG) --libs jansson libpcre2-8 2>/dev/null) -lm
+FUZZ_NAMES := schema event json
 
-build/fuzz/fuzz_schema: tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c common/schema*.h) common/text.c common/text.h
+# Each target and the sources it is linked with, beyond its own file.
+FUZZ_SRC_schema := $(wildcard common/schema*.c) common/text.c
+FUZZ_SRC_event  := common/event.c common/json.c common/text.c
+FUZZ_SRC_json   := common/json.c common/text.c
+$(foreach n,$(FUZZ_NAMES),$(eval build/fuzz/fuzz_$(n): $(FUZZ_SRC_$(n))))
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard common/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_schema.c $(wildcard common/schema*.c) common/text.c $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
 
-fuzz: build/fuzz/fuzz_schema
-	@mkdir -p build/fuzz/corpus/schema
-	build/fuzz/fuzz_schema -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
-		-artifact_prefix=build/fuzz/ build/fuzz/corpus/schema tests/fuzz/corpus/schema
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
+	@for name in $(FUZZ_NAMES); do \
+		mkdir -p build/fuzz/corpus/$$name; \
+		echo "fuzz: fuzz_$$name for $(FUZZ_TIME) s"; \
+		build/fuzz/fuzz_$$name -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=build/fuzz/fuzz_$$name- \
+			build/fuzz/corpus/$$name tests/fuzz/corpus/$$name 2>build/fuzz/fuzz_$$name.log \
+			|| { tail -60 build/fuzz/fuzz_$$name.log; exit 1; }; \
+		grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' build/fuzz/fuzz_$$name.log; \
+	done
 
 # Benchmarks: microseconds per validation with the shipped job schemas.
 $(BUILD)/bench/bench_schema: tests/bench/bench_schema.c $(BUILD)/libsluice.a

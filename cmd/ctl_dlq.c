@@ -379,7 +379,9 @@ next:
 		rd_kafka_message_destroy(m);
 		m = NULL;
 	}
-	if (marks != NULL)
+	/* No marks leaves v NULL, which qsort() must not be given even for
+	 * zero elements (its pointer is declared nonnull). */
+	if (marks != NULL && marks->n > 0)
 		qsort(marks->v, marks->n, sizeof(*marks->v), mark_cmp);
 	rc = 0;
 out:

@@ -8,9 +8,9 @@
  * SL_ERR_* codes and a one-line message in PostgreSQL's voice. Messages echo
  * at most a short, escaped piece of the input, so a hostile payload cannot put
  * control characters or invalid UTF-8 into a log line, a dead letter header or
- * a result event. Result events are built from objects whose keys are added
- * in a fixed order and dumped compactly, so the same inputs always give the
- * same bytes.
+ * a result event. Result events are written as text, keys in a fixed order
+ * (json.h's writer gives the bytes json_dumps() would), so the same inputs
+ * always give the same bytes.
  *
  * Not for: JSON Schema validation of `data` (schema.c), Kafka or ledger I/O.
  * No function keeps state between calls; all are thread-safe.
@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "text.h"
 
 /* Longest id, source or type accepted: they key the ledger and name topics
@@ -45,42 +45,6 @@
 /* The code size event.h promises the caller. */
 #define CODE_SIZE 32
 
-/* Returns the length (2 to 4) of the valid UTF-8 multi-byte sequence at s,
- * which has n bytes left, and its code point in *cp; or 0 when s does not
- * start one (a stray continuation byte, an overlong form, a surrogate, a code
- * point above U+10FFFF, or a truncated sequence). */
-static size_t
-utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 /* Copies up to ECHO_MAX_CHARS characters of s (n bytes, not NUL-terminated)
  * into out (ECHO_BUF_SIZE bytes) so that the copy is valid UTF-8 without
  * control characters: `"` and `\` are backslash-escaped, C0 controls and DEL
@@ -92,7 +56,7 @@ escape_input(const char *s, size_t n, char *out)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, o = 0, chars = 0, seq;
-	uint32_t cp;
+	unsigned cp;
 
 	while (i < n && chars < ECHO_MAX_CHARS) {
 		unsigned char c = p[i];
@@ -109,7 +73,7 @@ escape_input(const char *s, size_t n, char *out)
 		} else if (c < 0x80) {
 			out[o++] = (char)c;
 			i++;
-		} else if ((seq = utf8_sequence(p + i, n - i, &cp)) == 0) {
+		} else if ((seq = sl_text_utf8_seq(s + i, n - i, &cp)) == 0) {
 			o += (size_t)snprintf(out + o, ECHO_BUF_SIZE - o, "\\x%02x", c);
 			i++;
 		} else if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
@@ -677,152 +641,14 @@ sl_event_clear(struct sl_event *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-/* Appends s as a JSON string (null when s is NULL), escaped as jansson's
- * json_dumps() escapes without JSON_ENSURE_ASCII: `"`, `\` and C0 controls
- * only; UTF-8 stays as it came. A byte that starts no valid UTF-8 sequence
- * (a handler's message built from a non-UTF-8 server message, say) becomes
- * U+FFFD: deterministic, and the result event still gets built. */
-static void
-put_json_chars(struct sl_text *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, run = 0, seq;
-	uint32_t cp;
-	char esc[7];
-
-	sl_text_put(b, "\"", 1);
-	while (i < n) {
-		if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
-			i++;
-			continue;
-		}
-		seq = p[i] < 0x80 ? 1 : utf8_sequence(p + i, n - i, &cp);
-		if (seq > 1) {
-			i += seq;
-			continue;
-		}
-		sl_text_put(b, s + run, i - run);
-		if (seq == 0) {
-			sl_text_put(b, "\xef\xbf\xbd", 3);
-		} else {
-			switch (p[i]) {
-			case '"': sl_text_put(b, "\\\"", 2); break;
-			case '\\': sl_text_put(b, "\\\\", 2); break;
-			case '\b': sl_text_put(b, "\\b", 2); break;
-			case '\f': sl_text_put(b, "\\f", 2); break;
-			case '\n': sl_text_put(b, "\\n", 2); break;
-			case '\r': sl_text_put(b, "\\r", 2); break;
-			case '\t': sl_text_put(b, "\\t", 2); break;
-			default:
-				memcpy(esc, "\\u00", 4);
-				esc[4] = hex[p[i] >> 4];
-				esc[5] = hex[p[i] & 0xf];
-				sl_text_put(b, esc, 6);
-			}
-		}
-		run = ++i;
-	}
-	sl_text_put(b, s + run, n - run);
-	sl_text_put(b, "\"", 1);
-}
-
+/* Appends s as a JSON string, or null when s is NULL. */
 static void
 put_json_string(struct sl_text *b, const char *s)
 {
 	if (s == NULL)
 		sl_text_puts(b, "null");
 	else
-		put_json_chars(b, s, strlen(s));
-}
-
-static int
-put_dumped(const char *buffer, size_t size, void *data)
-{
-	struct sl_text *b = data;
-
-	sl_text_put(b, buffer, size);
-	return b->oom ? -1 : 0;
-}
-
-/* A handler's output nests deeper than this only when it holds a cycle
- * (jansson's dumper refuses those too): four times what jansson's parser
- * accepts (JSON_PARSER_MAX_DEPTH), so that output wrapping a job's data
- * always fits. Each level costs a stack frame of about 100 bytes. */
-#define MAX_OUTPUT_DEPTH (4 * JSON_PARSER_MAX_DEPTH)
-
-/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) would, without
- * its snprintf per integer and callback per token, which made dumping a
- * handler's output most of the cost of a result event. Reals go through
- * jansson so that their digits stay exactly its own. Returns -1 (and sets
- * oom) on a cycle or out of memory. */
-static int
-put_json_value(struct sl_text *b, json_t *v, int depth)
-{
-	char digits[24], *d;
-	unsigned long long u;
-	json_t *item;
-	size_t i;
-	void *it;
-
-	if (depth > MAX_OUTPUT_DEPTH) {
-		b->oom = 1;
-		return -1;
-	}
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		sl_text_put(b, "{", 1);
-		for (it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
-			if (it != json_object_iter(v))
-				sl_text_put(b, ",", 1);
-			put_json_chars(b, json_object_iter_key(it), json_object_iter_key_len(it));
-			sl_text_put(b, ":", 1);
-			if (put_json_value(b, json_object_iter_value(it), depth + 1) != 0)
-				return -1;
-		}
-		sl_text_put(b, "}", 1);
-		break;
-	case JSON_ARRAY:
-		sl_text_put(b, "[", 1);
-		json_array_foreach(v, i, item) {
-			if (i > 0)
-				sl_text_put(b, ",", 1);
-			if (put_json_value(b, item, depth + 1) != 0)
-				return -1;
-		}
-		sl_text_put(b, "]", 1);
-		break;
-	case JSON_STRING:
-		put_json_chars(b, json_string_value(v), json_string_length(v));
-		break;
-	case JSON_INTEGER:
-		u = (unsigned long long)json_integer_value(v);
-		if (json_integer_value(v) < 0)
-			u = -u;
-		d = digits + sizeof(digits);
-		do {
-			*--d = (char)('0' + u % 10);
-			u /= 10;
-		} while (u != 0);
-		if (json_integer_value(v) < 0)
-			*--d = '-';
-		sl_text_put(b, d, (size_t)(digits + sizeof(digits) - d));
-		break;
-	case JSON_REAL:
-		if (!b->oom && json_dump_callback(v, put_dumped, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-			b->oom = 1;
-		break;
-	case JSON_TRUE:
-		sl_text_puts(b, "true");
-		break;
-	case JSON_FALSE:
-		sl_text_puts(b, "false");
-		break;
-	case JSON_NULL:
-		sl_text_puts(b, "null");
-		break;
-	}
-	return b->oom ? -1 : 0;
+		sl_json_write_chars(b, s, strlen(s));
 }
 
 /* Writes the event text directly: the same bytes jansson would dump for the
@@ -870,7 +696,7 @@ sl_event_result(const struct sl_result *r, const char *result_id, const char *re
 		if (r->output == NULL)
 			sl_text_puts(&b, "null");
 		else
-			put_json_value(&b, r->output, 0);
+			sl_json_write(&b, r->output);
 	} else {
 		sl_text_puts(&b, ",\"error\":{\"code\":");
 		put_json_string(&b, r->error_code);

@@ -1,6 +1,8 @@
-/* text.c -- a growing NUL-terminated text buffer (text.h). */
+/* text.c -- a growing NUL-terminated text buffer, UTF-8 decoding and
+ * escaping for display (text.h). */
 #include "text.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,15 +35,15 @@ sl_text_puts(struct sl_text *t, const char *s)
 	sl_text_put(t, s, strlen(s));
 }
 
-/* Returns the length of the valid UTF-8 sequence at p (at most n bytes), or
- * 0 when it is not one: overlong forms, surrogates and code points past
- * U+10FFFF are invalid. Sets *cp (OUT) to the code point. */
-static size_t
-utf8_seq(const unsigned char *p, size_t n, unsigned *cp)
+size_t
+sl_text_utf8_seq(const char *s, size_t n, unsigned *cp)
 {
+	const unsigned char *p = (const unsigned char *)s;
 	size_t len, i;
 	unsigned c;
 
+	assert(n > 0);
+	*cp = 0;
 	if (p[0] < 0x80) {
 		*cp = p[0];
 		return 1;
@@ -87,7 +89,7 @@ sl_text_escape_untrusted(const char *in, size_t in_len, char *out, size_t out_si
 	if (out_size == 0)
 		return 0;
 	while (i < in_len) {
-		len = utf8_seq(p + i, in_len - i, &cp);
+		len = sl_text_utf8_seq(in + i, in_len - i, &cp);
 		/* An escaped unit is \xNN per byte; a backslash is doubled so
 		 * that an escape in the output always comes from us. */
 		if (len == 0 || is_control(cp))

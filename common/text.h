@@ -1,5 +1,5 @@
-/* text.h -- a growing NUL-terminated text buffer, and untrusted text made
- * safe to show.
+/* text.h -- a growing NUL-terminated text buffer, UTF-8 decoding, and
+ * untrusted text made safe to show.
  *
  * The buffer is for code that writes text piece by piece (result events,
  * Prometheus text, translated regular expressions) and wants one check for
@@ -26,6 +26,14 @@ void sl_text_put(struct sl_text *t, const char *s, size_t n);
 
 /* Appends the string s. */
 void sl_text_puts(struct sl_text *t, const char *s);
+
+/* Returns the length (1 to 4) of the valid UTF-8 sequence at the start of s
+ * (n bytes left, n > 0; not NUL-terminated) and sets *cp (OUT) to its code
+ * point; or returns 0 and sets *cp to 0 when s starts none: a stray
+ * continuation byte, an overlong form, a surrogate, a code point above
+ * U+10FFFF, or a sequence cut by the end. The one UTF-8 decoder of sluice.
+ * This function can't fail; thread-safe. */
+size_t sl_text_utf8_seq(const char *s, size_t n, unsigned *cp);
 
 /* Writes in_len bytes of untrusted input into out for display: printable
  * ASCII and valid UTF-8 unchanged; control characters (C0, DEL, C1, the

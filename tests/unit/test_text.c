@@ -1,5 +1,5 @@
-/* test_text.c -- unit tests for text.c: the growing buffer and the escaping
- * of untrusted text for display. */
+/* test_text.c -- unit tests for text.c: the growing buffer, UTF-8 decoding
+ * and the escaping of untrusted text for display. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +23,46 @@ test_put(void **state)
 	assert_int_equal(t.p[3000], 'x');
 	assert_int_equal(t.oom, 0);
 	free(t.p);
+}
+
+/* Decodes the sequence at the start of s (n bytes) and checks its length
+ * and code point. */
+static void
+expect_seq(const char *s, size_t n, size_t want_len, unsigned want_cp)
+{
+	unsigned cp = 12345;
+
+	assert_int_equal(sl_text_utf8_seq(s, n, &cp), want_len);
+	assert_int_equal(cp, want_cp);
+}
+
+static void
+test_utf8_seq(void **state)
+{
+	(void)state;
+	expect_seq("a", 1, 1, 'a');
+	expect_seq("\0x", 2, 1, 0);
+	expect_seq("\xc2\x80", 2, 2, 0x80);
+	expect_seq("\xdf\xbf", 2, 2, 0x7ff);
+	expect_seq("\xe0\xa0\x80", 3, 3, 0x800);
+	expect_seq("\xef\xbf\xbf", 3, 3, 0xffff);
+	expect_seq("\xf0\x90\x80\x80", 4, 4, 0x10000);
+	expect_seq("\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff);
+	expect_seq("\xc3\xa9z", 3, 2, 0xe9);
+	/* None: continuation, overlong, surrogate, past U+10FFFF, bytes that
+	 * never lead, a bad continuation, and a sequence cut by n. */
+	expect_seq("\x80", 1, 0, 0);
+	expect_seq("\xc0\x80", 2, 0, 0);
+	expect_seq("\xc1\xbf", 2, 0, 0);
+	expect_seq("\xe0\x9f\xbf", 3, 0, 0);
+	expect_seq("\xf0\x8f\xbf\xbf", 4, 0, 0);
+	expect_seq("\xed\xa0\x80", 3, 0, 0);
+	expect_seq("\xed\xbf\xbf", 3, 0, 0);
+	expect_seq("\xf4\x90\x80\x80", 4, 0, 0);
+	expect_seq("\xf5\x80\x80\x80", 4, 0, 0);
+	expect_seq("\xff", 1, 0, 0);
+	expect_seq("\xc3\x28", 2, 0, 0);
+	expect_seq("\xe2\x82\xac", 2, 0, 0);
 }
 
 /* Escapes s (len bytes) into a buffer of `size` and checks the result. */
@@ -77,6 +117,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_put),
+		cmocka_unit_test(test_utf8_seq),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_escape_never_cuts),
 	};
