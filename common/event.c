@@ -412,6 +412,32 @@ parse_json(const void *text, size_t len, char *code, char *errbuf, size_t errbuf
 	return v;
 }
 
+/* Returns how many arrays and objects nest in v (0 for a scalar), up to
+ * `limit`: it stops looking deeper once there. */
+static int
+nesting(json_t *v, int limit)
+{
+	int d = 0, k;
+	const char *key;
+	json_t *item;
+	size_t i;
+
+	if (limit <= 0)
+		return 0;
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, item)
+			if ((k = nesting(item, limit - 1)) > d)
+				d = k;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			if ((k = nesting(item, limit - 1)) > d)
+				d = k;
+	} else {
+		return 0;
+	}
+	return d + 1;
+}
+
 /* What both decoders do first: clear the outputs, and refuse a value over
  * max_bytes (0: no limit). Returns 0, or -1 with the error set. */
 static int
@@ -595,6 +621,13 @@ sl_event_decode_binary(const void *value, size_t len, const struct sl_event_head
 		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_DATA,
 		          "attribute \"data\" (the message value) must be a JSON object, not %s",
 		          kind_name(data));
+		goto out;
+	}
+	/* The same event in structured mode nests data one level deeper, inside
+	 * the envelope, and the parser refuses it there: so does this. */
+	if (nesting(data, JSON_PARSER_MAX_DEPTH) >= JSON_PARSER_MAX_DEPTH) {
+		set_error(code, errbuf, errbuf_size, SL_ERR_INVALID_JSON,
+		          "invalid json: nested deeper than %d levels in its event", JSON_PARSER_MAX_DEPTH);
 		goto out;
 	}
 	/* Adding a member leaves the strings e points to where they are. */

@@ -209,9 +209,9 @@ depth(json_t *v)
 }
 
 /* The binary event ev (decoded), sent in structured mode: its root, which
- * binary mode built as the structured form, dumped. The data's nesting
- * gains a level there: data exactly at jansson's depth limit in binary
- * mode is one level past it in structured mode, so that case is left out. */
+ * binary mode built as the structured form, dumped. (Binary mode refuses
+ * data nested as deep as the parser goes, which structured mode could not
+ * hold inside its envelope; the check below stays as a guard.) */
 static void
 check_as_structured(const struct sl_event *ev)
 {

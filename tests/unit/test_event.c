@@ -979,6 +979,50 @@ test_binary_attribute_errors(void **state)
 	assert_string_equal(code, SL_ERR_MESSAGE_TOO_LARGE);
 }
 
+/* Builds data nested `levels` objects deep: {"a":{"a":...{}...}}. */
+static char *
+nested_data(int levels)
+{
+	char *s = malloc((size_t)levels * 6 + 1), *p = s;
+	int i;
+
+	assert_non_null(s);
+	for (i = 0; i < levels - 1; i++)
+		p += sprintf(p, "{\"a\":");
+	p += sprintf(p, "{}");
+	for (i = 0; i < levels - 1; i++)
+		*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
+/* Data nested as deep as the parser takes in binary mode is one level too
+ * deep in structured mode, inside the envelope: refused in both, so the
+ * same event decodes the same either way. */
+static void
+test_binary_depth_as_structured(void **state)
+{
+	struct hdrs hs;
+	struct sl_event ev;
+	char code[32], msg[256], *data, *text;
+
+	(void)state;
+	good_headers(&hs);
+	data = nested_data(JSON_PARSER_MAX_DEPTH);
+	expect_binary_error(data, &hs, SL_ERR_INVALID_JSON, "nested deeper than");
+	free(data);
+
+	data = nested_data(JSON_PARSER_MAX_DEPTH - 1);
+	assert_int_equal(decode_binary(data, &hs, &ev, code, msg, sizeof(msg)), 0);
+	sl_event_clear(&ev);
+	assert_true(asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"j-1\",\"source\":\"shop\","
+	                            "\"type\":\"ledger.transfer\",\"data\":%s}", data) > 0);
+	assert_int_equal(sl_event_decode(text, strlen(text), 0, &ev, code, msg, sizeof(msg)), 0);
+	sl_event_clear(&ev);
+	free(text);
+	free(data);
+}
+
 /* The value is the data: JSON, an object, checked as structured data is. */
 static void
 test_binary_data_errors(void **state)
@@ -1023,6 +1067,7 @@ main(void)
 		cmocka_unit_test(test_decode_invalid_json),
 		cmocka_unit_test(test_decode_invalid_utf8),
 		cmocka_unit_test(test_decode_deep_nesting),
+		cmocka_unit_test(test_binary_depth_as_structured),
 		cmocka_unit_test(test_decode_number_out_of_range),
 		cmocka_unit_test(test_decode_duplicate_keys),
 		cmocka_unit_test(test_decode_not_an_object),
