@@ -102,6 +102,24 @@ dlq_pending(struct mock *m)
 	return job != NULL && job->result_acked && !job->dlq_acked;
 }
 
+/* Reads the one dead letter on the dead-letter topic and checks it: with
+ * its value or without (sluice-value-omitted), its error code (NULL: not
+ * checked) and its source offset 0. */
+static void
+expect_dead_letter(struct mock *m, int with_value, const char *code)
+{
+	struct dead_letters d = { 0 };
+
+	assert_int_equal(mock_read(m, MOCK_DLQ, 1, see_dead_letter, &d, 5), 1);
+	assert_int_equal(d.with_value, with_value);
+	assert_int_equal(d.omitted, !with_value);
+	if (code != NULL)
+		assert_string_equal(d.code, code);
+	assert_string_equal(d.offset, "0");
+	free(d.code);
+	free(d.offset);
+}
+
 /* A failed job publishes a result and a dead letter: its offset moves only
  * when both are acknowledged. The dead-letter topic has no leader for
  * longer than message.timeout.ms, so the result is acknowledged first and
@@ -110,7 +128,6 @@ static void
 test_dead_letter_and_result_both_acknowledged_before_the_offset_moves(void **state)
 {
 	struct mock *m = mock_new(1, 1, "");
-	struct dead_letters d = { 0 };
 	struct sl_partition *p;
 
 	(void)state;
@@ -133,13 +150,7 @@ test_dead_letter_and_result_both_acknowledged_before_the_offset_moves(void **sta
 	assert_int_equal(p->stored, 1);
 	assert_int_equal(atomic_load(&m->w.n_dead_letters), 1);
 	assert_int_equal(atomic_load(&m->w.n_failed), 1);
-	assert_int_equal(mock_read(m, MOCK_DLQ, 1, see_dead_letter, &d, 5), 1);
-	assert_int_equal(d.with_value, 1);
-	assert_int_equal(d.omitted, 0);
-	assert_string_equal(d.code, "handler_error");
-	assert_string_equal(d.offset, "0");
-	free(d.code);
-	free(d.offset);
+	expect_dead_letter(m, 1, "handler_error");
 	mock_destroy(m);
 }
 
@@ -150,7 +161,6 @@ static void
 test_dead_letter_too_large_is_sent_without_its_value(void **state)
 {
 	struct mock *m = mock_new(2, 2, "");
-	struct dead_letters d = { 0 };
 	struct sl_partition *p;
 
 	(void)state;
@@ -164,13 +174,7 @@ test_dead_letter_too_large_is_sent_without_its_value(void **state)
 	assert_int_equal(p->stored, -1);
 	assert_true(mock_pump(m, mock_idle, 5));
 	assert_int_equal(p->stored, 1);
-	assert_int_equal(mock_read(m, MOCK_DLQ, 1, see_dead_letter, &d, 5), 1);
-	assert_int_equal(d.with_value, 0);
-	assert_int_equal(d.omitted, 1);
-	assert_string_equal(d.code, "message_too_large");
-	assert_string_equal(d.offset, "0");
-	free(d.code);
-	free(d.offset);
+	expect_dead_letter(m, 0, "message_too_large");
 	mock_destroy(m);
 }
 
@@ -186,7 +190,6 @@ test_dead_letter_too_large_for_the_producer_is_sent_without_its_value(void **sta
 {
 	static char big[4096];
 	struct mock *m;
-	struct dead_letters d = { 0 };
 	struct sl_partition *p;
 
 	(void)state;
@@ -199,11 +202,7 @@ test_dead_letter_too_large_for_the_producer_is_sent_without_its_value(void **sta
 	mock_hand_back(m, 0);
 	assert_true(mock_pump(m, mock_idle, 5));
 	assert_int_equal(p->stored, 1);
-	assert_int_equal(mock_read(m, MOCK_DLQ, 1, see_dead_letter, &d, 5), 1);
-	assert_int_equal(d.with_value, 0);
-	assert_int_equal(d.omitted, 1);
-	free(d.code);
-	free(d.offset);
+	expect_dead_letter(m, 0, NULL);
 	mock_destroy(m);
 }
 
