@@ -34,6 +34,7 @@
 #include "notify.h"
 #include "pg.h"
 #include "plugin.h"
+#include "relay.h" /* outbox relay hook */
 #include "sqlhandler.h"
 #include "version.h"
 #include "worker_int.h"
@@ -1171,6 +1172,11 @@ sl_worker_run(struct sl_config *cfg)
 		sl_log_error("could not subscribe to the job topics: %s", rd_kafka_err2str(err));
 		goto out;
 	}
+	/* outbox relay (relay.c): started before the loop, stopped after it. */
+	if ((w->relay = sl_relay_start(w, errbuf, sizeof(errbuf))) == NULL && *errbuf != '\0') {
+		sl_log_error("%s", errbuf);
+		goto out;
+	}
 	sl_log_info("started: sluice %s, group \"%s\", %d executors, max %d jobs in flight", SL_VERSION, cfg->group,
 	            cfg->executors, cfg->max_in_flight);
 
@@ -1235,6 +1241,9 @@ sl_worker_run(struct sl_config *cfg)
 		}
 		sl_ops_tick(w, draining);
 	}
+
+	sl_relay_stop(w->relay); /* outbox relay: stopped after the loop */
+	w->relay = NULL;
 
 	/* Stop: abandoned jobs roll back (their executors are cancelled);
 	 * finished ones are still published so their offsets can move. */

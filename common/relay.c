@@ -1,0 +1,865 @@
+/* relay.c -- the outbox relay: committed outbox rows to Kafka, then deleted.
+ *
+ * One thread per worker, with a PostgreSQL connection and an idempotent
+ * producer of its own, so that neither the executors' connections nor the
+ * results producer ever wait for it. Each round it (1) takes or renews the
+ * leases of the outbox shards (sluice.outbox_leases), (2) moves due delayed
+ * jobs into the outbox and fires due schedules (both under row locks with
+ * SKIP LOCKED, so every worker may do it), and (3) for every shard it holds,
+ * reads a batch below the watermark in (xid, seq) order, produces each row
+ * as a structured CloudEvent (or, when the worker knows the job type and the
+ * data fails its schema, a dead letter), waits for every acknowledgement and
+ * deletes the acknowledged rows through sluice.outbox_ack(), which checks the
+ * lease's epoch. Why that order is gap-free and keeps per-key order is
+ * explained at the top of schemas/sql/0006_outbox.sql.
+ *
+ * Failure rules: a row is deleted only after Kafka acknowledged it, so a
+ * crash at any instant resends, never loses; a lost lease (SQLSTATE SL004)
+ * drops the shard; PostgreSQL trouble drops the connection and the leases
+ * and tries again; a fatal idempotence error stops the relay for good and
+ * sets the worker's fatal flag, so the worker exits non-zero.
+ *
+ * Not for: consuming or running jobs, or the outbox's SQL (0006_outbox.sql).
+ */
+#include "relay.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+#include "pg.h"
+#include "schema.h"
+#include "worker_int.h"
+
+/* Seconds a stopping relay waits for the acknowledgements of its batch. */
+#define STOP_ACK_WAIT 5.0
+
+struct held {
+	int shard;
+	long long epoch;
+	double renewed_at;         /* sl_now() of the last renewal */
+};
+
+/* One outbox row of a batch; strings borrowed from the batch's PGresult. */
+struct row {
+	const char *xid, *seq, *id;
+	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
+	rd_kafka_resp_err_t err;
+	int dead_letter;           /* produced to the dead-letter topic */
+};
+
+struct sl_relay {
+	struct sl_worker *w;       /* borrowed */
+	const struct sl_config *cfg; /* borrowed from w */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;                  /* under mu */
+
+	/* Relay thread only, from here on. */
+	PGconn *conn;
+	rd_kafka_t *producer;
+	char holder[160];          /* this relay's name in sluice.outbox_leases */
+	struct held *held;
+	size_t n_held, cap_held;
+	long pending;              /* rows of the batch in flight (delivery callback) */
+	int waiting_logged;        /* "waiting for the migration" said once */
+	double pg_warned_at;
+	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
+
+	sl_metrics_series_t *m_depth, *m_delayed, *m_lag, *m_relayed, *m_dead_letters, *m_held;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int
+stopping(struct sl_relay *r)
+{
+	int s;
+
+	pthread_mutex_lock(&r->mu);
+	s = r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return s || atomic_load(&r->fatal);
+}
+
+/* Sleeps up to `seconds`, waking at once on stop. Returns stopping(). */
+static int
+relay_sleep(struct sl_relay *r, double seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)seconds;
+	ts.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	if (!r->stop)
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	pthread_mutex_unlock(&r->mu);
+	return stopping(r);
+}
+
+/* Runs sql with text parameters; returns the result when its status is
+ * TUPLES_OK or COMMAND_OK, else NULL after writing the server's message to
+ * errbuf and copying the SQLSTATE (at least 6 bytes) to sqlstate. */
+static PGresult *
+query(struct sl_relay *r, const char *sql, int n, const char *const *values, char *sqlstate, char *errbuf,
+      size_t errbuf_size)
+{
+	PGresult *res = PQexecParams(r->conn, sql, n, NULL, values, NULL, NULL, 0);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	sqlstate[0] = '\0';
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	snprintf(sqlstate, 6, "%s", sl_pg_sqlstate(res));
+	snprintf(errbuf, errbuf_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(r->conn));
+	errbuf[strcspn(errbuf, "\n")] = '\0';
+	PQclear(res);
+	return NULL;
+}
+
+/* Drops the connection and forgets the leases (they expire, or this relay
+ * takes them again under a new epoch when it is back). */
+static void
+disconnect(struct sl_relay *r, const char *why)
+{
+	if (why != NULL && sl_now() - r->pg_warned_at >= 10) {
+		sl_log_warn("outbox relay: %s; reconnecting", why);
+		r->pg_warned_at = sl_now();
+	}
+	PQfinish(r->conn);
+	r->conn = NULL;
+	r->n_held = 0;
+	sl_metrics_gauge_set(r->m_held, 0);
+}
+
+/* Connects and checks that the outbox migration is there. Returns 0, 1 when
+ * the database lacks it (the caller waits), -1 when PostgreSQL cannot be
+ * reached. */
+static int
+relay_connect(struct sl_relay *r)
+{
+	char errbuf[512], state[6];
+	PGresult *res;
+	int present;
+
+	if ((r->conn = sl_pg_connect(r->cfg->pg_conninfo, "sluice-relay", errbuf, sizeof(errbuf))) == NULL) {
+		if (sl_now() - r->pg_warned_at >= 10) {
+			sl_log_warn("outbox relay: %s; retrying", errbuf);
+			r->pg_warned_at = sl_now();
+		}
+		return -1;
+	}
+	/* The relay's statements are short; a lock held by a frozen session
+	 * (a lease row, a schedule row) must not hold it for long. */
+	if (sl_pg_exec(r->conn, "set statement_timeout = '30s'; set lock_timeout = '10s'", errbuf,
+	               sizeof(errbuf)) < 0) {
+		disconnect(r, errbuf);
+		return -1;
+	}
+	res = query(r,
+	            "select to_regprocedure('sluice.outbox_fetch(integer,integer)') is not null "
+	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null",
+	            0, NULL, state, errbuf, sizeof(errbuf));
+	if (res == NULL) {
+		disconnect(r, errbuf);
+		return -1;
+	}
+	present = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!present) {
+		if (!r->waiting_logged)
+			sl_log_info("outbox relay: the database has no sluice.outbox yet (sluicectl migrate); "
+			            "the relay waits for it");
+		r->waiting_logged = 1;
+		PQfinish(r->conn);
+		r->conn = NULL;
+		return 1;
+	}
+	if (r->waiting_logged)
+		sl_log_info("outbox relay: sluice.outbox is there; relaying");
+	r->waiting_logged = 0;
+	return 0;
+}
+
+/* Runs a statement that returns one integer; returns it, or -1 after
+ * dropping the connection (or logging) on error. */
+static long long
+scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
+{
+	char errbuf[512], state[6];
+	PGresult *res = query(r, sql, n, values, state, errbuf, sizeof(errbuf));
+	long long v;
+
+	if (res == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			disconnect(r, errbuf);
+		else
+			sl_log_warn("outbox relay: %s", errbuf);
+		return -1;
+	}
+	v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+	PQclear(res);
+	return v;
+}
+
+/* ---- leases ----------------------------------------------------------- */
+
+static void
+drop_held(struct sl_relay *r, size_t i)
+{
+	r->held[i] = r->held[--r->n_held];
+	sl_metrics_gauge_set(r->m_held, (double)r->n_held);
+}
+
+/* Renews the lease of held[i]. Returns 0, or -1 when it is lost (dropped)
+ * or PostgreSQL failed (the connection may be gone). */
+static int
+renew(struct sl_relay *r, size_t i)
+{
+	char shard[16], epoch[24], ttl[32];
+	const char *values[3] = { shard, epoch, ttl };
+	long long e;
+
+	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
+	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
+	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
+	e = scalar(r, "select sluice.outbox_renew($1, $2, $3::interval)", 3, values);
+	if (r->conn == NULL)
+		return -1;
+	if (e != r->held[i].epoch) {
+		sl_log_warn("outbox relay: lost the lease of shard %d (epoch %lld): another relay took it over",
+		            r->held[i].shard, r->held[i].epoch);
+		drop_held(r, i);
+		return -1;
+	}
+	r->held[i].renewed_at = sl_now();
+	return 0;
+}
+
+/* Renews held leases and takes free or expired ones. Returns 0, or -1 when
+ * PostgreSQL failed. */
+static int
+refresh_leases(struct sl_relay *r)
+{
+	char errbuf[512], state[6], ttl[32];
+	const char *values[3];
+	PGresult *res;
+	size_t i, j;
+	int n, k;
+
+	for (i = r->n_held; i-- > 0;)
+		if (renew(r, i) < 0 && r->conn == NULL)
+			return -1;
+	res = query(r, "select shard from sluice.outbox_leases order by shard", 0, NULL, state, errbuf,
+	            sizeof(errbuf));
+	if (res == NULL) {
+		disconnect(r, errbuf);
+		return -1;
+	}
+	n = PQntuples(res);
+	/* Shards that went away (sluice.outbox_set_shards()). */
+	for (i = r->n_held; i-- > 0;) {
+		for (k = 0; k < n; k++)
+			if (atoi(PQgetvalue(res, k, 0)) == r->held[i].shard)
+				break;
+		if (k == n)
+			drop_held(r, i);
+	}
+	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
+	for (k = 0; k < n; k++) {
+		const char *shard = PQgetvalue(res, k, 0);
+		long long e;
+
+		for (j = 0; j < r->n_held; j++)
+			if (r->held[j].shard == atoi(shard))
+				break;
+		if (j < r->n_held)
+			continue;
+		values[0] = shard;
+		values[1] = r->holder;
+		values[2] = ttl;
+		e = scalar(r, "select sluice.outbox_acquire($1, $2, $3::interval)", 3, values);
+		if (r->conn == NULL) {
+			PQclear(res);
+			return -1;
+		}
+		if (e < 0)
+			continue; /* another relay holds it */
+		if (r->n_held == r->cap_held) {
+			r->cap_held = r->cap_held ? r->cap_held * 2 : 4;
+			if ((r->held = realloc(r->held, r->cap_held * sizeof(*r->held))) == NULL)
+				abort();
+		}
+		r->held[r->n_held].shard = atoi(shard);
+		r->held[r->n_held].epoch = e;
+		r->held[r->n_held].renewed_at = sl_now();
+		r->n_held++;
+		sl_log_info("outbox relay: relaying shard %s (lease epoch %lld)", shard, e);
+	}
+	PQclear(res);
+	sl_metrics_gauge_set(r->m_held, (double)r->n_held);
+	return 0;
+}
+
+/* Gives every held lease back, at a clean stop. */
+static void
+release_leases(struct sl_relay *r)
+{
+	char shard[16], epoch[24];
+	const char *values[2] = { shard, epoch };
+	size_t i;
+
+	for (i = 0; r->conn != NULL && i < r->n_held; i++) {
+		snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
+		snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
+		scalar(r, "select 0 from sluice.outbox_release($1, $2)", 2, values);
+	}
+	r->n_held = 0;
+}
+
+/* ---- producing -------------------------------------------------------- */
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct sl_relay *r = opaque;
+	struct row *row = m->_private;
+
+	(void)rk;
+	row->err = m->err;
+	row->state = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+	r->pending--;
+}
+
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct sl_relay *r = opaque;
+	char fatal[512];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+		sl_log_error("fatal kafka error in the outbox relay's producer: %s; relaying stops and the worker "
+		             "exits (unacknowledged rows stay in the outbox)", fatal);
+		atomic_store(&r->fatal, 1);
+		atomic_store(&r->w->fatal, 1);
+		return;
+	}
+	sl_log_debug("kafka (outbox relay): %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void
+on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3 && strcmp(fac, "FAIL") != 0 && strcmp(fac, "ERROR") != 0)
+		sl_log_error("kafka (outbox relay) %s: %s", fac, buf);
+	else
+		sl_log_debug("kafka (outbox relay) %s: %s", fac, buf);
+}
+
+static int
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
+{
+	char kerr[256];
+
+	if (rd_kafka_conf_set(conf, key, value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(errbuf, errbuf_size, "kafka property \"%s\": %s", key, kerr);
+		return -1;
+	}
+	return 0;
+}
+
+/* The relay's producer: sluice's defaults, the user's properties (shared and
+ * producer), then idempotence and acks=all, which the guarantees rest on. A
+ * message waits for delivery as long as it takes (message.timeout.ms 0, unless
+ * the user sets it): an expired message would be resent after those behind it
+ * of its key, out of order. */
+static rd_kafka_t *
+producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
+{
+	const struct sl_config *cfg = r->cfg;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	char kerr[512];
+	size_t i;
+
+	if (conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "client.id", "sluice-relay", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "linger.ms", "5", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size) < 0)
+		goto err;
+	for (i = 0; i < cfg->n_kafka_props; i++)
+		if (conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, errbuf, errbuf_size) < 0)
+			goto err;
+	for (i = 0; i < cfg->n_producer_props; i++)
+		if (conf_set(conf, cfg->producer_props[i].key, cfg->producer_props[i].value, errbuf, errbuf_size) < 0)
+			goto err;
+	if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0)
+		goto err;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_opaque(conf, r);
+	if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr))) == NULL) {
+		snprintf(errbuf, errbuf_size, "could not create the outbox relay's kafka producer: %s", kerr);
+		goto err;
+	}
+	return rk; /* conf is now owned by rk */
+err:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+/* Appends `s` to *buf as a JSON string. */
+static void
+append_json_string(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	json_t *j = json_string(s);
+	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	size_t n;
+
+	if (text == NULL)
+		abort(); /* out of memory; s is valid UTF-8 (it came from PostgreSQL) */
+	n = strlen(text);
+	while (*len + n + 1 > *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		if ((*buf = realloc(*buf, *cap)) == NULL)
+			abort();
+	}
+	memcpy(*buf + *len, text, n + 1);
+	*len += n;
+	free(text);
+	json_decref(j);
+}
+
+static void
+append(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (*len + n + 1 > *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		if ((*buf = realloc(*buf, *cap)) == NULL)
+			abort();
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+/* Builds the structured CloudEvent of an outbox row: specversion, id,
+ * source, type, time, datacontenttype and data, in that order; data is the
+ * row's jsonb text as PostgreSQL writes it. Returns a new malloc'ed string. */
+static char *
+event_text(const char *id, const char *source, const char *type, const char *time, const char *data)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	append(&buf, &len, &cap, "{\"specversion\":\"1.0\",\"id\":");
+	append_json_string(&buf, &len, &cap, id);
+	append(&buf, &len, &cap, ",\"source\":");
+	append_json_string(&buf, &len, &cap, source);
+	append(&buf, &len, &cap, ",\"type\":");
+	append_json_string(&buf, &len, &cap, type);
+	append(&buf, &len, &cap, ",\"time\":");
+	append_json_string(&buf, &len, &cap, time);
+	append(&buf, &len, &cap, ",\"datacontenttype\":\"application/json\",\"data\":");
+	append(&buf, &len, &cap, data);
+	append(&buf, &len, &cap, "}");
+	return buf;
+}
+
+/* Checks data against the schema of the worker's job type `type`, when the
+ * worker knows it and it has one. Returns 0 when it passes (or cannot be
+ * checked here), else -1 with a dead-letter code (OUT, >= 32 bytes) and
+ * message. */
+static int
+check_data(struct sl_relay *r, const char *type, const char *data, char *code, char *msg, size_t msg_size)
+{
+	const struct sl_job_type_rt *jt = NULL;
+	struct sl_schema_error errs[4];
+	json_error_t jerr;
+	json_t *doc;
+	size_t i, n_errs = 0;
+	int rc;
+
+	for (i = 0; i < r->w->n_types; i++)
+		if (strcmp(r->w->types[i].conf->type, type) == 0)
+			jt = &r->w->types[i];
+	if (jt == NULL || jt->schema == NULL)
+		return 0;
+	if ((doc = json_loads(data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		/* jsonb holds numbers jansson cannot (beyond 64-bit integers). */
+		snprintf(code, 32, "%s", SL_ERR_NUMBER_OUT_OF_RANGE);
+		snprintf(msg, msg_size, "data cannot be read: %s", jerr.text);
+		return -1;
+	}
+	rc = sl_schema_validate(jt->schema, doc, errs, 4, &n_errs);
+	json_decref(doc);
+	if (rc == 0)
+		return 0;
+	snprintf(code, 32, "%s", SL_ERR_SCHEMA_VIOLATION);
+	sl_schema_errors_format(errs, n_errs, msg, msg_size);
+	return -1;
+}
+
+/* Dead-letter headers as the worker writes them (worker.c); an outbox row
+ * was never in a topic, so its partition and offset are -1 and its source
+ * topic is the one it was meant for (a replay sends it there). */
+static rd_kafka_headers_t *
+dead_letter_headers(const char *code, const char *message, const char *topic)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+
+	rd_kafka_header_add(h, "sluice-error-code", -1, code, -1);
+	rd_kafka_header_add(h, "sluice-error-message", -1, message, -1);
+	rd_kafka_header_add(h, "sluice-source-topic", -1, topic, -1);
+	rd_kafka_header_add(h, "sluice-source-partition", -1, "-1", -1);
+	rd_kafka_header_add(h, "sluice-source-offset", -1, "-1", -1);
+	rd_kafka_header_add(h, "sluice-attempts", -1, "0", -1);
+	rd_kafka_header_add(h, "sluice-outbox", -1, "1", -1);
+	return h;
+}
+
+/* Produces one row (copying key and value). Returns 0, or -1 with the row
+ * marked failed. */
+static int
+produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *key, size_t key_len,
+            const char *value, rd_kafka_headers_t *hdrs)
+{
+	rd_kafka_resp_err_t err;
+
+	for (;;) {
+		err = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+		                        RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+		                        RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || atomic_load(&r->fatal))
+			break;
+		rd_kafka_poll(r->producer, 10);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (hdrs != NULL)
+			rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+		row->state = -1;
+		row->err = err;
+		return -1;
+	}
+	r->pending++;
+	return 0;
+}
+
+/* Builds "{a,b,c}" from the column `col` of the acknowledged rows. New
+ * malloc'ed string. */
+static char *
+array_literal(const struct row *rows, int n, int col)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int i, first = 1;
+
+	append(&buf, &len, &cap, "{");
+	for (i = 0; i < n; i++) {
+		if (rows[i].state != 1)
+			continue;
+		if (!first)
+			append(&buf, &len, &cap, ",");
+		append(&buf, &len, &cap, col == 0 ? rows[i].xid : rows[i].seq);
+		first = 0;
+	}
+	append(&buf, &len, &cap, "}");
+	return buf;
+}
+
+/* Relays one batch of held[i]'s shard. Returns the number of rows deleted
+ * (0: nothing to do, or nothing acknowledged), or -1 when the shard or the
+ * connection was lost, or the producer failed for good. */
+static long
+relay_shard(struct sl_relay *r, size_t i)
+{
+	char shard[16], epoch[24], limit[16], errbuf[512], state[6], code[32], msg[768];
+	const char *values[4];
+	struct row *rows = NULL;
+	PGresult *res = NULL;
+	char *xids = NULL, *seqs = NULL;
+	double waited_since = 0;
+	long done = -1;
+	int n, k, failed = 0, acked = 0;
+
+	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
+	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
+	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
+	values[0] = shard;
+	values[1] = limit;
+	if ((res = query(r, "select * from sluice.outbox_fetch($1, $2)", 2, values, state, errbuf,
+	                 sizeof(errbuf))) == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			disconnect(r, errbuf);
+		else
+			sl_log_warn("outbox relay: could not read shard %s: %s", shard, errbuf);
+		goto out;
+	}
+	if ((n = PQntuples(res)) == 0) {
+		done = 0;
+		goto out;
+	}
+	if ((rows = calloc((size_t)n, sizeof(*rows))) == NULL)
+		abort();
+	/* Columns: xid, seq, id, source, type, key, topic, data, time. */
+	for (k = 0; k < n && !atomic_load(&r->fatal); k++) {
+		struct row *row = &rows[k];
+		const char *source = PQgetisnull(res, k, 3) ? r->cfg->outbox.source : PQgetvalue(res, k, 3);
+		const char *type = PQgetvalue(res, k, 4);
+		const char *key = PQgetisnull(res, k, 5) ? NULL : PQgetvalue(res, k, 5);
+		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+		const char *data = PQgetvalue(res, k, 7);
+		char *value;
+
+		row->xid = PQgetvalue(res, k, 0);
+		row->seq = PQgetvalue(res, k, 1);
+		row->id = PQgetvalue(res, k, 2);
+		value = event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
+		if (check_data(r, type, data, code, msg, sizeof(msg)) < 0) {
+			sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
+			            row->id, type, code, msg);
+			row->dead_letter = 1;
+			produce_row(r, row, r->cfg->dlq_topic, key, key ? strlen(key) : 0, value,
+			            dead_letter_headers(code, msg, topic));
+		} else {
+			produce_row(r, row, topic, key, key ? strlen(key) : 0, value, NULL);
+		}
+		free(value);
+	}
+	/* Every row's acknowledgement (or failure) before the delete; the lease
+	 * is renewed meanwhile. A stopping relay waits a few seconds only. */
+	waited_since = sl_now();
+	while (r->pending > 0) {
+		if (atomic_load(&r->fatal))
+			goto out;
+		rd_kafka_poll(r->producer, 50);
+		if (stopping(r) && sl_now() - waited_since > STOP_ACK_WAIT)
+			break;
+		if (sl_now() - r->held[i].renewed_at >= r->cfg->outbox.lease_ttl / 3 && renew(r, i) < 0) {
+			/* Lost; let the deliveries finish, then give up the batch. */
+			rd_kafka_flush(r->producer, (int)(STOP_ACK_WAIT * 1000));
+			goto out;
+		}
+	}
+	for (k = 0; k < n; k++) {
+		if (rows[k].state == 1) {
+			acked++;
+			if (rows[k].dead_letter)
+				sl_metrics_counter_inc(r->m_dead_letters);
+		} else if (rows[k].state == -1 && failed++ == 0) {
+			sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,
+			            rd_kafka_err2str(rows[k].err));
+		}
+	}
+	if (acked > 0) {
+		xids = array_literal(rows, n, 0);
+		seqs = array_literal(rows, n, 1);
+		values[0] = shard;
+		values[1] = epoch;
+		values[2] = xids;
+		values[3] = seqs;
+		PQclear(res);
+		res = query(r, "select sluice.outbox_ack($1, $2, $3::xid8[], $4::bigint[])", 4, values, state, errbuf,
+		            sizeof(errbuf));
+		if (res == NULL) {
+			if (strcmp(state, "SL004") == 0) {
+				sl_log_warn("outbox relay: lost the lease of shard %s (epoch %s) before deleting %d "
+				            "delivered rows: the new holder sends them again", shard, epoch, acked);
+				drop_held(r, i);
+			} else if (PQstatus(r->conn) != CONNECTION_OK) {
+				disconnect(r, errbuf);
+			} else {
+				sl_log_warn("outbox relay: could not delete delivered rows of shard %s: %s", shard, errbuf);
+			}
+			goto out;
+		}
+		sl_metrics_counter_add(r->m_relayed, (uint64_t)acked);
+	}
+	if (failed > 0)
+		relay_sleep(r, 1.0);
+	done = acked;
+out:
+	if (r->pending > 0) {
+		/* Deliveries still refer to rows: let them land or purge them. */
+		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(r->producer, 0);
+		while (r->pending > 0)
+			rd_kafka_poll(r->producer, 10);
+	}
+	free(xids);
+	free(seqs);
+	free(rows);
+	PQclear(res);
+	return done;
+}
+
+/* Depth, delayed rows and lag, for /metrics. */
+static void
+update_stats(struct sl_relay *r)
+{
+	char errbuf[512], state[6];
+	PGresult *res = query(r,
+	                      "select count(*), coalesce(extract(epoch from clock_timestamp() - min(due)), 0), "
+	                      "(select count(*) from sluice.outbox_delayed) from sluice.outbox",
+	                      0, NULL, state, errbuf, sizeof(errbuf));
+
+	if (res == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			disconnect(r, errbuf);
+		return;
+	}
+	sl_metrics_gauge_set(r->m_depth, strtod(PQgetvalue(res, 0, 0), NULL));
+	sl_metrics_gauge_set(r->m_lag, strtod(PQgetvalue(res, 0, 1), NULL));
+	sl_metrics_gauge_set(r->m_delayed, strtod(PQgetvalue(res, 0, 2), NULL));
+	PQclear(res);
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+static void *
+relay_main(void *arg)
+{
+	struct sl_relay *r = arg;
+	double next_leases = 0, next_stats = 0;
+	char limit[16];
+	const char *values[1] = { limit };
+	long long moved, fired;
+	long sent;
+	size_t i;
+	int rc;
+
+	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
+	while (!stopping(r)) {
+		long work = 0;
+
+		if (r->conn == NULL) {
+			if ((rc = relay_connect(r)) != 0) {
+				relay_sleep(r, rc > 0 ? 5.0 : 1.0);
+				continue;
+			}
+			next_leases = 0;
+		}
+		if (sl_now() >= next_leases) {
+			if (refresh_leases(r) < 0)
+				continue;
+			next_leases = sl_now() + (r->n_held > 0 ? r->cfg->outbox.lease_ttl / 3 : 1.0);
+		}
+		if ((moved = scalar(r, "select sluice.outbox_move_due($1)", 1, values)) > 0)
+			work += moved;
+		if (r->conn == NULL)
+			continue;
+		if ((fired = scalar(r, "select sluice.schedule_fire(100)", 0, NULL)) > 0)
+			work += fired;
+		if (r->conn == NULL)
+			continue;
+		for (i = r->n_held; i-- > 0 && r->conn != NULL && !stopping(r);) {
+			if ((sent = relay_shard(r, i)) > 0)
+				work += sent;
+		}
+		if (r->conn != NULL && sl_now() >= next_stats) {
+			update_stats(r);
+			next_stats = sl_now() + 1.0;
+		}
+		if (work == 0)
+			relay_sleep(r, r->cfg->outbox.poll_interval);
+	}
+	if (!atomic_load(&r->fatal))
+		release_leases(r);
+	return NULL;
+}
+
+sl_relay_t *
+sl_relay_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
+{
+	struct sl_relay *r;
+	sl_metrics_t *m = w->ops.metrics;
+	char host[64] = "";
+	int err;
+
+	errbuf[0] = '\0';
+	if (!w->cfg->outbox.enabled)
+		return NULL;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		abort();
+	r->w = w;
+	r->cfg = w->cfg;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	gethostname(host, sizeof(host) - 1);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	snprintf(r->holder, sizeof(r->holder), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
+	r->m_depth = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_depth",
+	                                                "Rows in sluice.outbox waiting to be relayed", NULL), NULL);
+	r->m_delayed = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_delayed",
+	                                                  "Delayed jobs waiting for their run_at", NULL), NULL);
+	r->m_lag = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_lag_seconds",
+	                                              "Age of the oldest row in sluice.outbox", NULL), NULL);
+	r->m_relayed = sl_metrics_series(sl_metrics_counter(m, "sluice_outbox_relayed_total",
+	                                                    "Outbox rows this worker relayed and deleted", NULL),
+	                                 NULL);
+	r->m_dead_letters = sl_metrics_series(
+		sl_metrics_counter(m, "sluice_outbox_dead_letters_total",
+	                           "Outbox rows this worker sent to the dead-letter topic (bad data)", NULL),
+		NULL);
+	r->m_held = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_shards_held",
+	                                               "Outbox shards whose lease this worker holds", NULL), NULL);
+	if ((r->producer = producer_new(r, errbuf, errbuf_size)) == NULL)
+		goto err;
+	if ((err = pthread_create(&r->thread, NULL, relay_main, r)) != 0) {
+		snprintf(errbuf, errbuf_size, "could not start the outbox relay's thread: %s", strerror(err));
+		goto err;
+	}
+	return r;
+err:
+	if (r->producer != NULL)
+		rd_kafka_destroy(r->producer);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+	return NULL;
+}
+
+void
+sl_relay_stop(sl_relay_t *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	if (rd_kafka_flush(r->producer, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_destroy(r->producer);
+	PQfinish(r->conn);
+	free(r->held);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+}
