@@ -45,6 +45,12 @@
 
 /* Seconds a stopping relay waits for the acknowledgements of its batch. */
 #define STOP_ACK_WAIT 5.0
+/* The relay vacuums sluice.outbox itself after deleting this many rows (or
+ * some rows and VACUUM_SECONDS): autovacuum visits a database once per
+ * autovacuum_naptime (a minute by default), and at thousands of deletes a
+ * second the table would grow by a minute of dead rows between visits. */
+#define VACUUM_ROWS 50000
+#define VACUUM_SECONDS 30.0
 
 struct held {
 	int shard;
@@ -75,6 +81,8 @@ struct sl_relay {
 	struct held *held;
 	size_t n_held, cap_held;
 	long pending;              /* rows of the batch in flight (delivery callback) */
+	long deleted;              /* rows deleted since the last vacuum */
+	double vacuumed_at;        /* sl_now() of the last vacuum */
 	int waiting_logged;        /* "waiting for the migration" said once */
 	double pg_warned_at;
 	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
@@ -150,6 +158,15 @@ disconnect(struct sl_relay *r, const char *why)
 	sl_metrics_gauge_set(r->m_held, 0);
 }
 
+/* Server notices (a VACUUM's "permission denied") go to the debug log,
+ * not to stderr as libpq would write them. */
+static void
+on_notice(void *arg, const char *message)
+{
+	(void)arg;
+	sl_log_debug("outbox relay: postgresql says: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 /* Connects and checks that the outbox migration is there. Returns 0, 1 when
  * the database lacks it (the caller waits), -1 when PostgreSQL cannot be
  * reached. */
@@ -167,6 +184,7 @@ relay_connect(struct sl_relay *r)
 		}
 		return -1;
 	}
+	PQsetNoticeProcessor(r->conn, on_notice, NULL);
 	/* The relay's statements are short; a lock held by a frozen session
 	 * (a lease row, a schedule row) must not hold it for long. */
 	if (sl_pg_exec(r->conn, "set statement_timeout = '30s'; set lock_timeout = '10s'", errbuf,
@@ -699,6 +717,7 @@ relay_shard(struct sl_relay *r, size_t i)
 			goto out;
 		}
 		sl_metrics_counter_add(r->m_relayed, (uint64_t)acked);
+		r->deleted += acked;
 	}
 	if (failed > 0)
 		relay_sleep(r, 1.0);
@@ -716,6 +735,27 @@ out:
 	free(rows);
 	PQclear(res);
 	return done;
+}
+
+/* Vacuums sluice.outbox when enough rows were deleted since the last time.
+ * SKIP_LOCKED: when autovacuum (or another relay) is at it, this one is not
+ * needed. A relay whose role does not own the table gets a warning from the
+ * server (logged at debug level by on_notice()) and leaves it to autovacuum. */
+static void
+maybe_vacuum(struct sl_relay *r)
+{
+	char errbuf[512];
+
+	if (r->deleted < VACUUM_ROWS && (r->deleted == 0 || sl_now() - r->vacuumed_at < VACUUM_SECONDS))
+		return;
+	if (sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			disconnect(r, errbuf);
+		else
+			sl_log_warn("outbox relay: could not vacuum sluice.outbox: %s", errbuf);
+	}
+	r->deleted = 0;
+	r->vacuumed_at = sl_now();
 }
 
 /* Depth, delayed rows and lag, for /metrics. */
@@ -781,6 +821,8 @@ relay_main(void *arg)
 			if ((sent = relay_shard(r, i)) > 0)
 				work += sent;
 		}
+		if (r->conn != NULL)
+			maybe_vacuum(r);
 		if (r->conn != NULL && sl_now() >= next_stats) {
 			update_stats(r);
 			next_stats = sl_now() + 1.0;
