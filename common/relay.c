@@ -73,6 +73,7 @@ struct sl_relay {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;                  /* under mu */
+	PGcancel *cancel;          /* under mu: cancels conn's statement at a stop */
 
 	/* Relay thread only, from here on. */
 	PGconn *conn;
@@ -152,6 +153,10 @@ disconnect(struct sl_relay *r, const char *why)
 		sl_log_warn("outbox relay: %s; reconnecting", why);
 		r->pg_warned_at = sl_now();
 	}
+	pthread_mutex_lock(&r->mu);
+	PQfreeCancel(r->cancel);
+	r->cancel = NULL;
+	pthread_mutex_unlock(&r->mu);
 	PQfinish(r->conn);
 	r->conn = NULL;
 	r->n_held = 0;
@@ -185,10 +190,18 @@ relay_connect(struct sl_relay *r)
 		return -1;
 	}
 	PQsetNoticeProcessor(r->conn, on_notice, NULL);
+	pthread_mutex_lock(&r->mu);
+	r->cancel = PQgetCancel(r->conn);
+	pthread_mutex_unlock(&r->mu);
 	/* The relay's statements are short; a lock held by a frozen session
-	 * (a lease row, a schedule row) must not hold it for long. */
-	if (sl_pg_exec(r->conn, "set statement_timeout = '30s'; set lock_timeout = '10s'", errbuf,
-	               sizeof(errbuf)) < 0) {
+	 * (a lease row, a schedule row) must not hold it for long. Its commits
+	 * need not wait for a synchronous standby: each of them (a renewal, a
+	 * delete of delivered rows, a move of due delayed jobs, a fired slot)
+	 * is one that, lost in a failover, is done again with the same ids,
+	 * which the ledger dedupes. */
+	if (sl_pg_exec(r->conn,
+	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local",
+	               errbuf, sizeof(errbuf)) < 0) {
 		disconnect(r, errbuf);
 		return -1;
 	}
@@ -207,8 +220,7 @@ relay_connect(struct sl_relay *r)
 			sl_log_info("outbox relay: the database has no sluice.outbox yet (sluicectl migrate); "
 			            "the relay waits for it");
 		r->waiting_logged = 1;
-		PQfinish(r->conn);
-		r->conn = NULL;
+		disconnect(r, NULL);
 		return 1;
 	}
 	if (r->waiting_logged)
@@ -407,10 +419,10 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf
 }
 
 /* The relay's producer: sluice's defaults, the user's properties (shared and
- * producer), then idempotence and acks=all, which the guarantees rest on. A
- * message waits for delivery as long as it takes (message.timeout.ms 0, unless
- * the user sets it): an expired message would be resent after those behind it
- * of its key, out of order. */
+ * producer), then what the guarantees rest on: idempotence, acks=all, and
+ * messages that wait for delivery as long as it takes (message.timeout.ms 0,
+ * whatever producer_properties say for the results producer): an expired
+ * message would be resent after those of its key behind it, out of order. */
 static rd_kafka_t *
 producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 {
@@ -423,7 +435,6 @@ producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 	if (conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size) < 0 ||
 	    conf_set(conf, "client.id", "sluice-relay", errbuf, errbuf_size) < 0 ||
 	    conf_set(conf, "linger.ms", "5", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0 ||
 	    conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size) < 0)
 		goto err;
 	for (i = 0; i < cfg->n_kafka_props; i++)
@@ -433,7 +444,8 @@ producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 		if (conf_set(conf, cfg->producer_props[i].key, cfg->producer_props[i].value, errbuf, errbuf_size) < 0)
 			goto err;
 	if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0)
+	    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0)
 		goto err;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
@@ -891,15 +903,21 @@ sl_relay_stop(sl_relay_t *r)
 {
 	if (r == NULL)
 		return;
+	char errbuf[256];
+
 	pthread_mutex_lock(&r->mu);
 	r->stop = 1;
 	pthread_cond_broadcast(&r->cv);
+	/* A statement stuck on a frozen server must not hold the stop. */
+	if (r->cancel != NULL)
+		PQcancel(r->cancel, errbuf, sizeof(errbuf));
 	pthread_mutex_unlock(&r->mu);
 	pthread_join(r->thread, NULL);
 	if (rd_kafka_flush(r->producer, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_destroy(r->producer);
-	PQfinish(r->conn);
+	if (r->conn != NULL)
+		disconnect(r, NULL);
 	free(r->held);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
