@@ -200,7 +200,8 @@ relay_connect(struct sl_relay *r)
 	 * is one that, lost in a failover, is done again with the same ids,
 	 * which the ledger dedupes. */
 	if (sl_pg_exec(r->conn,
-	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local",
+	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local; "
+	               "set client_encoding = 'UTF8'",
 	               errbuf, sizeof(errbuf)) < 0) {
 		disconnect(r, errbuf);
 		return -1;
@@ -461,28 +462,6 @@ err:
 	return NULL;
 }
 
-/* Appends `s` to *buf as a JSON string. */
-static void
-append_json_string(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	json_t *j = json_string(s);
-	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-	size_t n;
-
-	if (text == NULL)
-		abort(); /* out of memory; s is valid UTF-8 (it came from PostgreSQL) */
-	n = strlen(text);
-	while (*len + n + 1 > *cap) {
-		*cap = *cap ? *cap * 2 : 256;
-		if ((*buf = realloc(*buf, *cap)) == NULL)
-			abort();
-	}
-	memcpy(*buf + *len, text, n + 1);
-	*len += n;
-	free(text);
-	json_decref(j);
-}
-
 static void
 append(char **buf, size_t *len, size_t *cap, const char *s)
 {
@@ -495,6 +474,23 @@ append(char **buf, size_t *len, size_t *cap, const char *s)
 	}
 	memcpy(*buf + *len, s, n + 1);
 	*len += n;
+}
+
+/* Appends `s` to *buf as a JSON string. The connection's client_encoding is
+ * UTF8, so s is UTF-8; should it not be (a SQL_ASCII database), its bytes go
+ * out unchecked and the consuming worker fails the job as invalid_json,
+ * rather than the relay stopping on the row. */
+static void
+append_json_string(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	json_t *j = json_string_nocheck(s);
+	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+
+	if (text == NULL)
+		abort(); /* out of memory */
+	append(buf, len, cap, text);
+	free(text);
+	json_decref(j);
 }
 
 /* Builds the structured CloudEvent of an outbox row: specversion, id,
