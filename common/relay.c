@@ -657,7 +657,8 @@ relay_shard(struct sl_relay *r, size_t i)
 		struct row *row = &rows[k];
 		const char *source = PQgetisnull(res, k, 3) ? r->cfg->outbox.source : PQgetvalue(res, k, 3);
 		const char *type = PQgetvalue(res, k, 4);
-		const char *key = PQgetisnull(res, k, 5) ? NULL : PQgetvalue(res, k, 5);
+		/* librdkafka sends an empty key as none: say so here too. */
+		const char *key = PQgetisnull(res, k, 5) || PQgetlength(res, k, 5) == 0 ? NULL : PQgetvalue(res, k, 5);
 		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
 		const char *data = PQgetvalue(res, k, 7);
 		char *value;

@@ -111,7 +111,7 @@ $$;
 -- commits. Returns the job's id (a new UUID when id is NULL). Errors (SQLSTATE
 -- 22023, invalid_parameter_value): an empty or NULL type, data that is not a
 -- JSON object (NULL included: every job type takes an object), an empty id,
--- source or topic. An empty key is a key; NULL is none. run_at in the future
+-- source or topic. A NULL or empty key is no key. run_at in the future
 -- delays the job; at or before the transaction's start it is sent at once.
 --
 -- SECURITY DEFINER with a fixed search_path, so that any role (a SQL
