@@ -87,6 +87,9 @@ struct sl_relay {
 	int waiting_logged;        /* "waiting for the migration" said once */
 	double pg_warned_at;
 	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
+	/* Tests only (SLUICE_TEST_RELAY_FATAL_AFTER=N): once N rows were
+	 * produced, librdkafka is told to raise a fatal idempotence error. */
+	long test_fatal_after, produced;
 
 	sl_metrics_series_t *m_depth, *m_delayed, *m_lag, *m_relayed, *m_dead_letters, *m_held;
 };
@@ -678,6 +681,12 @@ relay_shard(struct sl_relay *r, size_t i)
 		}
 		free(value);
 	}
+	r->produced += n;
+	if (r->test_fatal_after > 0 && r->produced >= r->test_fatal_after) {
+		r->test_fatal_after = 0;
+		rd_kafka_test_fatal_error(r->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		                          "SLUICE_TEST_RELAY_FATAL_AFTER");
+	}
 	/* Every row's acknowledgement (or failure) before the delete; the lease
 	 * is renewed meanwhile. A stopping relay waits a few seconds only. */
 	waited_since = sl_now();
@@ -849,6 +858,7 @@ sl_relay_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 {
 	struct sl_relay *r;
 	sl_metrics_t *m = w->ops.metrics;
+	const char *test;
 	char host[64] = "";
 	int err;
 
@@ -859,6 +869,8 @@ sl_relay_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 		abort();
 	r->w = w;
 	r->cfg = w->cfg;
+	if ((test = getenv("SLUICE_TEST_RELAY_FATAL_AFTER")) != NULL)
+		r->test_fatal_after = atol(test);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	gethostname(host, sizeof(host) - 1);

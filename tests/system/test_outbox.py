@@ -180,6 +180,32 @@ def test_outbox_exactly_once_in_effect_under_kills(kafka, pg, tmp_path):
         env.kill_all()
 
 
+def test_fatal_idempotence_error_stops_the_worker_and_loses_nothing(kafka, pg, tmp_path):
+    """A fatal error of the relay's idempotent producer (raised on cue with
+    librdkafka's rd_kafka_test_fatal_error()) stops relaying and the worker
+    exits 1, never continuing silently; the rows it had not deleted are sent
+    by the next worker, and every job runs once."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=2)
+    try:
+        pg.query(FUNCTIONS)
+        ids = [r[0] for r in pg.query("select sluice.enqueue('o.rec', jsonb_build_object('n', g), 'k' || g % 3) "
+                                      "from generate_series(1, 50) g")]
+        w = env.worker(extra="outbox: { poll_interval = 0.05; lease_ttl = 3.0; batch = 20; };",
+                       consumer_properties=FAST_GROUP)
+        w.env["SLUICE_TEST_RELAY_FATAL_AFTER"] = "20"
+        w.start()
+        assert w.wait(60) == 1, w.log()[-3000:]
+        assert "fatal kafka error in the outbox relay's producer" in w.log()
+        assert pg.scalar("select count(*) from sluice.outbox") >= 30
+        w2 = start_worker(env)
+        wait_until(lambda: pg.scalar("select count(*) from app.done") == 50, 60, "every job")
+        assert pg.scalar("select count(*) from sluice.outbox") == 0
+        assert {r[0] for r in pg.query("select id from app.done")} == set(ids)
+        assert w2.stop(30) == 0
+    finally:
+        env.kill_all()
+
+
 # ---- delayed jobs ----------------------------------------------------------------
 
 def test_delayed_jobs_fire_on_time_and_cancelled_ones_never(kafka, pg, tmp_path):
