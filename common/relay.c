@@ -81,6 +81,7 @@ struct sl_relay {
 	char holder[160];          /* this relay's name in sluice.outbox_leases */
 	struct held *held;
 	size_t n_held, cap_held;
+	int share;                 /* shards this relay should hold (sluice.outbox_heartbeat()) */
 	long pending;              /* rows of the batch in flight (delivery callback) */
 	long deleted;              /* rows deleted since the last vacuum */
 	double vacuumed_at;        /* sl_now() of the last vacuum */
@@ -211,7 +212,8 @@ relay_connect(struct sl_relay *r)
 	}
 	res = query(r,
 	            "select to_regprocedure('sluice.outbox_fetch(integer,integer)') is not null "
-	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null",
+	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null "
+	            "and to_regprocedure('sluice.outbox_heartbeat(text,interval)') is not null",
 	            0, NULL, state, errbuf, sizeof(errbuf));
 	if (res == NULL) {
 		disconnect(r, errbuf);
@@ -288,17 +290,43 @@ renew(struct sl_relay *r, size_t i)
 	return 0;
 }
 
-/* Renews held leases and takes free or expired ones. Returns 0, or -1 when
- * PostgreSQL failed. */
+/* Gives the lease of held[i] back and forgets it. */
+static void
+release_one(struct sl_relay *r, size_t i)
+{
+	char shard[16], epoch[24];
+	const char *values[2] = { shard, epoch };
+
+	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
+	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
+	scalar(r, "select 0 from sluice.outbox_release($1, $2)", 2, values);
+	drop_held(r, i);
+}
+
+/* Says this relay is alive, renews held leases, gives back those beyond its
+ * fair share (sluice.outbox_heartbeat(): the shards over the relays alive,
+ * the remainder to the first by name) and takes free or expired ones up to
+ * it. Called between batches only, so a shard given back has nothing in
+ * flight. Returns 0, or -1 when PostgreSQL failed. */
 static int
 refresh_leases(struct sl_relay *r)
 {
 	char errbuf[512], state[6], ttl[32];
 	const char *values[3];
 	PGresult *res;
+	long long share;
 	size_t i, j;
 	int n, k;
 
+	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
+	values[0] = r->holder;
+	values[1] = ttl;
+	share = scalar(r, "select sluice.outbox_heartbeat($1, $2::interval)", 2, values);
+	if (r->conn == NULL)
+		return -1;
+	if (share < 0)
+		share = 1 << 20; /* the heartbeat failed (logged): take what is free, as before shares */
+	r->share = (int)share;
 	for (i = r->n_held; i-- > 0;)
 		if (renew(r, i) < 0 && r->conn == NULL)
 			return -1;
@@ -317,8 +345,12 @@ refresh_leases(struct sl_relay *r)
 		if (k == n)
 			drop_held(r, i);
 	}
-	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
-	for (k = 0; k < n; k++) {
+	while (r->conn != NULL && r->n_held > (size_t)r->share) {
+		sl_log_info("outbox relay: giving shard %d back (%zu held, fair share %d)",
+		            r->held[r->n_held - 1].shard, r->n_held, r->share);
+		release_one(r, r->n_held - 1);
+	}
+	for (k = 0; k < n && r->conn != NULL && r->n_held < (size_t)r->share; k++) {
 		const char *shard = PQgetvalue(res, k, 0);
 		long long e;
 
@@ -331,10 +363,6 @@ refresh_leases(struct sl_relay *r)
 		values[1] = r->holder;
 		values[2] = ttl;
 		e = scalar(r, "select sluice.outbox_acquire($1, $2, $3::interval)", 3, values);
-		if (r->conn == NULL) {
-			PQclear(res);
-			return -1;
-		}
 		if (e < 0)
 			continue; /* another relay holds it */
 		if (r->n_held == r->cap_held) {
@@ -349,23 +377,22 @@ refresh_leases(struct sl_relay *r)
 		sl_log_info("outbox relay: relaying shard %s (lease epoch %lld)", shard, e);
 	}
 	PQclear(res);
+	if (r->conn == NULL)
+		return -1;
 	sl_metrics_gauge_set(r->m_held, (double)r->n_held);
 	return 0;
 }
 
-/* Gives every held lease back, at a clean stop. */
+/* Gives every held lease back and leaves the relays, at a clean stop. */
 static void
 release_leases(struct sl_relay *r)
 {
-	char shard[16], epoch[24];
-	const char *values[2] = { shard, epoch };
-	size_t i;
+	const char *values[1] = { r->holder };
 
-	for (i = 0; r->conn != NULL && i < r->n_held; i++) {
-		snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
-		snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
-		scalar(r, "select 0 from sluice.outbox_release($1, $2)", 2, values);
-	}
+	while (r->conn != NULL && r->n_held > 0)
+		release_one(r, r->n_held - 1);
+	if (r->conn != NULL)
+		scalar(r, "select 0 from sluice.outbox_leave($1)", 1, values);
 	r->n_held = 0;
 }
 
@@ -825,7 +852,8 @@ relay_main(void *arg)
 		if (sl_now() >= next_leases) {
 			if (refresh_leases(r) < 0)
 				continue;
-			next_leases = sl_now() + (r->n_held > 0 ? r->cfg->outbox.lease_ttl / 3 : 1.0);
+			/* Below its share, a relay looks for free shards every second. */
+			next_leases = sl_now() + ((int)r->n_held < r->share ? 1.0 : r->cfg->outbox.lease_ttl / 3);
 		}
 		if ((moved = scalar(r, "select sluice.outbox_move_due($1)", 1, values)) > 0)
 			work += moved;

@@ -206,6 +206,91 @@ def test_fatal_idempotence_error_stops_the_worker_and_loses_nothing(kafka, pg, t
         env.kill_all()
 
 
+def test_shards_spread_over_workers(kafka, pg, tmp_path):
+    """4 shards, 3 workers: each worker relays its fair share (2, 1, 1 or
+    so; never a shard twice), a stopped worker's shards go to the others,
+    and jobs from 4 concurrent sessions run once each, in xid order per
+    key."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=4)
+    try:
+        pg.query(FUNCTIONS)
+        pg.query("select sluice.outbox_set_shards(4)")
+        workers = [start_worker(env) for _ in range(3)]
+
+        def holders():
+            return pg.query("select holder from sluice.outbox_leases where holder is not null "
+                            "and expires_at > now() order by shard")
+
+        wait_until(lambda: len(holders()) == 4 and len({h for (h,) in holders()}) == 3, 30,
+                   "4 shards held by 3 workers")
+        committed, lock = [], threading.Lock()
+
+        def produce(p):
+            rnd = random.Random(100 + p)
+            with psycopg.connect(pg.conninfo, autocommit=False) as conn:
+                for _ in range(400):
+                    xid = int(conn.execute("select pg_current_xact_id()::text").fetchone()[0])
+                    rows = []
+                    for i in range(rnd.randint(1, 3)):
+                        key = f"k{rnd.randrange(40)}"
+                        rows.append((xid, i, conn.execute("select sluice.enqueue('o.rec', '{}', %s)",
+                                                          (key,)).fetchone()[0], key))
+                    time.sleep(rnd.uniform(0, 0.005))
+                    if rnd.random() < 0.25:
+                        conn.rollback()
+                    else:
+                        conn.commit()
+                        with lock:
+                            committed.extend(rows)
+
+        threads = [threading.Thread(target=produce, args=(p,)) for p in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        assert workers[0].stop(30) == 0  # its shards move to the others
+        for t in threads:
+            t.join(120)
+        ids = {r[2] for r in committed}
+        wait_until(lambda: pg.scalar("select count(*) from app.done") >= len(ids), 60, "every job")
+        wait_until(lambda: len({h for (h,) in holders()}) == 2 and len(holders()) == 4, 30,
+                   "4 shards held by the 2 workers left")
+        assert {r[0] for r in pg.query("select id from app.done")} == ids
+        assert pg.scalar("select count(*) from app.done") == len(ids)
+        want = {}
+        for xid, i, job_id, key in sorted(committed):
+            want.setdefault(key, []).append(job_id)
+        first, seen = {}, set()
+        for m in topic_messages(kafka, env.jobs, timeout=60):
+            job_id = json.loads(m.value())["id"]
+            if job_id not in seen:
+                seen.add(job_id)
+                first.setdefault(m.key().decode(), []).append(job_id)
+        assert first == want
+        for w in workers[1:]:
+            assert w.stop(30) == 0
+    finally:
+        env.kill_all()
+
+
+def test_shard_count_changes_only_while_empty(pg):
+    from harness import migrate
+    migrate(pg.conninfo)
+    with pytest.raises(psycopg.Error) as e:
+        pg.query("select sluice.outbox_set_shards(0)")
+    assert e.value.sqlstate == "22023"
+    pg.query("select sluice.enqueue('t', '{}')")
+    with pytest.raises(psycopg.Error) as e:
+        pg.query("select sluice.outbox_set_shards(2)")
+    assert "while the outbox holds rows" in str(e.value)
+    pg.query("delete from sluice.outbox")
+    pg.query("select sluice.outbox_set_shards(3)")
+    assert pg.query("select shard from sluice.outbox_leases order by shard") == [(0,), (1,), (2,)]
+    # Fair shares: 3 shards over 2 relays alive is 2 and 1, by name.
+    assert pg.scalar("select sluice.outbox_heartbeat('b', interval '10 seconds')") == 3
+    assert pg.scalar("select sluice.outbox_heartbeat('a', interval '10 seconds')") == 2
+    assert pg.scalar("select sluice.outbox_heartbeat('b', interval '10 seconds')") == 1
+
+
 # ---- delayed jobs ----------------------------------------------------------------
 
 def test_delayed_jobs_fire_on_time_and_cancelled_ones_never(kafka, pg, tmp_path):
