@@ -4,7 +4,8 @@
  * `outbox` prints the rows waiting to be relayed (and how many of them wait
  * behind the transaction-id watermark), the age of the oldest one (the relay
  * lag), the delayed jobs, each shard's lease (holder, epoch, expiry, rows
- * relayed, time since the last delete) and the oldest running transaction,
+ * relayed, time since the last delete), the relays that said they are alive
+ * and when, and the oldest running transaction,
  * which is what holds the watermark back. `schedule list` prints the
  * recurring jobs with their next and last slots. Both read only.
  *
@@ -40,6 +41,10 @@ static const char LEASES_SQL[] =
 	"  then round(extract(epoch from expires_at - clock_timestamp())::numeric, 3) end,"
 	" relayed, round(extract(epoch from clock_timestamp() - relayed_at)::numeric, 3)"
 	" from sluice.outbox_leases order by shard";
+
+static const char RELAYS_SQL[] =
+	"select holder, round(extract(epoch from clock_timestamp() - seen_at)::numeric, 3)"
+	" from sluice.outbox_relays order by holder";
 
 /* The oldest transaction holding an xid, in any database of the cluster:
  * the watermark is its xid. */
@@ -122,11 +127,11 @@ run(PGconn *conn, const char *sql)
 static int
 show_outbox(PGconn *conn, int as_json)
 {
-	PGresult *sum = NULL, *leases = NULL, *oldest = NULL;
+	PGresult *sum = NULL, *leases = NULL, *oldest = NULL, *relays = NULL;
 	int rc = 2, i;
 
 	if ((sum = run(conn, SUMMARY_SQL)) == NULL || (leases = run(conn, LEASES_SQL)) == NULL ||
-	    (oldest = run(conn, OLDEST_SQL)) == NULL)
+	    (oldest = run(conn, OLDEST_SQL)) == NULL || (relays = run(conn, RELAYS_SQL)) == NULL)
 		goto out;
 	if (as_json) {
 		json_t *o = json_object(), *ls = json_array(), *x = json_null();
@@ -149,6 +154,14 @@ show_outbox(PGconn *conn, int as_json)
 			json_array_append_new(ls, l);
 		}
 		json_object_set_new(o, "leases", ls);
+		ls = json_array();
+		for (i = 0; i < PQntuples(relays); i++) {
+			json_t *l = json_object();
+			json_object_set_new(l, "holder", value(relays, i, 0, TEXT));
+			json_object_set_new(l, "seen_seconds_ago", value(relays, i, 1, REAL));
+			json_array_append_new(ls, l);
+		}
+		json_object_set_new(o, "relays", ls);
 		if (PQntuples(oldest) > 0) {
 			json_decref(x);
 			x = json_object();
@@ -178,6 +191,8 @@ show_outbox(PGconn *conn, int as_json)
 				       PQgetvalue(leases, i, 1), PQgetvalue(leases, i, 2), PQgetvalue(leases, i, 3));
 			printf(", %s rows relayed, last %s s ago\n", PQgetvalue(leases, i, 4), text_or(leases, i, 5, "-"));
 		}
+		for (i = 0; i < PQntuples(relays); i++)
+			printf("relay %s: seen %s s ago\n", PQgetvalue(relays, i, 0), PQgetvalue(relays, i, 1));
 		if (PQntuples(oldest) > 0)
 			printf("watermark: oldest running transaction: xid %s, pid %s, database \"%s\", user \"%s\", "
 			       "application \"%s\", %s, open %s s\n",
@@ -192,6 +207,7 @@ out:
 	PQclear(sum);
 	PQclear(leases);
 	PQclear(oldest);
+	PQclear(relays);
 	return rc;
 }
 

@@ -547,6 +547,42 @@ def test_a_stale_epoch_cannot_delete_rows(pg):
     assert pg.scalar("select count(*) from sluice.outbox") == 0
 
 
+def test_sluicectl_outbox_names_what_holds_the_watermark(pg, tmp_path):
+    """sluicectl outbox: depth, rows behind the watermark, delayed jobs,
+    leases, and the open transaction that holds the watermark back; text and
+    JSON, from --conninfo or the worker's file (-c)."""
+    from harness import migrate
+    migrate(pg.conninfo)
+    pg.query("select sluice.enqueue('t', '{}', 'k') from generate_series(1, 2)")
+    pg.query("select sluice.enqueue('t', '{}', run_at => now() + interval '1 hour')")
+    pg.query("select sluice.outbox_acquire(0, 'relay-x', interval '1 minute')")
+    holder = psycopg.connect(pg.conninfo, autocommit=False)
+    try:
+        xid = holder.execute("select pg_current_xact_id()::text").fetchone()[0]
+        pg.query("select sluice.enqueue('t', '{}', 'k')")  # committed, but behind the open transaction
+        conf = tmp_path / "w.conf"
+        conf.write_text(f'jobs = ( {{ type = "t"; }} );\npostgres: {{ conninfo = "{pg.conninfo}"; }};\n')
+        env = {k: v for k, v in __import__("os").environ.items() if k != "SLUICE_PG_CONNINFO"}
+        r = subprocess.run([str(BIN / "sluicectl"), "outbox", "--conninfo", pg.conninfo, "--json"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["depth"] == 3 and out["behind_watermark"] == 1 and out["delayed"] == 1
+        assert 3500 < out["next_delayed_in_seconds"] <= 3600
+        assert out["shards"] == 1 and out["leases"][0]["holder"] == "relay-x"
+        assert out["leases"][0]["epoch"] == 1 and 0 < out["leases"][0]["expires_in_seconds"] <= 60
+        assert out["oldest_transaction"]["xid"] == xid
+        assert out["oldest_transaction"]["state"] == "idle in transaction"
+        r = subprocess.run([str(BIN / "sluicectl"), "outbox", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        assert "outbox: 3 rows (1 behind the watermark)" in r.stdout
+        assert "shard 0: held by relay-x (epoch 1" in r.stdout
+        assert f"watermark: oldest running transaction: xid {xid}" in r.stdout
+    finally:
+        holder.close()
+
+
 def test_uncommitted_rows_hold_the_watermark(pg):
     """A row of a transaction still open is not read, and neither is any row
     of a later xid (per-key order), until it ends; then both are, in xid
