@@ -57,7 +57,7 @@ static const char OLDEST_SQL[] =
 static const char SCHEDULES_SQL[] =
 	"select name, cron, tz, type, key,"
 	" to_char(next_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-	" to_char(last_slot at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), fires, data::text"
+	" to_char(last_slot at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), fires, data::text, last_error"
 	" from sluice.schedules order by name";
 
 static void
@@ -67,7 +67,8 @@ usage(FILE *out, int schedule)
 		fprintf(out, "usage: sluicectl schedule list [-c FILE | --conninfo STR] [--json]\n"
 		             "\n"
 		             "Lists the recurring jobs (sluice.schedule()): name, cron, time zone, job type,\n"
-		             "key, next slot, last slot fired and the number of slots fired.\n");
+		             "key, next slot, last slot fired, the number of slots fired, and why one\n"
+		             "could not fire the last time it tried.\n");
 	else
 		fprintf(out, "usage: sluicectl outbox [-c FILE | --conninfo STR] [--json]\n"
 		             "\n"
@@ -238,6 +239,7 @@ list_schedules(PGconn *conn, int as_json)
 			json_object_set_new(o, "fires", value(res, i, 7, INT));
 			data = json_loads(PQgetvalue(res, i, 8), JSON_DECODE_ANY, &jerr);
 			json_object_set_new(o, "data", data ? data : json_null());
+			json_object_set_new(o, "last_error", value(res, i, 9, TEXT));
 			text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 			printf("%s\n", text);
 			free(text);
@@ -246,6 +248,8 @@ list_schedules(PGconn *conn, int as_json)
 			printf("%-20s %-16s %-14s %-20s %-21s %-21s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
 			       PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 5),
 			       text_or(res, i, 6, "-"), PQgetvalue(res, i, 7));
+			if (!PQgetisnull(res, i, 9))
+				printf("  cannot fire: %s\n", PQgetvalue(res, i, 9));
 		}
 	}
 	if (!as_json && PQntuples(res) == 0)

@@ -26,6 +26,7 @@ create table sluice.schedules (
     next_at    timestamptz not null,   -- the next slot to fire
     last_slot  timestamptz,            -- the slot fired last
     fires      bigint      not null default 0,
+    last_error text,                   -- why its last attempt to fire failed, NULL: it did not
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
 );
@@ -262,7 +263,8 @@ $$;
 -- moves past sluice.clock(). The job and the move commit together, or
 -- neither: a slot fires once across the fleet, whatever crashes. Catch-up
 -- after downtime: only the most recent missed slot fires, once; the others
--- are skipped. Returns the number of schedules fired.
+-- are skipped. A schedule that fails to fire keeps its error in last_error
+-- and is tried again a minute later. Returns the number of schedules fired.
 create function sluice.schedule_fire(p_limit integer default 100) returns integer
 language plpgsql
 volatile
@@ -277,23 +279,33 @@ declare
 begin
     for r in select * from sluice.schedules where next_at <= v_now order by next_at limit p_limit
              for update skip locked loop
-        slot := r.next_at;
-        -- Long downtime: start the walk a day back rather than at the first
-        -- missed slot, so that it stays short.
-        if slot < v_now - interval '1 day' then
-            far := sluice.cron_next(r.cron, r.tz, v_now - interval '1 day');
-            if far <= v_now then
-                slot := far;
+        -- One schedule that cannot fire (a row edited by hand into a bad
+        -- cron, a time zone gone from the server) must not hold the others:
+        -- its error is kept in last_error and it is tried again a minute
+        -- later. The subtransaction rolls its own enqueue back.
+        begin
+            slot := r.next_at;
+            -- Long downtime: start the walk a day back rather than at the
+            -- first missed slot, so that it stays short.
+            if slot < v_now - interval '1 day' then
+                far := sluice.cron_next(r.cron, r.tz, v_now - interval '1 day');
+                if far <= v_now then
+                    slot := far;
+                end if;
             end if;
-        end if;
-        loop
-            nxt := sluice.cron_next(r.cron, r.tz, slot);
-            exit when nxt > v_now;
-            slot := nxt;
-        end loop;
-        perform sluice.enqueue(r.type, r.data, r.key, sluice.schedule_job_id(r.name, slot));
-        update sluice.schedules set next_at = nxt, last_slot = slot, fires = fires + 1 where name = r.name;
-        n := n + 1;
+            loop
+                nxt := sluice.cron_next(r.cron, r.tz, slot);
+                exit when nxt > v_now;
+                slot := nxt;
+            end loop;
+            perform sluice.enqueue(r.type, r.data, r.key, sluice.schedule_job_id(r.name, slot));
+            update sluice.schedules set next_at = nxt, last_slot = slot, fires = fires + 1, last_error = null
+            where name = r.name;
+            n := n + 1;
+        exception when others then
+            update sluice.schedules set next_at = v_now + interval '1 minute', last_error = sqlerrm
+            where name = r.name;
+        end;
     end loop;
     return n;
 end

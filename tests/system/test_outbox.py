@@ -388,6 +388,26 @@ def test_catch_up_fires_only_the_latest_missed_slot(pg):
     assert pg.scalar("select id from sluice.outbox") == pg.scalar("select sluice.schedule_job_id('m', %s)", last)
 
 
+def test_a_schedule_that_cannot_fire_does_not_hold_the_others(pg):
+    from harness import migrate
+    migrate(pg.conninfo)
+    pg.query("select sluice.schedule('bad', '* * * * *', 't', '{}'), sluice.schedule('good', '* * * * *', 't', '{}')")
+    pg.query("update sluice.schedules set cron = '* * *' where name = 'bad'")  # by hand, past the checks
+    pg.query("update sluice.outbox_settings set clock_offset = interval '2 minutes'")
+    assert pg.scalar("select sluice.schedule_fire()") == 1
+    assert pg.query("select name, fires from sluice.schedules order by name") == [("bad", 0), ("good", 1)]
+    assert "expected 5 fields" in pg.scalar("select last_error from sluice.schedules where name = 'bad'")
+    assert pg.scalar("select next_at > sluice.clock() from sluice.schedules where name = 'bad'") is True
+    assert pg.scalar("select count(*) from sluice.outbox") == 1
+    r = subprocess.run([str(BIN / "sluicectl"), "schedule", "list", "--conninfo", pg.conninfo, "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["name"] for x in rows] == ["bad", "good"]
+    assert "expected 5 fields" in rows[0]["last_error"] and rows[1]["last_error"] is None
+    assert rows[1]["fires"] == 1 and rows[1]["data"] == {}
+
+
 # ---- follow-up jobs -----------------------------------------------------------------
 
 CHAIN = """
