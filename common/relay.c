@@ -245,10 +245,13 @@ scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
 	long long v;
 
 	if (res == NULL) {
-		if (PQstatus(r->conn) != CONNECTION_OK)
+		if (PQstatus(r->conn) != CONNECTION_OK) {
 			disconnect(r, errbuf);
-		else
+		} else if (sl_now() - r->pg_warned_at >= 10) {
+			/* Polled every round: once in ten seconds is enough. */
 			sl_log_warn("outbox relay: %s", errbuf);
+			r->pg_warned_at = sl_now();
+		}
 		return -1;
 	}
 	v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
