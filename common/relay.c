@@ -19,13 +19,14 @@
  * and tries again; a fatal idempotence error stops the relay for good and
  * sets the worker's fatal flag, so the worker exits non-zero.
  *
- * Not for: consuming or running jobs, or the outbox's SQL (0006_outbox.sql).
+ * Leases are relay_lease.c's, the CloudEvents and dead letters
+ * relay_event.c's; relay_int.h holds what the three share. Not for:
+ * consuming or running jobs, or the outbox's SQL (0006_outbox.sql).
  */
 #include "relay.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -36,11 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "event.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
-#include "schema.h"
+#include "relay_int.h"
 #include "worker_int.h"
 
 /* Seconds a stopping relay waits for the acknowledgements of its batch. */
@@ -52,47 +52,12 @@
 #define VACUUM_ROWS 50000
 #define VACUUM_SECONDS 30.0
 
-struct held {
-	int shard;
-	long long epoch;
-	double renewed_at;         /* sl_now() of the last renewal */
-};
-
 /* One outbox row of a batch; strings borrowed from the batch's PGresult. */
 struct row {
 	const char *xid, *seq, *id;
 	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
 	rd_kafka_resp_err_t err;
 	int dead_letter;           /* produced to the dead-letter topic */
-};
-
-struct sl_relay {
-	struct sl_worker *w;       /* borrowed */
-	const struct sl_config *cfg; /* borrowed from w */
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;                  /* under mu */
-	PGcancel *cancel;          /* under mu: cancels conn's statement at a stop */
-
-	/* Relay thread only, from here on. */
-	PGconn *conn;
-	rd_kafka_t *producer;
-	char holder[160];          /* this relay's name in sluice.outbox_leases */
-	struct held *held;
-	size_t n_held, cap_held;
-	int share;                 /* shards this relay should hold (sluice.outbox_heartbeat()) */
-	long pending;              /* rows of the batch in flight (delivery callback) */
-	long deleted;              /* rows deleted since the last vacuum */
-	double vacuumed_at;        /* sl_now() of the last vacuum */
-	int waiting_logged;        /* "waiting for the migration" said once */
-	double pg_warned_at;
-	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
-	/* Tests only (SLUICE_TEST_RELAY_FATAL_AFTER=N): once N rows were
-	 * produced, librdkafka is told to raise a fatal idempotence error. */
-	long test_fatal_after, produced;
-
-	sl_metrics_series_t *m_depth, *m_delayed, *m_lag, *m_relayed, *m_dead_letters, *m_held;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -131,8 +96,8 @@ relay_sleep(struct sl_relay *r, double seconds)
 /* Runs sql with text parameters; returns the result when its status is
  * TUPLES_OK or COMMAND_OK, else NULL after writing the server's message to
  * errbuf and copying the SQLSTATE (at least 6 bytes) to sqlstate. */
-static PGresult *
-query(struct sl_relay *r, const char *sql, int n, const char *const *values, char *sqlstate, char *errbuf,
+PGresult *
+sl__relay_query(struct sl_relay *r, const char *sql, int n, const char *const *values, char *sqlstate, char *errbuf,
       size_t errbuf_size)
 {
 	PGresult *res = PQexecParams(r->conn, sql, n, NULL, values, NULL, NULL, 0);
@@ -150,8 +115,8 @@ query(struct sl_relay *r, const char *sql, int n, const char *const *values, cha
 
 /* Drops the connection and forgets the leases (they expire, or this relay
  * takes them again under a new epoch when it is back). */
-static void
-disconnect(struct sl_relay *r, const char *why)
+void
+sl__relay_disconnect(struct sl_relay *r, const char *why)
 {
 	if (why != NULL && sl_now() - r->pg_warned_at >= 10) {
 		sl_log_warn("outbox relay: %s; reconnecting", why);
@@ -207,16 +172,16 @@ relay_connect(struct sl_relay *r)
 	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local; "
 	               "set client_encoding = 'UTF8'",
 	               errbuf, sizeof(errbuf)) < 0) {
-		disconnect(r, errbuf);
+		sl__relay_disconnect(r, errbuf);
 		return -1;
 	}
-	res = query(r,
+	res = sl__relay_query(r,
 	            "select to_regprocedure('sluice.outbox_fetch(integer,integer)') is not null "
 	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null "
 	            "and to_regprocedure('sluice.outbox_heartbeat(text,interval)') is not null",
 	            0, NULL, state, errbuf, sizeof(errbuf));
 	if (res == NULL) {
-		disconnect(r, errbuf);
+		sl__relay_disconnect(r, errbuf);
 		return -1;
 	}
 	present = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -226,7 +191,7 @@ relay_connect(struct sl_relay *r)
 			sl_log_info("outbox relay: the database has no sluice.outbox yet (sluicectl migrate); "
 			            "the relay waits for it");
 		r->waiting_logged = 1;
-		disconnect(r, NULL);
+		sl__relay_disconnect(r, NULL);
 		return 1;
 	}
 	if (r->waiting_logged)
@@ -237,16 +202,16 @@ relay_connect(struct sl_relay *r)
 
 /* Runs a statement that returns one integer; returns it, or -1 after
  * dropping the connection (or logging) on error. */
-static long long
-scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
+long long
+sl__relay_scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
 {
 	char errbuf[512], state[6];
-	PGresult *res = query(r, sql, n, values, state, errbuf, sizeof(errbuf));
+	PGresult *res = sl__relay_query(r, sql, n, values, state, errbuf, sizeof(errbuf));
 	long long v;
 
 	if (res == NULL) {
 		if (PQstatus(r->conn) != CONNECTION_OK) {
-			disconnect(r, errbuf);
+			sl__relay_disconnect(r, errbuf);
 		} else if (sl_now() - r->pg_warned_at >= 10) {
 			/* Polled every round: once in ten seconds is enough. */
 			sl_log_warn("outbox relay: %s", errbuf);
@@ -257,146 +222,6 @@ scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
 	v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
 	PQclear(res);
 	return v;
-}
-
-/* ---- leases ----------------------------------------------------------- */
-
-static void
-drop_held(struct sl_relay *r, size_t i)
-{
-	r->held[i] = r->held[--r->n_held];
-	sl_metrics_gauge_set(r->m_held, (double)r->n_held);
-}
-
-/* Renews the lease of held[i]. Returns 0, or -1 when it is lost (dropped)
- * or PostgreSQL failed (the connection may be gone). */
-static int
-renew(struct sl_relay *r, size_t i)
-{
-	char shard[16], epoch[24], ttl[32];
-	const char *values[3] = { shard, epoch, ttl };
-	long long e;
-
-	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
-	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
-	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
-	e = scalar(r, "select sluice.outbox_renew($1, $2, $3::interval)", 3, values);
-	if (r->conn == NULL)
-		return -1;
-	if (e != r->held[i].epoch) {
-		sl_log_warn("outbox relay: lost the lease of shard %d (epoch %lld): another relay took it over",
-		            r->held[i].shard, r->held[i].epoch);
-		drop_held(r, i);
-		return -1;
-	}
-	r->held[i].renewed_at = sl_now();
-	return 0;
-}
-
-/* Gives the lease of held[i] back and forgets it. */
-static void
-release_one(struct sl_relay *r, size_t i)
-{
-	char shard[16], epoch[24];
-	const char *values[2] = { shard, epoch };
-
-	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
-	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
-	scalar(r, "select 0 from sluice.outbox_release($1, $2)", 2, values);
-	drop_held(r, i);
-}
-
-/* Says this relay is alive, renews held leases, gives back those beyond its
- * fair share (sluice.outbox_heartbeat(): the shards over the relays alive,
- * the remainder to the first by name) and takes free or expired ones up to
- * it. Called between batches only, so a shard given back has nothing in
- * flight. Returns 0, or -1 when PostgreSQL failed. */
-static int
-refresh_leases(struct sl_relay *r)
-{
-	char errbuf[512], state[6], ttl[32];
-	const char *values[3];
-	PGresult *res;
-	long long share;
-	size_t i, j;
-	int n, k;
-
-	snprintf(ttl, sizeof(ttl), "%.3f seconds", r->cfg->outbox.lease_ttl);
-	values[0] = r->holder;
-	values[1] = ttl;
-	share = scalar(r, "select sluice.outbox_heartbeat($1, $2::interval)", 2, values);
-	if (r->conn == NULL)
-		return -1;
-	if (share < 0)
-		share = 1 << 20; /* the heartbeat failed (logged): take what is free, as before shares */
-	r->share = (int)share;
-	for (i = r->n_held; i-- > 0;)
-		if (renew(r, i) < 0 && r->conn == NULL)
-			return -1;
-	res = query(r, "select shard from sluice.outbox_leases order by shard", 0, NULL, state, errbuf,
-	            sizeof(errbuf));
-	if (res == NULL) {
-		disconnect(r, errbuf);
-		return -1;
-	}
-	n = PQntuples(res);
-	/* Shards that went away (sluice.outbox_set_shards()). */
-	for (i = r->n_held; i-- > 0;) {
-		for (k = 0; k < n; k++)
-			if (atoi(PQgetvalue(res, k, 0)) == r->held[i].shard)
-				break;
-		if (k == n)
-			drop_held(r, i);
-	}
-	while (r->conn != NULL && r->n_held > (size_t)r->share) {
-		sl_log_info("outbox relay: giving shard %d back (%zu held, fair share %d)",
-		            r->held[r->n_held - 1].shard, r->n_held, r->share);
-		release_one(r, r->n_held - 1);
-	}
-	for (k = 0; k < n && r->conn != NULL && r->n_held < (size_t)r->share; k++) {
-		const char *shard = PQgetvalue(res, k, 0);
-		long long e;
-
-		for (j = 0; j < r->n_held; j++)
-			if (r->held[j].shard == atoi(shard))
-				break;
-		if (j < r->n_held)
-			continue;
-		values[0] = shard;
-		values[1] = r->holder;
-		values[2] = ttl;
-		e = scalar(r, "select sluice.outbox_acquire($1, $2, $3::interval)", 3, values);
-		if (e < 0)
-			continue; /* another relay holds it */
-		if (r->n_held == r->cap_held) {
-			r->cap_held = r->cap_held ? r->cap_held * 2 : 4;
-			if ((r->held = realloc(r->held, r->cap_held * sizeof(*r->held))) == NULL)
-				abort();
-		}
-		r->held[r->n_held].shard = atoi(shard);
-		r->held[r->n_held].epoch = e;
-		r->held[r->n_held].renewed_at = sl_now();
-		r->n_held++;
-		sl_log_info("outbox relay: relaying shard %s (lease epoch %lld)", shard, e);
-	}
-	PQclear(res);
-	if (r->conn == NULL)
-		return -1;
-	sl_metrics_gauge_set(r->m_held, (double)r->n_held);
-	return 0;
-}
-
-/* Gives every held lease back and leaves the relays, at a clean stop. */
-static void
-release_leases(struct sl_relay *r)
-{
-	const char *values[1] = { r->holder };
-
-	while (r->conn != NULL && r->n_held > 0)
-		release_one(r, r->n_held - 1);
-	if (r->conn != NULL)
-		scalar(r, "select 0 from sluice.outbox_leave($1)", 1, values);
-	r->n_held = 0;
 }
 
 /* ---- producing -------------------------------------------------------- */
@@ -495,112 +320,6 @@ err:
 	return NULL;
 }
 
-static void
-append(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	size_t n = strlen(s);
-
-	while (*len + n + 1 > *cap) {
-		*cap = *cap ? *cap * 2 : 256;
-		if ((*buf = realloc(*buf, *cap)) == NULL)
-			abort();
-	}
-	memcpy(*buf + *len, s, n + 1);
-	*len += n;
-}
-
-/* Appends `s` to *buf as a JSON string. The connection's client_encoding is
- * UTF8, so s is UTF-8; should it not be (a SQL_ASCII database), its bytes go
- * out unchecked and the consuming worker fails the job as invalid_json,
- * rather than the relay stopping on the row. */
-static void
-append_json_string(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	json_t *j = json_string_nocheck(s);
-	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-
-	if (text == NULL)
-		abort(); /* out of memory */
-	append(buf, len, cap, text);
-	free(text);
-	json_decref(j);
-}
-
-/* Builds the structured CloudEvent of an outbox row: specversion, id,
- * source, type, time, datacontenttype and data, in that order; data is the
- * row's jsonb text as PostgreSQL writes it. Returns a new malloc'ed string. */
-static char *
-event_text(const char *id, const char *source, const char *type, const char *time, const char *data)
-{
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-
-	append(&buf, &len, &cap, "{\"specversion\":\"1.0\",\"id\":");
-	append_json_string(&buf, &len, &cap, id);
-	append(&buf, &len, &cap, ",\"source\":");
-	append_json_string(&buf, &len, &cap, source);
-	append(&buf, &len, &cap, ",\"type\":");
-	append_json_string(&buf, &len, &cap, type);
-	append(&buf, &len, &cap, ",\"time\":");
-	append_json_string(&buf, &len, &cap, time);
-	append(&buf, &len, &cap, ",\"datacontenttype\":\"application/json\",\"data\":");
-	append(&buf, &len, &cap, data);
-	append(&buf, &len, &cap, "}");
-	return buf;
-}
-
-/* Checks data against the schema of the worker's job type `type`, when the
- * worker knows it and it has one. Returns 0 when it passes (or cannot be
- * checked here), else -1 with a dead-letter code (OUT, >= 32 bytes) and
- * message. */
-static int
-check_data(struct sl_relay *r, const char *type, const char *data, char *code, char *msg, size_t msg_size)
-{
-	const struct sl_job_type_rt *jt = NULL;
-	struct sl_schema_error errs[4];
-	json_error_t jerr;
-	json_t *doc;
-	size_t i, n_errs = 0;
-	int rc;
-
-	for (i = 0; i < r->w->n_types; i++)
-		if (strcmp(r->w->types[i].conf->type, type) == 0)
-			jt = &r->w->types[i];
-	if (jt == NULL || jt->schema == NULL)
-		return 0;
-	if ((doc = json_loads(data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		/* jsonb holds numbers jansson cannot (beyond 64-bit integers). */
-		snprintf(code, 32, "%s", SL_ERR_NUMBER_OUT_OF_RANGE);
-		snprintf(msg, msg_size, "data cannot be read: %s", jerr.text);
-		return -1;
-	}
-	rc = sl_schema_validate(jt->schema, doc, errs, 4, &n_errs);
-	json_decref(doc);
-	if (rc == 0)
-		return 0;
-	snprintf(code, 32, "%s", SL_ERR_SCHEMA_VIOLATION);
-	sl_schema_errors_format(errs, n_errs, msg, msg_size);
-	return -1;
-}
-
-/* Dead-letter headers as the worker writes them (worker.c); an outbox row
- * was never in a topic, so its partition and offset are -1 and its source
- * topic is the one it was meant for (a replay sends it there). */
-static rd_kafka_headers_t *
-dead_letter_headers(const char *code, const char *message, const char *topic)
-{
-	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-
-	rd_kafka_header_add(h, "sluice-error-code", -1, code, -1);
-	rd_kafka_header_add(h, "sluice-error-message", -1, message, -1);
-	rd_kafka_header_add(h, "sluice-source-topic", -1, topic, -1);
-	rd_kafka_header_add(h, "sluice-source-partition", -1, "-1", -1);
-	rd_kafka_header_add(h, "sluice-source-offset", -1, "-1", -1);
-	rd_kafka_header_add(h, "sluice-attempts", -1, "0", -1);
-	rd_kafka_header_add(h, "sluice-outbox", -1, "1", -1);
-	return h;
-}
-
 /* Produces one row (copying key and value). Returns 0, or -1 with the row
  * marked failed. */
 static int
@@ -638,16 +357,16 @@ array_literal(const struct row *rows, int n, int col)
 	size_t len = 0, cap = 0;
 	int i, first = 1;
 
-	append(&buf, &len, &cap, "{");
+	sl__relay_append(&buf, &len, &cap, "{");
 	for (i = 0; i < n; i++) {
 		if (rows[i].state != 1)
 			continue;
 		if (!first)
-			append(&buf, &len, &cap, ",");
-		append(&buf, &len, &cap, col == 0 ? rows[i].xid : rows[i].seq);
+			sl__relay_append(&buf, &len, &cap, ",");
+		sl__relay_append(&buf, &len, &cap, col == 0 ? rows[i].xid : rows[i].seq);
 		first = 0;
 	}
-	append(&buf, &len, &cap, "}");
+	sl__relay_append(&buf, &len, &cap, "}");
 	return buf;
 }
 
@@ -671,10 +390,10 @@ relay_shard(struct sl_relay *r, size_t i)
 	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
 	values[0] = shard;
 	values[1] = limit;
-	if ((res = query(r, "select * from sluice.outbox_fetch($1, $2)", 2, values, state, errbuf,
+	if ((res = sl__relay_query(r, "select * from sluice.outbox_fetch($1, $2)", 2, values, state, errbuf,
 	                 sizeof(errbuf))) == NULL) {
 		if (PQstatus(r->conn) != CONNECTION_OK)
-			disconnect(r, errbuf);
+			sl__relay_disconnect(r, errbuf);
 		else
 			sl_log_warn("outbox relay: could not read shard %s: %s", shard, errbuf);
 		goto out;
@@ -699,13 +418,13 @@ relay_shard(struct sl_relay *r, size_t i)
 		row->xid = PQgetvalue(res, k, 0);
 		row->seq = PQgetvalue(res, k, 1);
 		row->id = PQgetvalue(res, k, 2);
-		value = event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
-		if (check_data(r, type, data, code, msg, sizeof(msg)) < 0) {
+		value = sl__relay_event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
+		if (sl__relay_check_data(r->w, type, data, code, msg, sizeof(msg)) < 0) {
 			sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
 			            row->id, type, code, msg);
 			row->dead_letter = 1;
 			produce_row(r, row, r->cfg->dlq_topic, key, key ? strlen(key) : 0, value,
-			            dead_letter_headers(code, msg, topic));
+			            sl__relay_dead_letter_headers(code, msg, topic));
 		} else {
 			produce_row(r, row, topic, key, key ? strlen(key) : 0, value, NULL);
 		}
@@ -726,7 +445,7 @@ relay_shard(struct sl_relay *r, size_t i)
 		rd_kafka_poll(r->producer, 50);
 		if (stopping(r) && sl_now() - waited_since > STOP_ACK_WAIT)
 			break;
-		if (sl_now() - r->held[i].renewed_at >= r->cfg->outbox.lease_ttl / 3 && renew(r, i) < 0) {
+		if (sl_now() - r->held[i].renewed_at >= r->cfg->outbox.lease_ttl / 3 && sl__relay_renew(r, i) < 0) {
 			/* Lost; let the deliveries finish, then give up the batch. */
 			rd_kafka_flush(r->producer, (int)(STOP_ACK_WAIT * 1000));
 			goto out;
@@ -750,15 +469,15 @@ relay_shard(struct sl_relay *r, size_t i)
 		values[2] = xids;
 		values[3] = seqs;
 		PQclear(res);
-		res = query(r, "select sluice.outbox_ack($1, $2, $3::xid8[], $4::bigint[])", 4, values, state, errbuf,
+		res = sl__relay_query(r, "select sluice.outbox_ack($1, $2, $3::xid8[], $4::bigint[])", 4, values, state, errbuf,
 		            sizeof(errbuf));
 		if (res == NULL) {
 			if (strcmp(state, "SL004") == 0) {
 				sl_log_warn("outbox relay: lost the lease of shard %s (epoch %s) before deleting %d "
 				            "delivered rows: the new holder sends them again", shard, epoch, acked);
-				drop_held(r, i);
+				sl__relay_drop_held(r, i);
 			} else if (PQstatus(r->conn) != CONNECTION_OK) {
-				disconnect(r, errbuf);
+				sl__relay_disconnect(r, errbuf);
 			} else {
 				sl_log_warn("outbox relay: could not delete delivered rows of shard %s: %s", shard, errbuf);
 			}
@@ -798,7 +517,7 @@ maybe_vacuum(struct sl_relay *r)
 		return;
 	if (sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0) {
 		if (PQstatus(r->conn) != CONNECTION_OK)
-			disconnect(r, errbuf);
+			sl__relay_disconnect(r, errbuf);
 		else
 			sl_log_warn("outbox relay: could not vacuum sluice.outbox: %s", errbuf);
 	}
@@ -811,14 +530,14 @@ static void
 update_stats(struct sl_relay *r)
 {
 	char errbuf[512], state[6];
-	PGresult *res = query(r,
+	PGresult *res = sl__relay_query(r,
 	                      "select count(*), coalesce(extract(epoch from clock_timestamp() - min(due)), 0), "
 	                      "(select count(*) from sluice.outbox_delayed) from sluice.outbox",
 	                      0, NULL, state, errbuf, sizeof(errbuf));
 
 	if (res == NULL) {
 		if (PQstatus(r->conn) != CONNECTION_OK)
-			disconnect(r, errbuf);
+			sl__relay_disconnect(r, errbuf);
 		return;
 	}
 	sl_metrics_gauge_set(r->m_depth, strtod(PQgetvalue(res, 0, 0), NULL));
@@ -853,16 +572,16 @@ relay_main(void *arg)
 			next_leases = 0;
 		}
 		if (sl_now() >= next_leases) {
-			if (refresh_leases(r) < 0)
+			if (sl__relay_refresh_leases(r) < 0)
 				continue;
 			/* Below its share, a relay looks for free shards every second. */
 			next_leases = sl_now() + ((int)r->n_held < r->share ? 1.0 : r->cfg->outbox.lease_ttl / 3);
 		}
-		if ((moved = scalar(r, "select sluice.outbox_move_due($1)", 1, values)) > 0)
+		if ((moved = sl__relay_scalar(r, "select sluice.outbox_move_due($1)", 1, values)) > 0)
 			work += moved;
 		if (r->conn == NULL)
 			continue;
-		if ((fired = scalar(r, "select sluice.schedule_fire(100)", 0, NULL)) > 0)
+		if ((fired = sl__relay_scalar(r, "select sluice.schedule_fire(100)", 0, NULL)) > 0)
 			work += fired;
 		if (r->conn == NULL)
 			continue;
@@ -880,7 +599,7 @@ relay_main(void *arg)
 			relay_sleep(r, r->cfg->outbox.poll_interval);
 	}
 	if (!atomic_load(&r->fatal))
-		release_leases(r);
+		sl__relay_release_leases(r);
 	return NULL;
 }
 
@@ -957,7 +676,7 @@ sl_relay_stop(sl_relay_t *r)
 		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_destroy(r->producer);
 	if (r->conn != NULL)
-		disconnect(r, NULL);
+		sl__relay_disconnect(r, NULL);
 	free(r->held);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
