@@ -515,11 +515,20 @@ maybe_vacuum(struct sl_relay *r)
 
 	if (r->deleted < VACUUM_ROWS && (r->deleted == 0 || sl_now() - r->vacuumed_at < VACUUM_SECONDS))
 		return;
-	if (sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0) {
+	/* Not under the relay's statement_timeout: a table grown large while
+	 * the relay could not keep up takes longer than that to vacuum, and a
+	 * cancelled vacuum would start over every time. (A stop still cancels
+	 * it.) VACUUM cannot share a query string with the SETs. */
+	if (sl_pg_exec(r->conn, "set statement_timeout = 0", errbuf, sizeof(errbuf)) < 0 ||
+	    sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0 ||
+	    sl_pg_exec(r->conn, "set statement_timeout = '30s'", errbuf, sizeof(errbuf)) < 0) {
 		if (PQstatus(r->conn) != CONNECTION_OK)
 			sl__relay_disconnect(r, errbuf);
 		else
 			sl_log_warn("outbox relay: could not vacuum sluice.outbox: %s", errbuf);
+		/* Whatever failed, the next statements get their bound back. */
+		if (r->conn != NULL)
+			sl_pg_exec(r->conn, "set statement_timeout = '30s'", errbuf, sizeof(errbuf));
 	}
 	r->deleted = 0;
 	r->vacuumed_at = sl_now();
