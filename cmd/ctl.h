@@ -19,5 +19,7 @@ int sl_ctl_dlq(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_lag(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_status(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_check_config(int argc, char **argv) SL_CTL_WEAK;
+int sl_ctl_outbox(int argc, char **argv) SL_CTL_WEAK;
+int sl_ctl_schedule(int argc, char **argv) SL_CTL_WEAK;
 
 #endif

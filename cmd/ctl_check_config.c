@@ -94,6 +94,13 @@ print_summary(const struct sl_config *cfg)
 	       "shutdown_timeout %g s, revoke_timeout %g s\n",
 	       cfg->max_in_flight, cfg->max_job_bytes, cfg->max_batch, cfg->shutdown_timeout,
 	       cfg->revoke_timeout);
+	if (cfg->outbox.enabled)
+		printf("  outbox relay    on: source %s, poll %g s, batch %d, lease %g s, to %s unless a row names "
+		       "its topic\n",
+		       cfg->outbox.source, cfg->outbox.poll_interval, cfg->outbox.batch, cfg->outbox.lease_ttl,
+		       cfg->topics[0]);
+	else
+		printf("  outbox relay    off\n");
 	printf("  http            %s\n", cfg->http_listen && *cfg->http_listen ? cfg->http_listen : "off");
 }
 

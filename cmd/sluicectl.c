@@ -25,6 +25,8 @@ static const struct command commands[] = {
 	{ "lag", sl_ctl_lag, "consumer lag per partition, in messages and in time" },
 	{ "status", sl_ctl_status, "summarise a running worker from its /metrics" },
 	{ "check-config", sl_ctl_check_config, "check a worker configuration file and exit" },
+	{ "outbox", sl_ctl_outbox, "outbox depth, relay lag, leases and what holds the watermark" },
+	{ "schedule", sl_ctl_schedule, "list recurring jobs (sluice.schedule())" },
 };
 
 static void

@@ -262,6 +262,20 @@ get_double(struct reader *r, const config_setting_t *g, const char *name, double
 	return 0;
 }
 
+static int
+get_bool(struct reader *r, const config_setting_t *g, const char *name, int *out)
+{
+	const config_setting_t *s = lookup(g, name);
+	char full[128];
+
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return fail(r, s, "\"%s\" must be true or false", setting_name(s, full, sizeof(full)));
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
 /* Reads an array (or list) of non-empty strings into a new array. */
 static int
 get_strings(struct reader *r, const config_setting_t *g, const char *name, char ***out, size_t *n_out)
@@ -476,6 +490,11 @@ set_defaults(struct sl_config *cfg)
 	cfg->retry.initial_backoff = 0.1;
 	cfg->retry.max_backoff = 5.0;
 	cfg->retry.multiplier = 2.0;
+	cfg->outbox.enabled = 1;
+	cfg->outbox.source = xstrdup("sluice.outbox");
+	cfg->outbox.poll_interval = 0.1;
+	cfg->outbox.batch = 1000;
+	cfg->outbox.lease_ttl = 10.0;
 	cfg->result_source = xstrdup("sluice");
 	cfg->http_listen = xstrdup("127.0.0.1:9187");
 	cfg->log_level = SL_LOG_INFO;
@@ -526,7 +545,7 @@ static int
 read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 {
 	static const char *const top[] = { "kafka", "postgres", "executors", "limits", "retry", "jobs",
-		                           "results", "http", "log", NULL };
+		                           "results", "http", "log", "outbox", NULL };
 	static const char *const kafka_known[] = { "brokers", "group", "topics", "dlq_topic", "result_topic",
 		                                   "properties", "consumer_properties", "producer_properties",
 		                                   NULL };
@@ -537,18 +556,21 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	static const char *const results_known[] = { "source", NULL };
 	static const char *const http_known[] = { "listen", NULL };
 	static const char *const log_known[] = { "level", "format", NULL };
-	const config_setting_t *kafka, *pg, *limits, *results, *http, *logg;
+	static const char *const outbox_known[] = { "enabled", "source", "poll_interval", "batch", "lease_ttl",
+		                                    NULL };
+	const config_setting_t *kafka, *pg, *limits, *results, *http, *logg, *outbox;
 	char *level = NULL, *format = NULL;
 	int rc = -1, lv;
 
 	if (check_known(r, root, top) < 0 || get_group(r, root, "kafka", &kafka) < 0 ||
 	    get_group(r, root, "postgres", &pg) < 0 || get_group(r, root, "limits", &limits) < 0 ||
 	    get_group(r, root, "results", &results) < 0 || get_group(r, root, "http", &http) < 0 ||
-	    get_group(r, root, "log", &logg) < 0)
+	    get_group(r, root, "log", &logg) < 0 || get_group(r, root, "outbox", &outbox) < 0)
 		goto out;
 	if (check_known(r, kafka, kafka_known) < 0 || check_known(r, pg, pg_known) < 0 ||
 	    check_known(r, limits, limits_known) < 0 || check_known(r, results, results_known) < 0 ||
-	    check_known(r, http, http_known) < 0 || check_known(r, logg, log_known) < 0)
+	    check_known(r, http, http_known) < 0 || check_known(r, logg, log_known) < 0 ||
+	    check_known(r, outbox, outbox_known) < 0)
 		goto out;
 
 	if (get_string(r, kafka, "brokers", &cfg->brokers) < 0 || get_string(r, kafka, "group", &cfg->group) < 0 ||
@@ -586,6 +608,16 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	    get_string(r, http, "listen", &cfg->http_listen) < 0 || get_string(r, logg, "level", &level) < 0 ||
 	    get_string(r, logg, "format", &format) < 0)
 		goto out;
+	if (get_bool(r, outbox, "enabled", &cfg->outbox.enabled) < 0 ||
+	    get_string(r, outbox, "source", &cfg->outbox.source) < 0 ||
+	    get_double(r, outbox, "poll_interval", 0.01, 60, &cfg->outbox.poll_interval) < 0 ||
+	    get_int(r, outbox, "batch", 1, 100000, &cfg->outbox.batch) < 0 ||
+	    get_double(r, outbox, "lease_ttl", 1, 3600, &cfg->outbox.lease_ttl) < 0)
+		goto out;
+	if (*cfg->outbox.source == '\0') {
+		fail(r, lookup(outbox, "source"), "\"outbox.source\" must not be empty");
+		goto out;
+	}
 	if (*cfg->result_source == '\0') {
 		fail(r, lookup(results, "source"), "\"results.source\" must not be empty");
 		goto out;
@@ -717,6 +749,7 @@ sl_config_destroy(struct sl_config *cfg)
 		free(cfg->jobs[i].result_topic);
 	}
 	free(cfg->jobs);
+	free(cfg->outbox.source);
 	free(cfg->result_source);
 	free(cfg->http_listen);
 	free(cfg);

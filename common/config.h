@@ -37,6 +37,15 @@ struct sl_job_type {
 	int line;                  /* where the entry starts in the file */
 };
 
+/* The outbox relay (relay.h): enqueue from PostgreSQL. */
+struct sl_outbox_config {
+	int enabled;               /* run the relay when the sluice.outbox table exists */
+	char *source;              /* CloudEvents source of rows enqueued without one */
+	double poll_interval;      /* seconds between polls of an idle outbox */
+	int batch;                 /* rows per fetch, produce and delete */
+	double lease_ttl;          /* seconds a shard's lease lasts unless renewed */
+};
+
 struct sl_config {
 	char *path;                /* as given */
 	char *dir;                 /* the file's folder, for relative paths */
@@ -73,6 +82,8 @@ struct sl_config {
 	struct sl_retry_policy retry;
 	struct sl_job_type *jobs;
 	size_t n_jobs;
+
+	struct sl_outbox_config outbox;
 
 	char *result_source;
 	char *http_listen;         /* "" means off */

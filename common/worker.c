@@ -4,8 +4,8 @@
  * what the loop needs, in the order that lets each step fail cleanly: the
  * job types (jobtypes.c), the operations surface (ops.c), PostgreSQL and
  * its ledger (waited for, for as long as it takes), the Kafka clients
- * (kafka.c), the executors (executor.c), the subscription. Then the loop
- * runs (consumer.c). At the stop, abandoned jobs roll back (their
+ * (kafka.c), the executors (executor.c), the subscription, the outbox relay
+ * (relay.c). Then the loop runs (consumer.c). At the stop, abandoned jobs roll back (their
  * executors are cancelled), finished ones are still published so that
  * their offsets can move, and the offsets are committed.
  *
@@ -31,6 +31,7 @@
 #include "ops.h"
 #include "pg.h"
 #include "publish.h"
+#include "relay.h"
 #include "signals.h"
 #include "version.h"
 
@@ -147,10 +148,17 @@ sl_worker_run(struct sl_config *cfg)
 		sl_log_error("could not subscribe to the job topics: %s", rd_kafka_err2str(err));
 		goto out;
 	}
+	/* The outbox relay (relay.c): its own thread, connection and producer. */
+	if ((w->relay = sl_relay_start(w, errbuf, sizeof(errbuf))) == NULL && *errbuf != '\0') {
+		sl_log_error("%s", errbuf);
+		goto out;
+	}
 	sl_log_info("started: sluice %s, group \"%s\", %d executors, max %d jobs in flight", SL_VERSION, cfg->group,
 	            cfg->executors, cfg->max_in_flight);
 
 	sl_consumer_run(w);
+	sl_relay_stop(w->relay);
+	w->relay = NULL;
 
 	/* Stop: abandoned jobs roll back (their executors are cancelled);
 	 * finished ones are still published so their offsets can move. */

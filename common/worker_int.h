@@ -186,6 +186,7 @@ struct sl_worker {
 	pthread_mutex_t reload_mu;
 
 	struct sl_ops ops;
+	struct sl_relay *relay;        /* consumer thread: the outbox relay (relay.c), NULL: off */
 
 	atomic_int abandon;            /* executors stop starting and committing jobs */
 	atomic_int fatal;              /* the producer hit a fatal error */

@@ -226,6 +226,52 @@ test_errors(void **state)
 	assert_non_null(strstr(err, "could not read configuration file \"/nonexistent/worker.conf\""));
 }
 
+/* The outbox section: defaults, values, and bad values with file:line. */
+static void
+test_outbox_section(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf(minimal), err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->outbox.enabled, 1);
+	assert_string_equal(cfg->outbox.source, "sluice.outbox");
+	assert_true(cfg->outbox.poll_interval == 0.1);
+	assert_int_equal(cfg->outbox.batch, 1000);
+	assert_true(cfg->outbox.lease_ttl == 10.0);
+	sl_config_destroy(cfg);
+
+	cfg = sl_config_load(write_conf("jobs = ( { type = \"a\"; } );\n"
+	                                "outbox: { enabled = false; source = \"billing\"; poll_interval = 0.5;\n"
+	                                "  batch = 10; lease_ttl = 30; };\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->outbox.enabled, 0);
+	assert_string_equal(cfg->outbox.source, "billing");
+	assert_true(cfg->outbox.poll_interval == 0.5);
+	assert_int_equal(cfg->outbox.batch, 10);
+	assert_true(cfg->outbox.lease_ttl == 30.0);
+	sl_config_destroy(cfg);
+
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: { enabled = 1; };\n",
+	             ":2: \"outbox.enabled\" must be true or false");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: {\n  poll_interval = 0; };\n",
+	             ":3: \"outbox.poll_interval\" must be between 0.01 and 60, not 0");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: { batch = 0; };\n",
+	             ":2: \"outbox.batch\" must be between 1 and 100000");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: { lease_ttl = 0.5; };\n",
+	             ":2: \"outbox.lease_ttl\" must be between 1 and 3600");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: { source = \"\"; };\n",
+	             ":2: \"outbox.source\" must not be empty");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox: { topic = \"x\"; };\n",
+	             ":2: unknown setting \"outbox.topic\"");
+	expect_error("jobs = ( { type = \"a\"; } );\noutbox = 1;\n", ":2: \"outbox\" must be a group");
+}
+
 /* Large numbers where libconfig takes no integer: strings, comments, floats. */
 static void
 test_large_numbers_elsewhere(void **state)
@@ -394,6 +440,7 @@ main(void)
 		cmocka_unit_test(test_isolation_read_committed_accepted),
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_outbox_section),
 		cmocka_unit_test(test_secret_values_not_echoed),
 		cmocka_unit_test(test_large_numbers_elsewhere),
 		cmocka_unit_test(test_include_relative_to_file),

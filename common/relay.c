@@ -1,0 +1,693 @@
+/* relay.c -- the outbox relay: committed outbox rows to Kafka, then deleted.
+ *
+ * One thread per worker, with a PostgreSQL connection and an idempotent
+ * producer of its own, so that neither the executors' connections nor the
+ * results producer ever wait for it. Each round it (1) takes or renews the
+ * leases of the outbox shards (sluice.outbox_leases), (2) moves due delayed
+ * jobs into the outbox and fires due schedules (both under row locks with
+ * SKIP LOCKED, so every worker may do it), and (3) for every shard it holds,
+ * reads a batch below the watermark in (xid, seq) order, produces each row
+ * as a structured CloudEvent (or, when the worker knows the job type and the
+ * data fails its schema, a dead letter), waits for every acknowledgement and
+ * deletes the acknowledged rows through sluice.outbox_ack(), which checks the
+ * lease's epoch. Why that order is gap-free and keeps per-key order is
+ * explained at the top of schemas/sql/0006_outbox.sql.
+ *
+ * Failure rules: a row is deleted only after Kafka acknowledged it, so a
+ * crash at any instant resends, never loses; a lost lease (SQLSTATE SL004)
+ * drops the shard; PostgreSQL trouble drops the connection and the leases
+ * and tries again; a fatal idempotence error stops the relay for good and
+ * sets the worker's fatal flag, so the worker exits non-zero.
+ *
+ * Leases are relay_lease.c's, the CloudEvents and dead letters
+ * relay_event.c's; relay_int.h holds what the three share. Not for:
+ * consuming or running jobs, or the outbox's SQL (0006_outbox.sql).
+ */
+#include "relay.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "pg.h"
+#include "relay_int.h"
+#include "worker_int.h"
+
+/* Seconds a stopping relay waits for the acknowledgements of its batch. */
+#define STOP_ACK_WAIT 5.0
+/* The relay vacuums sluice.outbox itself after deleting this many rows (or
+ * some rows and VACUUM_SECONDS): autovacuum visits a database once per
+ * autovacuum_naptime (a minute by default), and at thousands of deletes a
+ * second the table would grow by a minute of dead rows between visits. */
+#define VACUUM_ROWS 50000
+#define VACUUM_SECONDS 30.0
+
+/* One outbox row of a batch; strings borrowed from the batch's PGresult. */
+struct row {
+	const char *xid, *seq, *id;
+	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
+	rd_kafka_resp_err_t err;
+	int dead_letter;           /* produced to the dead-letter topic */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int
+stopping(struct sl_relay *r)
+{
+	int s;
+
+	pthread_mutex_lock(&r->mu);
+	s = r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return s || atomic_load(&r->fatal);
+}
+
+/* Sleeps up to `seconds`, waking at once on stop. Returns stopping(). */
+static int
+relay_sleep(struct sl_relay *r, double seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)seconds;
+	ts.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	if (!r->stop)
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	pthread_mutex_unlock(&r->mu);
+	return stopping(r);
+}
+
+/* Runs sql with text parameters; returns the result when its status is
+ * TUPLES_OK or COMMAND_OK, else NULL after writing the server's message to
+ * errbuf and copying the SQLSTATE (at least 6 bytes) to sqlstate. */
+PGresult *
+sl__relay_query(struct sl_relay *r, const char *sql, int n, const char *const *values, char *sqlstate, char *errbuf,
+      size_t errbuf_size)
+{
+	PGresult *res = PQexecParams(r->conn, sql, n, NULL, values, NULL, NULL, 0);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	sqlstate[0] = '\0';
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	snprintf(sqlstate, 6, "%s", sl_pg_sqlstate(res));
+	snprintf(errbuf, errbuf_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(r->conn));
+	errbuf[strcspn(errbuf, "\n")] = '\0';
+	PQclear(res);
+	return NULL;
+}
+
+/* Drops the connection and forgets the leases (they expire, or this relay
+ * takes them again under a new epoch when it is back). */
+void
+sl__relay_disconnect(struct sl_relay *r, const char *why)
+{
+	if (why != NULL && sl_now() - r->pg_warned_at >= 10) {
+		sl_log_warn("outbox relay: %s; reconnecting", why);
+		r->pg_warned_at = sl_now();
+	}
+	pthread_mutex_lock(&r->mu);
+	PQfreeCancel(r->cancel);
+	r->cancel = NULL;
+	pthread_mutex_unlock(&r->mu);
+	PQfinish(r->conn);
+	r->conn = NULL;
+	r->n_held = 0;
+	sl_metrics_gauge_set(r->m_held, 0);
+}
+
+/* Server notices (a VACUUM's "permission denied") go to the debug log,
+ * not to stderr as libpq would write them. */
+static void
+on_notice(void *arg, const char *message)
+{
+	(void)arg;
+	sl_log_debug("outbox relay: postgresql says: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+/* Connects and checks that the outbox migration is there. Returns 0, 1 when
+ * the database lacks it (the caller waits), -1 when PostgreSQL cannot be
+ * reached. */
+static int
+relay_connect(struct sl_relay *r)
+{
+	char errbuf[512], state[6];
+	PGresult *res;
+	int present;
+
+	if ((r->conn = sl_pg_connect(r->cfg->pg_conninfo, "sluice-relay", errbuf, sizeof(errbuf))) == NULL) {
+		if (sl_now() - r->pg_warned_at >= 10) {
+			sl_log_warn("outbox relay: %s; retrying", errbuf);
+			r->pg_warned_at = sl_now();
+		}
+		return -1;
+	}
+	PQsetNoticeProcessor(r->conn, on_notice, NULL);
+	pthread_mutex_lock(&r->mu);
+	r->cancel = PQgetCancel(r->conn);
+	pthread_mutex_unlock(&r->mu);
+	/* The relay's statements are short; a lock held by a frozen session
+	 * (a lease row, a schedule row) must not hold it for long. Its commits
+	 * need not wait for a synchronous standby: each of them (a renewal, a
+	 * delete of delivered rows, a move of due delayed jobs, a fired slot)
+	 * is one that, lost in a failover, is done again with the same ids,
+	 * which the ledger dedupes. */
+	if (sl_pg_exec(r->conn,
+	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local; "
+	               "set client_encoding = 'UTF8'",
+	               errbuf, sizeof(errbuf)) < 0) {
+		sl__relay_disconnect(r, errbuf);
+		return -1;
+	}
+	res = sl__relay_query(r,
+	            "select to_regprocedure('sluice.outbox_fetch(integer,integer)') is not null "
+	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null "
+	            "and to_regprocedure('sluice.outbox_heartbeat(text,interval)') is not null",
+	            0, NULL, state, errbuf, sizeof(errbuf));
+	if (res == NULL) {
+		sl__relay_disconnect(r, errbuf);
+		return -1;
+	}
+	present = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!present) {
+		if (!r->waiting_logged)
+			sl_log_info("outbox relay: the database has no sluice.outbox yet (sluicectl migrate); "
+			            "the relay waits for it");
+		r->waiting_logged = 1;
+		sl__relay_disconnect(r, NULL);
+		return 1;
+	}
+	if (r->waiting_logged)
+		sl_log_info("outbox relay: sluice.outbox is there; relaying");
+	r->waiting_logged = 0;
+	return 0;
+}
+
+/* Runs a statement that returns one integer; returns it, or -1 after
+ * dropping the connection (or logging) on error. */
+long long
+sl__relay_scalar(struct sl_relay *r, const char *sql, int n, const char *const *values)
+{
+	char errbuf[512], state[6];
+	PGresult *res = sl__relay_query(r, sql, n, values, state, errbuf, sizeof(errbuf));
+	long long v;
+
+	if (res == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK) {
+			sl__relay_disconnect(r, errbuf);
+		} else if (sl_now() - r->pg_warned_at >= 10) {
+			/* Polled every round: once in ten seconds is enough. */
+			sl_log_warn("outbox relay: %s", errbuf);
+			r->pg_warned_at = sl_now();
+		}
+		return -1;
+	}
+	v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+	PQclear(res);
+	return v;
+}
+
+/* ---- producing -------------------------------------------------------- */
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct sl_relay *r = opaque;
+	struct row *row = m->_private;
+
+	(void)rk;
+	row->err = m->err;
+	row->state = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : -1;
+	r->pending--;
+}
+
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct sl_relay *r = opaque;
+	char fatal[512];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+		sl_log_error("fatal kafka error in the outbox relay's producer: %s; relaying stops and the worker "
+		             "exits (unacknowledged rows stay in the outbox)", fatal);
+		atomic_store(&r->fatal, 1);
+		atomic_store(&r->w->fatal, 1);
+		return;
+	}
+	sl_log_debug("kafka (outbox relay): %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void
+on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3 && strcmp(fac, "FAIL") != 0 && strcmp(fac, "ERROR") != 0)
+		sl_log_error("kafka (outbox relay) %s: %s", fac, buf);
+	else
+		sl_log_debug("kafka (outbox relay) %s: %s", fac, buf);
+}
+
+static int
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
+{
+	char kerr[256];
+
+	if (rd_kafka_conf_set(conf, key, value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(errbuf, errbuf_size, "kafka property \"%s\": %s", key, kerr);
+		return -1;
+	}
+	return 0;
+}
+
+/* The relay's producer: sluice's defaults, the user's properties (shared and
+ * producer), then what the guarantees rest on: idempotence, acks=all, and
+ * messages that wait for delivery as long as it takes (message.timeout.ms 0,
+ * whatever producer_properties say for the results producer): an expired
+ * message would be resent after those of its key behind it, out of order. */
+static rd_kafka_t *
+producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
+{
+	const struct sl_config *cfg = r->cfg;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	char kerr[512];
+	size_t i;
+
+	if (conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "client.id", "sluice-relay", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "linger.ms", "5", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size) < 0)
+		goto err;
+	for (i = 0; i < cfg->n_kafka_props; i++)
+		if (conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, errbuf, errbuf_size) < 0)
+			goto err;
+	for (i = 0; i < cfg->n_producer_props; i++)
+		if (conf_set(conf, cfg->producer_props[i].key, cfg->producer_props[i].value, errbuf, errbuf_size) < 0)
+			goto err;
+	if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
+	    conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0)
+		goto err;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_opaque(conf, r);
+	if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr))) == NULL) {
+		snprintf(errbuf, errbuf_size, "could not create the outbox relay's kafka producer: %s", kerr);
+		goto err;
+	}
+	return rk; /* conf is now owned by rk */
+err:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+/* Produces one row (copying key and value). Returns 0, or -1 with the row
+ * marked failed. */
+static int
+produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *key, size_t key_len,
+            const char *value, rd_kafka_headers_t *hdrs)
+{
+	rd_kafka_resp_err_t err;
+
+	for (;;) {
+		err = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+		                        RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+		                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+		                        RD_KAFKA_V_OPAQUE(row), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || atomic_load(&r->fatal))
+			break;
+		rd_kafka_poll(r->producer, 10);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (hdrs != NULL)
+			rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+		row->state = -1;
+		row->err = err;
+		return -1;
+	}
+	r->pending++;
+	return 0;
+}
+
+/* Builds "{a,b,c}" from the column `col` of the acknowledged rows. New
+ * malloc'ed string. */
+static char *
+array_literal(const struct row *rows, int n, int col)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int i, first = 1;
+
+	sl__relay_append(&buf, &len, &cap, "{");
+	for (i = 0; i < n; i++) {
+		if (rows[i].state != 1)
+			continue;
+		if (!first)
+			sl__relay_append(&buf, &len, &cap, ",");
+		sl__relay_append(&buf, &len, &cap, col == 0 ? rows[i].xid : rows[i].seq);
+		first = 0;
+	}
+	sl__relay_append(&buf, &len, &cap, "}");
+	return buf;
+}
+
+/* Relays one batch of held[i]'s shard. Returns the number of rows deleted
+ * (0: nothing to do, or nothing acknowledged), or -1 when the shard or the
+ * connection was lost, or the producer failed for good. */
+static long
+relay_shard(struct sl_relay *r, size_t i)
+{
+	char shard[16], epoch[24], limit[16], errbuf[512], state[6], code[32], msg[768];
+	const char *values[4];
+	struct row *rows = NULL;
+	PGresult *res = NULL;
+	char *xids = NULL, *seqs = NULL;
+	double waited_since = 0;
+	long done = -1;
+	int n, k, failed = 0, acked = 0;
+
+	snprintf(shard, sizeof(shard), "%d", r->held[i].shard);
+	snprintf(epoch, sizeof(epoch), "%lld", r->held[i].epoch);
+	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
+	values[0] = shard;
+	values[1] = limit;
+	if ((res = sl__relay_query(r, "select * from sluice.outbox_fetch($1, $2)", 2, values, state, errbuf,
+	                 sizeof(errbuf))) == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			sl__relay_disconnect(r, errbuf);
+		else
+			sl_log_warn("outbox relay: could not read shard %s: %s", shard, errbuf);
+		goto out;
+	}
+	if ((n = PQntuples(res)) == 0) {
+		done = 0;
+		goto out;
+	}
+	if ((rows = calloc((size_t)n, sizeof(*rows))) == NULL)
+		abort();
+	/* Columns: xid, seq, id, source, type, key, topic, data, time. */
+	for (k = 0; k < n && !atomic_load(&r->fatal); k++) {
+		struct row *row = &rows[k];
+		const char *source = PQgetisnull(res, k, 3) ? r->cfg->outbox.source : PQgetvalue(res, k, 3);
+		const char *type = PQgetvalue(res, k, 4);
+		/* librdkafka sends an empty key as none: say so here too. */
+		const char *key = PQgetisnull(res, k, 5) || PQgetlength(res, k, 5) == 0 ? NULL : PQgetvalue(res, k, 5);
+		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+		const char *data = PQgetvalue(res, k, 7);
+		char *value;
+
+		row->xid = PQgetvalue(res, k, 0);
+		row->seq = PQgetvalue(res, k, 1);
+		row->id = PQgetvalue(res, k, 2);
+		value = sl__relay_event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
+		if (sl__relay_check_data(r->w, type, data, code, msg, sizeof(msg)) < 0) {
+			sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
+			            row->id, type, code, msg);
+			row->dead_letter = 1;
+			produce_row(r, row, r->cfg->dlq_topic, key, key ? strlen(key) : 0, value,
+			            sl__relay_dead_letter_headers(code, msg, topic));
+		} else {
+			produce_row(r, row, topic, key, key ? strlen(key) : 0, value, NULL);
+		}
+		free(value);
+	}
+	r->produced += n;
+	if (r->test_fatal_after > 0 && r->produced >= r->test_fatal_after) {
+		r->test_fatal_after = 0;
+		rd_kafka_test_fatal_error(r->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		                          "SLUICE_TEST_RELAY_FATAL_AFTER");
+	}
+	/* Every row's acknowledgement (or failure) before the delete; the lease
+	 * is renewed meanwhile. A stopping relay waits a few seconds only. */
+	waited_since = sl_now();
+	while (r->pending > 0) {
+		if (atomic_load(&r->fatal))
+			goto out;
+		rd_kafka_poll(r->producer, 50);
+		if (stopping(r) && sl_now() - waited_since > STOP_ACK_WAIT)
+			break;
+		if (sl_now() - r->held[i].renewed_at >= r->cfg->outbox.lease_ttl / 3 && sl__relay_renew(r, i) < 0) {
+			/* Lost; let the deliveries finish, then give up the batch. */
+			rd_kafka_flush(r->producer, (int)(STOP_ACK_WAIT * 1000));
+			goto out;
+		}
+	}
+	for (k = 0; k < n; k++) {
+		if (rows[k].state == 1) {
+			acked++;
+			if (rows[k].dead_letter)
+				sl_metrics_counter_inc(r->m_dead_letters);
+		} else if (rows[k].state == -1 && failed++ == 0) {
+			sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,
+			            rd_kafka_err2str(rows[k].err));
+		}
+	}
+	if (acked > 0) {
+		xids = array_literal(rows, n, 0);
+		seqs = array_literal(rows, n, 1);
+		values[0] = shard;
+		values[1] = epoch;
+		values[2] = xids;
+		values[3] = seqs;
+		PQclear(res);
+		res = sl__relay_query(r, "select sluice.outbox_ack($1, $2, $3::xid8[], $4::bigint[])", 4, values, state, errbuf,
+		            sizeof(errbuf));
+		if (res == NULL) {
+			if (strcmp(state, "SL004") == 0) {
+				sl_log_warn("outbox relay: lost the lease of shard %s (epoch %s) before deleting %d "
+				            "delivered rows: the new holder sends them again", shard, epoch, acked);
+				sl__relay_drop_held(r, i);
+			} else if (PQstatus(r->conn) != CONNECTION_OK) {
+				sl__relay_disconnect(r, errbuf);
+			} else {
+				sl_log_warn("outbox relay: could not delete delivered rows of shard %s: %s", shard, errbuf);
+			}
+			goto out;
+		}
+		sl_metrics_counter_add(r->m_relayed, (uint64_t)acked);
+		r->deleted += acked;
+	}
+	if (failed > 0)
+		relay_sleep(r, 1.0);
+	done = acked;
+out:
+	if (r->pending > 0) {
+		/* Deliveries still refer to rows: let them land or purge them. */
+		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(r->producer, 0);
+		while (r->pending > 0)
+			rd_kafka_poll(r->producer, 10);
+	}
+	free(xids);
+	free(seqs);
+	free(rows);
+	PQclear(res);
+	return done;
+}
+
+/* Vacuums sluice.outbox when enough rows were deleted since the last time.
+ * SKIP_LOCKED: when autovacuum (or another relay) is at it, this one is not
+ * needed. A relay whose role does not own the table gets a warning from the
+ * server (logged at debug level by on_notice()) and leaves it to autovacuum. */
+static void
+maybe_vacuum(struct sl_relay *r)
+{
+	char errbuf[512];
+
+	if (r->deleted < VACUUM_ROWS && (r->deleted == 0 || sl_now() - r->vacuumed_at < VACUUM_SECONDS))
+		return;
+	/* Not under the relay's statement_timeout: a table grown large while
+	 * the relay could not keep up takes longer than that to vacuum, and a
+	 * cancelled vacuum would start over every time. (A stop still cancels
+	 * it.) VACUUM cannot share a query string with the SETs. */
+	if (sl_pg_exec(r->conn, "set statement_timeout = 0", errbuf, sizeof(errbuf)) < 0 ||
+	    sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0 ||
+	    sl_pg_exec(r->conn, "set statement_timeout = '30s'", errbuf, sizeof(errbuf)) < 0) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			sl__relay_disconnect(r, errbuf);
+		else
+			sl_log_warn("outbox relay: could not vacuum sluice.outbox: %s", errbuf);
+		/* Whatever failed, the next statements get their bound back. */
+		if (r->conn != NULL)
+			sl_pg_exec(r->conn, "set statement_timeout = '30s'", errbuf, sizeof(errbuf));
+	}
+	r->deleted = 0;
+	r->vacuumed_at = sl_now();
+}
+
+/* Depth, delayed rows and lag, for /metrics. */
+static void
+update_stats(struct sl_relay *r)
+{
+	char errbuf[512], state[6];
+	PGresult *res = sl__relay_query(r,
+	                      "select count(*), coalesce(extract(epoch from clock_timestamp() - min(due)), 0), "
+	                      "(select count(*) from sluice.outbox_delayed) from sluice.outbox",
+	                      0, NULL, state, errbuf, sizeof(errbuf));
+
+	if (res == NULL) {
+		if (PQstatus(r->conn) != CONNECTION_OK)
+			sl__relay_disconnect(r, errbuf);
+		return;
+	}
+	sl_metrics_gauge_set(r->m_depth, strtod(PQgetvalue(res, 0, 0), NULL));
+	sl_metrics_gauge_set(r->m_lag, strtod(PQgetvalue(res, 0, 1), NULL));
+	sl_metrics_gauge_set(r->m_delayed, strtod(PQgetvalue(res, 0, 2), NULL));
+	PQclear(res);
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+static void *
+relay_main(void *arg)
+{
+	struct sl_relay *r = arg;
+	double next_leases = 0, next_stats = 0;
+	char limit[16];
+	const char *values[1] = { limit };
+	long long moved, fired;
+	long sent;
+	size_t i;
+	int rc;
+
+	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
+	while (!stopping(r)) {
+		long work = 0;
+
+		if (r->conn == NULL) {
+			if ((rc = relay_connect(r)) != 0) {
+				relay_sleep(r, rc > 0 ? 5.0 : 1.0);
+				continue;
+			}
+			next_leases = 0;
+		}
+		if (sl_now() >= next_leases) {
+			if (sl__relay_refresh_leases(r) < 0)
+				continue;
+			/* Below its share, a relay looks for free shards every second. */
+			next_leases = sl_now() + ((int)r->n_held < r->share ? 1.0 : r->cfg->outbox.lease_ttl / 3);
+		}
+		if ((moved = sl__relay_scalar(r, "select sluice.outbox_move_due($1)", 1, values)) > 0)
+			work += moved;
+		if (r->conn == NULL)
+			continue;
+		if ((fired = sl__relay_scalar(r, "select sluice.schedule_fire(100)", 0, NULL)) > 0)
+			work += fired;
+		if (r->conn == NULL)
+			continue;
+		for (i = r->n_held; i-- > 0 && r->conn != NULL && !stopping(r);) {
+			if ((sent = relay_shard(r, i)) > 0)
+				work += sent;
+		}
+		if (r->conn != NULL)
+			maybe_vacuum(r);
+		if (r->conn != NULL && sl_now() >= next_stats) {
+			update_stats(r);
+			next_stats = sl_now() + 1.0;
+		}
+		if (work == 0)
+			relay_sleep(r, r->cfg->outbox.poll_interval);
+	}
+	if (!atomic_load(&r->fatal))
+		sl__relay_release_leases(r);
+	return NULL;
+}
+
+sl_relay_t *
+sl_relay_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
+{
+	struct sl_relay *r;
+	sl_metrics_t *m = w->ops.metrics;
+	const char *test;
+	char host[64] = "";
+	int err;
+
+	errbuf[0] = '\0';
+	if (!w->cfg->outbox.enabled)
+		return NULL;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		abort();
+	r->w = w;
+	r->cfg = w->cfg;
+	if ((test = getenv("SLUICE_TEST_RELAY_FATAL_AFTER")) != NULL)
+		r->test_fatal_after = atol(test);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	gethostname(host, sizeof(host) - 1);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	snprintf(r->holder, sizeof(r->holder), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
+	r->m_depth = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_depth",
+	                                                "Rows in sluice.outbox waiting to be relayed", NULL), NULL);
+	r->m_delayed = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_delayed",
+	                                                  "Delayed jobs waiting for their run_at", NULL), NULL);
+	r->m_lag = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_lag_seconds",
+	                                              "Age of the oldest row in sluice.outbox", NULL), NULL);
+	r->m_relayed = sl_metrics_series(sl_metrics_counter(m, "sluice_outbox_relayed_total",
+	                                                    "Outbox rows this worker relayed and deleted", NULL),
+	                                 NULL);
+	r->m_dead_letters = sl_metrics_series(
+		sl_metrics_counter(m, "sluice_outbox_dead_letters_total",
+	                           "Outbox rows this worker sent to the dead-letter topic (bad data)", NULL),
+		NULL);
+	r->m_held = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_shards_held",
+	                                               "Outbox shards whose lease this worker holds", NULL), NULL);
+	if ((r->producer = producer_new(r, errbuf, errbuf_size)) == NULL)
+		goto err;
+	if ((err = pthread_create(&r->thread, NULL, relay_main, r)) != 0) {
+		snprintf(errbuf, errbuf_size, "could not start the outbox relay's thread: %s", strerror(err));
+		goto err;
+	}
+	return r;
+err:
+	if (r->producer != NULL)
+		rd_kafka_destroy(r->producer);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+	return NULL;
+}
+
+void
+sl_relay_stop(sl_relay_t *r)
+{
+	if (r == NULL)
+		return;
+	char errbuf[256];
+
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_broadcast(&r->cv);
+	/* A statement stuck on a frozen server must not hold the stop. */
+	if (r->cancel != NULL)
+		PQcancel(r->cancel, errbuf, sizeof(errbuf));
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	if (rd_kafka_flush(r->producer, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_destroy(r->producer);
+	if (r->conn != NULL)
+		sl__relay_disconnect(r, NULL);
+	free(r->held);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+}
