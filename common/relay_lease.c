@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "clock.h"
 #include "log.h"
 #include "relay_int.h"
 #include "worker_int.h"

@@ -86,6 +86,10 @@ sl_reload(struct sl_worker *w)
 	CHANGED(!same, "jobs (types, handlers, schemas, result topics)");
 	CHANGED(strcmp(cfg->result_source, old->result_source) != 0, "results.source");
 	CHANGED(strcmp(cfg->http_listen, old->http_listen) != 0, "http.listen");
+	CHANGED(cfg->outbox.enabled != old->outbox.enabled || strcmp(cfg->outbox.source, old->outbox.source) != 0 ||
+	        cfg->outbox.poll_interval != old->outbox.poll_interval || cfg->outbox.batch != old->outbox.batch ||
+	        cfg->outbox.lease_ttl != old->outbox.lease_ttl,
+	        "outbox");
 #undef CHANGED
 	if (*skipped)
 		sl_log_warn("reloaded %s; not applied until a restart: %s", old->path, skipped);

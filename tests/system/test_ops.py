@@ -76,10 +76,11 @@ def test_notify_sequence_and_reload(kafka, env, tmp_path):
         # SIGHUP with a changed log level and a change that needs a restart.
         conf = open(w.conf_path).read()
         open(w.conf_path, "w").write(conf.replace('level = "info"', 'level = "debug"')
-                                     .replace("executors = 2;", "executors = 3;"))
+                                     .replace("executors = 2;", "executors = 3;")
+                                     + "\noutbox = { batch = 17; };\n")
         n = len(ns.messages)
         w.signal(signal.SIGHUP)
-        w.wait_for_log("not applied until a restart: executors")
+        w.wait_for_log("not applied until a restart: executors, outbox")
         reloading = ns.index_of("RELOADING=1", n)
         assert reloading >= 0
         assert ns.index_of("READY=1", reloading) > reloading
