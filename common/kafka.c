@@ -63,9 +63,8 @@ on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 		sl_log_debug("kafka %s: %s", fac, buf);
 }
 
-/* Sets one client property; -1 with `kafka property "KEY": why`. */
-static int
-conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
+int
+sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
 {
 	char kerr[256];
 
@@ -76,14 +75,13 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf
 	return 0;
 }
 
-/* Sets the n properties of kv in order; -1 at the first refused. */
-static int
-conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, char *errbuf, size_t errbuf_size)
+int
+sl_kafka_conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, char *errbuf, size_t errbuf_size)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (conf_set(conf, kv[i].key, kv[i].value, errbuf, errbuf_size) < 0)
+		if (sl_kafka_conf_set(conf, kv[i].key, kv[i].value, errbuf, errbuf_size) < 0)
 			return -1;
 	return 0;
 }
@@ -99,42 +97,42 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	char kerr[512];
 	int rc = 0;
 
-	rc |= conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size);
-	rc |= conf_set(conf, "client.id", "sluice-worker", errbuf, errbuf_size);
+	rc |= sl_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size);
+	rc |= sl_kafka_conf_set(conf, "client.id", "sluice-worker", errbuf, errbuf_size);
 	if (type == RD_KAFKA_CONSUMER) {
-		rc |= conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size);
-		rc |= conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size);
-		rc |= conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errbuf_size);
-		rc |= conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errbuf_size);
 		/* The prefetch queue only has to cover a fetch round trip at full
 		 * speed (a few thousand jobs); at librdkafka's 64 MiB it would be
 		 * most of the worker's memory. */
-		rc |= conf_set(conf, "queued.max.messages.kbytes", "4096", errbuf, errbuf_size);
-		rc |= conf_set(conf, "queued.min.messages", "10000", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "queued.min.messages", "10000", errbuf, errbuf_size);
 	} else {
 		/* Batching results cuts the worker's CPU per job by half or more
 		 * (one produce request per result costs more than the job's SQL);
 		 * a result waits at most 50 ms for its batch. */
-		rc |= conf_set(conf, "linger.ms", "50", errbuf, errbuf_size);
-		rc |= conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "linger.ms", "50", errbuf, errbuf_size);
+		rc |= sl_kafka_conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size);
 	}
-	if (rc != 0 || conf_set_all(conf, cfg->kafka_props, cfg->n_kafka_props, errbuf, errbuf_size) < 0 ||
+	if (rc != 0 || sl_kafka_conf_set_all(conf, cfg->kafka_props, cfg->n_kafka_props, errbuf, errbuf_size) < 0 ||
 	    (type == RD_KAFKA_CONSUMER &&
-	     conf_set_all(conf, cfg->consumer_props, cfg->n_consumer_props, errbuf, errbuf_size) < 0) ||
+	     sl_kafka_conf_set_all(conf, cfg->consumer_props, cfg->n_consumer_props, errbuf, errbuf_size) < 0) ||
 	    (type == RD_KAFKA_PRODUCER &&
-	     conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
+	     sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
 		goto err;
 	if (type == RD_KAFKA_CONSUMER) {
-		if (conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "enable.auto.commit", "true", errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "enable.partition.eof", "false", errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "isolation.level", "read_committed", errbuf, errbuf_size) < 0)
+		if (sl_kafka_conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||
+		    sl_kafka_conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) < 0 ||
+		    sl_kafka_conf_set(conf, "enable.auto.commit", "true", errbuf, errbuf_size) < 0 ||
+		    sl_kafka_conf_set(conf, "enable.partition.eof", "false", errbuf, errbuf_size) < 0 ||
+		    sl_kafka_conf_set(conf, "isolation.level", "read_committed", errbuf, errbuf_size) < 0)
 			goto err;
 		rd_kafka_conf_set_rebalance_cb(conf, sl_rebalance_cb);
 	} else {
-		if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
-		    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0)
+		if (sl_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+		    sl_kafka_conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0)
 			goto err;
 		rd_kafka_conf_set_dr_msg_cb(conf, sl_publish_delivery_cb);
 	}

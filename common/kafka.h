@@ -13,4 +13,12 @@
  * opaque; or NULL with the reason in errbuf. The caller destroys it. */
 rd_kafka_t *sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size);
 
+/* Sets one property on conf; returns 0, or -1 with `kafka property "KEY":
+ * why` in errbuf. */
+int sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size);
+
+/* Sets the n properties of kv in order; -1 at the first refused. */
+int sl_kafka_conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, char *errbuf,
+                          size_t errbuf_size);
+
 #endif

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
@@ -266,18 +267,6 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 		sl_log_debug("kafka (outbox relay) %s: %s", fac, buf);
 }
 
-static int
-conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size)
-{
-	char kerr[256];
-
-	if (rd_kafka_conf_set(conf, key, value, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-		snprintf(errbuf, errbuf_size, "kafka property \"%s\": %s", key, kerr);
-		return -1;
-	}
-	return 0;
-}
-
 /* The relay's producer: sluice's defaults, the user's properties (shared and
  * producer), then what the guarantees rest on: idempotence, acks=all, and
  * messages that wait for delivery as long as it takes (message.timeout.ms 0,
@@ -290,22 +279,18 @@ producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk;
 	char kerr[512];
-	size_t i;
 
-	if (conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "client.id", "sluice-relay", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "linger.ms", "5", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size) < 0)
+	if (sl_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set(conf, "client.id", "sluice-relay", errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set(conf, "linger.ms", "5", errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set(conf, "message.max.bytes", "16777216", errbuf, errbuf_size) < 0)
 		goto err;
-	for (i = 0; i < cfg->n_kafka_props; i++)
-		if (conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, errbuf, errbuf_size) < 0)
-			goto err;
-	for (i = 0; i < cfg->n_producer_props; i++)
-		if (conf_set(conf, cfg->producer_props[i].key, cfg->producer_props[i].value, errbuf, errbuf_size) < 0)
-			goto err;
-	if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
-	    conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0)
+	if (sl_kafka_conf_set_all(conf, cfg->kafka_props, cfg->n_kafka_props, errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0)
+		goto err;
+	if (sl_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
+	    sl_kafka_conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size) < 0)
 		goto err;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
