@@ -89,6 +89,8 @@ print_summary(const struct sl_config *cfg)
 		print_retry(&j->retry);
 		printf("\n");
 	}
+	printf("  postgres        pooling %s\n", cfg->pg_pooled ? "transaction (no prepared statements, bounds "
+	                                                          "SET LOCAL)" : "none");
 	printf("  executors       %d\n", cfg->executors);
 	printf("  limits          max_in_flight %d, max_job_bytes %d, max_batch %d, "
 	       "shutdown_timeout %g s, revoke_timeout %g s\n",

@@ -550,11 +550,15 @@ rollback(PGconn *conn)
 	PQclear(PQexec(conn, "rollback"));
 }
 
-/* Opens a transaction that holds the migrations lock until it ends. */
+/* Opens a transaction that holds the migrations lock until it ends.
+ * "already exists, skipping" from every idempotent statement is noise:
+ * warnings and errors still come through. SET LOCAL, not a session SET:
+ * behind a transaction-pooling PgBouncer the session is not ours, and
+ * every statement that could say it runs in such a transaction. */
 static int
 begin_locked(PGconn *conn, char *errbuf, size_t errbuf_size)
 {
-	if (run(conn, "begin", NULL, errbuf, errbuf_size) != 0)
+	if (run(conn, "begin; set local client_min_messages = warning", NULL, errbuf, errbuf_size) != 0)
 		return -1;
 	if (run(conn, "select pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", NULL, errbuf, errbuf_size) != 0) {
 		rollback(conn);
@@ -889,13 +893,6 @@ sl_ctl_migrate(int argc, char **argv)
 			sl_ctl_error("could not connect to \"%s\": %s", redacted, errbuf);
 		else
 			sl_ctl_error("could not connect to PostgreSQL: %s", errbuf);
-		goto out;
-	}
-
-	/* "already exists, skipping" from every idempotent statement is noise;
-	 * warnings and errors still come through. */
-	if (sl_pg_exec(conn, "set client_min_messages = warning", errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("could not set client_min_messages: %s", errbuf);
 		goto out;
 	}
 

@@ -549,7 +549,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	static const char *const kafka_known[] = { "brokers", "group", "topics", "dlq_topic", "result_topic",
 		                                   "properties", "consumer_properties", "producer_properties",
 		                                   NULL };
-	static const char *const pg_known[] = { "conninfo", NULL };
+	static const char *const pg_known[] = { "conninfo", "pooling", NULL };
 	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_batch",
 		                                    "shutdown_timeout", "revoke_timeout", "stall_timeout",
 		                                    "lock_timeout", "idle_in_transaction_timeout", NULL };
@@ -559,7 +559,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	static const char *const outbox_known[] = { "enabled", "source", "poll_interval", "batch", "lease_ttl",
 		                                    NULL };
 	const config_setting_t *kafka, *pg, *limits, *results, *http, *logg, *outbox;
-	char *level = NULL, *format = NULL;
+	char *level = NULL, *format = NULL, *pooling = NULL;
 	int rc = -1, lv;
 
 	if (check_known(r, root, top) < 0 || get_group(r, root, "kafka", &kafka) < 0 ||
@@ -591,8 +591,18 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 		fail(r, kafka, "kafka.group, kafka.dlq_topic and kafka.result_topic must not be empty");
 		goto out;
 	}
-	if (get_string(r, pg, "conninfo", &cfg->pg_conninfo) < 0)
+	if (get_string(r, pg, "conninfo", &cfg->pg_conninfo) < 0 || get_string(r, pg, "pooling", &pooling) < 0)
 		goto out;
+	if (pooling != NULL) {
+		if (strcmp(pooling, "none") == 0)
+			cfg->pg_pooled = 0;
+		else if (strcmp(pooling, "transaction") == 0)
+			cfg->pg_pooled = 1;
+		else {
+			fail(r, lookup(pg, "pooling"), "unknown postgres.pooling \"%s\" (none, transaction)", pooling);
+			goto out;
+		}
+	}
 	if (get_int(r, root, "executors", 1, 256, &cfg->executors) < 0 ||
 	    get_int(r, limits, "max_in_flight", 1, 1000000, &cfg->max_in_flight) < 0 ||
 	    get_int(r, limits, "max_job_bytes", 64, 64 * 1024 * 1024, &cfg->max_job_bytes) < 0 ||
@@ -643,6 +653,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 out:
 	free(level);
 	free(format);
+	free(pooling);
 	return rc;
 }
 

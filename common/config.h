@@ -64,6 +64,13 @@ struct sl_config {
 	size_t n_producer_props;
 
 	char *pg_conninfo;         /* "" means libpq's environment; a secret: never log it raw */
+	/* postgres.pooling = "transaction": the conninfo reaches PostgreSQL
+	 * through a pooler in transaction mode (PgBouncer), which hands each
+	 * transaction to any of its server sessions. Then sluice prepares no
+	 * named statement and sets nothing for the session: what it needs
+	 * (the bounds below, the relay's settings) is set per transaction,
+	 * SET LOCAL. 0 ("none", the default): a session is sluice's own. */
+	int pg_pooled;
 
 	int executors;
 	int max_in_flight;

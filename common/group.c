@@ -40,6 +40,14 @@ sl_group_add(struct sl_group *g, const char *sql, size_t item, enum sl_step_kind
 	return sl_pipe_insert(&g->pipe, g->pipe.n, sql, item, (int)kind, n, params);
 }
 
+void
+sl_group_queue_begin(struct sl_group *g, size_t index)
+{
+	sl_group_add(g, sl_sql_begin, index, SL_STEP_PLAIN, 0, NULL);
+	if (g->bounds != NULL)
+		sl_group_add(g, sl_sql_bounds, index, SL_STEP_PLAIN, 2, g->bounds);
+}
+
 /* SET LOCAL inside the item's savepoint: an undo of the item undoes them
  * too. */
 void
@@ -103,7 +111,7 @@ sl_group_queue_undo(struct sl_group *g, size_t index)
 			k++;
 	if (!g->grouped) {
 		sl_group_add(g, sl_sql_rollback, index, SL_STEP_PLAIN, 0, NULL);
-		sl_group_add(g, sl_sql_begin, index, SL_STEP_PLAIN, 0, NULL);
+		sl_group_queue_begin(g, index);
 		return;
 	}
 	for (k = 0; k < p->n; k++)

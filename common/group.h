@@ -36,6 +36,8 @@ struct sl_group {
 	size_t committed;             /* items[0..committed) committed (a chain, a split) */
 	size_t start;                 /* the first item of the transaction being queued */
 	PGresult *handler_res;        /* the handler's statement's result, for sl_job_exec() */
+	const char *const *bounds;    /* postgres.pooling: sl_sql_bounds's params, sent after
+	                               * every BEGIN; NULL: the session has them */
 	/* The first failed step other than a handler's own statement, until
 	 * the group settles it. */
 	int failed;                   /* -1: none */
@@ -55,6 +57,10 @@ struct sl_pipe_step *sl_group_add(struct sl_group *g, const char *sql, size_t it
  * (role, statement_timeout), before it (enter) and after it (leave). */
 void sl_group_queue_enter(struct sl_group *g, size_t index);
 void sl_group_queue_leave(struct sl_group *g, size_t index);
+
+/* Queues a BEGIN for item `index` (or SL_NO_ITEM) and, when the session
+ * is not ours (g->bounds), the transaction's bounds in the same pipeline. */
+void sl_group_queue_begin(struct sl_group *g, size_t index);
 
 /* Queues the savepoint that item `index` runs in. */
 void sl_group_queue_savepoint(struct sl_group *g, size_t index);

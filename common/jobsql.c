@@ -35,6 +35,11 @@ const char sl_sql_lock_timeout[] = "set local lock_timeout = '1ms'";
  * statement_timeout: back to the session's, before sluice's own writes. */
 const char sl_sql_leave_role[] = "set local role none";
 const char sl_sql_leave_timeout[] = "set local statement_timeout to default";
+/* The session's bounds for one transaction, when sessions are a pooler's
+ * (postgres.pooling): $1 lock_timeout, $2 idle_in_transaction_session_timeout,
+ * in ms. Sent with each BEGIN, in its pipeline. */
+const char sl_sql_bounds[] = "select set_config('lock_timeout', $1, true), "
+                             "set_config('idle_in_transaction_session_timeout', $2, true)";
 const char sl_sql_stored[] = "select status, result from sluice.jobs where source = $1 and id = $2";
 /* Writes a job's outcome: its one write to the ledger. $6 is the attempts
  * of this delivery; a row left `failed` by an earlier delivery adds them.

@@ -8,6 +8,7 @@
 /* The transaction's own. */
 extern const char sl_sql_begin[], sl_sql_commit[], sl_sql_rollback[];
 extern const char sl_sql_lock_timeout[];                  /* inside a group, after its first job */
+extern const char sl_sql_bounds[];                        /* postgres.pooling: the bounds, SET LOCAL */
 extern const char sl_sql_leave_role[], sl_sql_leave_timeout[]; /* after a handler's statement */
 
 /* The ledger's: a job's stored status and result ($1 source, $2 id); a

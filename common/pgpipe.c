@@ -3,7 +3,9 @@
  *
  * Every statement sluice sends on a job's connection is prepared once per
  * session and then sent by name ("s0".."s31"), so that the server parses
- * and plans it once. A pipeline sends a queue of them without waiting for
+ * and plans it once. Behind a transaction-pooling PgBouncer (c->unnamed)
+ * a session is not ours from one transaction to the next, so nothing is
+ * prepared: every statement goes unnamed (parse, bind, execute each time). A pipeline sends a queue of them without waiting for
  * each answer: the executor's own statements travel with the handler's, and
  * a job costs one or two round trips instead of one per statement. After a
  * failed statement the server skips the rest up to the sync point; every
@@ -63,7 +65,7 @@ prepared_index(struct sl_pgconn *c, const char *sql, PGresult **err)
 	*err = NULL;
 	if (i >= 0)
 		return i;
-	if ((i = c->n_prepared) == SL_MAX_PREPARED)
+	if (c->unnamed || (i = c->n_prepared) == SL_MAX_PREPARED)
 		return -1;
 	statement_name(i, name);
 	res = PQprepare(c->conn, name, sql, 0, NULL);
@@ -117,7 +119,7 @@ sl_pgconn_open(struct sl_pgconn *c, const char *conninfo, const char *session_sq
 	if (c->cancel_mu != NULL)
 		pthread_mutex_unlock(c->cancel_mu);
 	c->conn = conn;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && !c->unnamed; i++)
 		if (prepared_index(c, prepare[i], &err) < 0) {
 			snprintf(errbuf, errbuf_size, "could not prepare the job statements: %s",
 			         err ? PQresultErrorMessage(err) : PQerrorMessage(conn));
@@ -255,6 +257,8 @@ send_step(struct sl_pgconn *c, struct sl_pipe_step *s)
 
 	if (s->sql == NULL)
 		return PQsendQueryParams(conn, s->text, 0, NULL, NULL, NULL, NULL, 0);
+	if (c->unnamed)
+		return PQsendQueryParams(conn, s->sql, s->n, NULL, params, NULL, NULL, 0);
 	if ((i = prepared_find(c, s->sql)) < 0)
 		i = c->n_prepared;
 	statement_name(i, name);

@@ -28,13 +28,16 @@ struct sl_pgconn {
 	PGconn *conn;                  /* NULL: not connected */
 	const char *prepared[SL_MAX_PREPARED]; /* statements prepared on conn, by address */
 	int n_prepared;
+	int unnamed;                   /* set by the owner: never prepare a named statement (a
+	                                * transaction-pooling PgBouncer would send its use to
+	                                * another session); every statement goes unnamed */
 	pthread_mutex_t *cancel_mu;    /* guards cancel (set by the owner before use) */
 	PGcancel *cancel;              /* under *cancel_mu: for another thread's cancel */
 	sl_metrics_series_t *round_trips; /* counts round trips; may be NULL */
 };
 
 /* Connects with conninfo, runs session_sql (may be NULL) and prepares the
- * statements prepare[0..n) on the new session. An open, idle connection is
+ * statements prepare[0..n) on the new session (none when c->unnamed). An open, idle connection is
  * kept as it is. Returns 0, or -1 with the reason in errbuf and c closed. */
 int sl_pgconn_open(struct sl_pgconn *c, const char *conninfo, const char *session_sql,
                    const char *const *prepare, size_t n, char *errbuf, size_t errbuf_size);

@@ -98,11 +98,69 @@ relay_sleep(struct sl_relay *r, double seconds)
 /* Runs sql with text parameters; returns the result when its status is
  * TUPLES_OK or COMMAND_OK, else NULL after writing the server's message to
  * errbuf and copying the SQLSTATE (at least 6 bytes) to sqlstate. */
+/* The relay's settings for one statement, behind a transaction pooler
+ * (postgres.pooling), where a session SET would stay with a server session
+ * that other clients get next, while this relay's next statement may run
+ * on another. See relay_connect() for why these values. */
+static const char relay_local_settings[] =
+	"select set_config('statement_timeout', '30s', true), set_config('lock_timeout', '10s', true), "
+	"set_config('synchronous_commit', 'local', true)";
+
+/* PQexecParams() behind a transaction pooler: the settings and sql in one
+ * pipeline, one implicit transaction (the statements before a Sync share
+ * one), so set_config(..., true) holds for sql and ends with it; one round
+ * trip, as before. Returns sql's result, the settings' if they failed, or
+ * NULL when the connection failed. */
+static PGresult *
+pooled_exec(PGconn *conn, const char *sql, int n, const char *const *values)
+{
+	PGresult *res = NULL, *set = NULL, *extra;
+	int k;
+
+	if (PQenterPipelineMode(conn) != 1)
+		return NULL;
+	if (PQsendQueryParams(conn, relay_local_settings, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    PQsendQueryParams(conn, sql, n, NULL, values, NULL, NULL, 0) != 1 || PQpipelineSync(conn) != 1)
+		goto lost;
+	for (k = 0; k < 2; k++) {
+		PGresult *got = PQgetResult(conn);
+
+		if (got == NULL)
+			goto lost;
+		while ((extra = PQgetResult(conn)) != NULL)
+			PQclear(extra);
+		if (k == 0)
+			set = got;
+		else
+			res = got;
+	}
+	extra = PQgetResult(conn);
+	if (extra == NULL || PQresultStatus(extra) != PGRES_PIPELINE_SYNC) {
+		PQclear(extra);
+		goto lost;
+	}
+	PQclear(extra);
+	if (PQexitPipelineMode(conn) != 1)
+		goto lost;
+	if (PQresultStatus(set) != PGRES_TUPLES_OK) {
+		PQclear(res);
+		return set;
+	}
+	PQclear(set);
+	return res;
+
+lost:
+	PQclear(set);
+	PQclear(res);
+	return NULL;
+}
+
 PGresult *
 sl__relay_query(struct sl_relay *r, const char *sql, int n, const char *const *values, char *sqlstate, char *errbuf,
       size_t errbuf_size)
 {
-	PGresult *res = PQexecParams(r->conn, sql, n, NULL, values, NULL, NULL, 0);
+	PGresult *res = r->cfg->pg_pooled ? pooled_exec(r->conn, sql, n, values)
+	                                  : PQexecParams(r->conn, sql, n, NULL, values, NULL, NULL, 0);
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
 	sqlstate[0] = '\0';
@@ -170,9 +228,13 @@ relay_connect(struct sl_relay *r)
 	 * delete of delivered rows, a move of due delayed jobs, a fired slot)
 	 * is one that, lost in a failover, is done again with the same ids,
 	 * which the ledger dedupes. */
+	/* Behind a transaction pooler the first three go with each statement
+	 * instead (relay_local_settings); client_encoding is one of the
+	 * parameters PgBouncer itself keeps per client. */
 	if (sl_pg_exec(r->conn,
-	               "set statement_timeout = '30s'; set lock_timeout = '10s'; set synchronous_commit = local; "
-	               "set client_encoding = 'UTF8'",
+	               r->cfg->pg_pooled ? "set client_encoding = 'UTF8'"
+	                                 : "set statement_timeout = '30s'; set lock_timeout = '10s'; "
+	                                   "set synchronous_commit = local; set client_encoding = 'UTF8'",
 	               errbuf, sizeof(errbuf)) < 0) {
 		sl__relay_disconnect(r, errbuf);
 		return -1;
@@ -505,7 +567,17 @@ maybe_vacuum(struct sl_relay *r)
 	 * the relay could not keep up takes longer than that to vacuum, and a
 	 * cancelled vacuum would start over every time. (A stop still cancels
 	 * it.) VACUUM cannot share a query string with the SETs. */
-	if (sl_pg_exec(r->conn, "set statement_timeout = 0", errbuf, sizeof(errbuf)) < 0 ||
+	if (r->cfg->pg_pooled) {
+		/* No session of ours to set: the vacuum runs under the server's
+		 * own statement_timeout (and VACUUM takes no SET LOCAL: it
+		 * cannot run inside a transaction block). */
+		if (sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0) {
+			if (PQstatus(r->conn) != CONNECTION_OK)
+				sl__relay_disconnect(r, errbuf);
+			else
+				sl_log_warn("outbox relay: could not vacuum sluice.outbox: %s", errbuf);
+		}
+	} else if (sl_pg_exec(r->conn, "set statement_timeout = 0", errbuf, sizeof(errbuf)) < 0 ||
 	    sl_pg_exec(r->conn, "vacuum (skip_locked) sluice.outbox", errbuf, sizeof(errbuf)) < 0 ||
 	    sl_pg_exec(r->conn, "set statement_timeout = '30s'", errbuf, sizeof(errbuf)) < 0) {
 		if (PQstatus(r->conn) != CONNECTION_OK)

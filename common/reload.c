@@ -73,6 +73,7 @@ sl_reload(struct sl_worker *w)
 		       strcmp(cfg->producer_props[i].value, old->producer_props[i].value) == 0;
 	CHANGED(!same, "kafka properties");
 	CHANGED(strcmp(cfg->pg_conninfo, old->pg_conninfo) != 0, "postgres.conninfo");
+	CHANGED(cfg->pg_pooled != old->pg_pooled, "postgres.pooling");
 	CHANGED(cfg->executors != old->executors, "executors");
 	CHANGED(cfg->max_job_bytes != old->max_job_bytes, "limits.max_job_bytes");
 	CHANGED(cfg->max_batch != old->max_batch, "limits.max_batch");

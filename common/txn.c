@@ -61,15 +61,25 @@ int
 sl_txn_connect(struct sl_executor *ex, char *errbuf, size_t errbuf_size)
 {
 	const struct sl_config *cfg = ex->w->cfg;
+	long lock_ms = (long)(cfg->lock_timeout * 1000 + 0.5);
+	long idle_ms = (long)(cfg->idle_in_transaction_timeout * 1000 + 0.5);
 	char bounds[128];
 
-	/* The session's bounds (config.h): no lock wait and no open
-	 * transaction of ours lasts longer, so a frozen or cut-off worker
-	 * holds the others' jobs up for that long at most. */
+	/* The bounds (config.h): no lock wait and no open transaction of ours
+	 * lasts longer, so a frozen or cut-off worker holds the others' jobs
+	 * up for that long at most. Set for the session, or, behind a
+	 * transaction pooler whose sessions are not ours, for each
+	 * transaction: sl_sql_bounds after every BEGIN (group.c), with these
+	 * params, and no named statement is prepared. */
 	snprintf(bounds, sizeof(bounds), "set lock_timeout = %ld; set idle_in_transaction_session_timeout = %ld",
-	         (long)(cfg->lock_timeout * 1000 + 0.5), (long)(cfg->idle_in_transaction_timeout * 1000 + 0.5));
-	return sl_pgconn_open(&ex->pg, cfg->pg_conninfo, bounds, sl_sql_framework, SL_SQL_N_FRAMEWORK, errbuf,
-	                      errbuf_size);
+	         lock_ms, idle_ms);
+	snprintf(ex->bounds_ms[0], sizeof(ex->bounds_ms[0]), "%ld", lock_ms);
+	snprintf(ex->bounds_ms[1], sizeof(ex->bounds_ms[1]), "%ld", idle_ms);
+	ex->bounds[0] = ex->bounds_ms[0];
+	ex->bounds[1] = ex->bounds_ms[1];
+	ex->pg.unnamed = cfg->pg_pooled;
+	return sl_pgconn_open(&ex->pg, cfg->pg_conninfo, cfg->pg_pooled ? NULL : bounds, sl_sql_framework,
+	                      SL_SQL_N_FRAMEWORK, errbuf, errbuf_size);
 }
 
 /* Settles items[index], whose ledger write failed with `error` (classified
@@ -257,7 +267,7 @@ advance(struct sl_executor *ex, struct sl_group *g, size_t k, enum item_end end,
 {
 	if (end == ITEM_SPLIT && !atomic_load(&ex->w->abandon)) {
 		sl_group_add(g, sl_sql_commit, k - 1, SL_STEP_COMMIT, 0, NULL);
-		sl_group_add(g, sl_sql_begin, k, SL_STEP_PLAIN, 0, NULL);
+		sl_group_queue_begin(g, k);
 		g->start = k;
 		g->timeout_set = 0;
 		return k;
@@ -267,7 +277,7 @@ advance(struct sl_executor *ex, struct sl_group *g, size_t k, enum item_end end,
 	if (chain) {
 		sl_group_add(g, sl_sql_commit, k, SL_STEP_COMMIT, 0, NULL);
 		if (k + 1 < g->n_items)
-			sl_group_add(g, sl_sql_begin, k + 1, SL_STEP_PLAIN, 0, NULL);
+			sl_group_queue_begin(g, k + 1);
 	}
 	return k + 1;
 }
@@ -353,7 +363,9 @@ sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, int ahead, i
 	ex->group = g;
 	for (j = 0; j < n; j++)
 		snprintf(items[j].attempts, sizeof(items[j].attempts), "%d", items[j].job->attempts);
-	sl_group_add(g, sl_sql_begin, SL_NO_ITEM, SL_STEP_PLAIN, 0, NULL);
+	if (w->cfg->pg_pooled)
+		g->bounds = ex->bounds;
+	sl_group_queue_begin(g, SL_NO_ITEM);
 	for (;;) {
 		if (chain && i > 0 && atomic_load(&w->abandon)) {
 			/* What is queued does not go: the job before commits no

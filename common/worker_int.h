@@ -111,6 +111,8 @@ struct sl_executor {
 	int stop;                      /* under mu */
 	struct sl_pgconn pg;           /* executor thread; pg.cancel under mu, for the consumer thread */
 	struct sl_group *group;        /* executor thread: the group transaction running (txn.c) */
+	char bounds_ms[2][24];         /* executor thread: lock and idle bounds, ms (sl_txn_connect) */
+	const char *bounds[2];         /* executor thread: pointers to them, sl_sql_bounds's params */
 	atomic_int busy;               /* running a job right now */
 	atomic_int waiting;            /* its jobs wait for PostgreSQL (not stalled) */
 	atomic_llong busy_ns;          /* total time spent running jobs */

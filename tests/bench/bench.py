@@ -71,8 +71,13 @@ KNOWN_MODES = {
     # ledger.transfer as a SQL function (sql_transfer.sql) instead of the C handler.
     "per-job-sql": {"max_batch": 1, "handler": "sql"},
     "grouped-sql": {"max_batch": 32, "handler": "sql"},
+    # Through PgBouncer in transaction pooling mode (tests/services starts it,
+    # default_pool_size 4), with postgres.pooling = "transaction".
+    "per-job-pgbouncer": {"max_batch": 1, "pgbouncer": 1},
+    "grouped-pgbouncer": {"max_batch": 32, "pgbouncer": 1},
 }
-SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer", "handler")
+SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer", "handler",
+                "pgbouncer")
 SQL_TRANSFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_transfer.sql")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBJECT = re.compile(rb'"subject":"([^"]+)"')
@@ -417,6 +422,14 @@ class Run:
                          http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
         if s.get("handler") == "sql":
             text = text.replace('handler = "ledger.transfer";', 'handler = "sql:app.transfer";')
+        if s.get("pgbouncer"):
+            bouncer = os.environ.get("SLUICE_PGBOUNCER_CONNINFO")
+            if not bouncer:
+                raise BenchError("SLUICE_PGBOUNCER_CONNINFO is not set (tests/services up starts PgBouncer)")
+            via = re.sub(r"\bdbname=\S+", f"dbname={self.db.dbname}", bouncer)
+            text = text.replace(f"postgres: {{ conninfo = {json.dumps(self.db.conninfo)}; }};",
+                                f"postgres: {{ conninfo = {json.dumps(via)}; pooling = \"transaction\"; }};")
+            assert "pooling" in text
         return text
 
     def check_conf(self, path):
@@ -854,9 +867,10 @@ def main():
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--executors", type=int, default=4)
-    ap.add_argument("--modes", default="per-job,grouped,grouped-sql",
+    ap.add_argument("--modes", default="per-job,grouped,grouped-sql,grouped-pgbouncer",
                     help="comma list: per-job, grouped, per-job-sql, grouped-sql (ledger.transfer as a SQL "
-                         "function), or NAME:max_batch=N:max_in_flight=N:executors=N:workers=N:handler=c|sql:"
+                         "function), per-job-pgbouncer, grouped-pgbouncer (through PgBouncer, transaction "
+                         "pooling), or NAME:max_batch=N:max_in_flight=N:executors=N:workers=N:handler=c|sql:pgbouncer=1:"
                          "producer=PROP=V:consumer=PROP=V")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=float, default=0,

@@ -497,6 +497,59 @@ test_group_lock_timeout_alone(void **state)
 	assert_int_equal(effects("j2"), 0);
 }
 
+/* postgres.pooling = "transaction": the same group through unnamed
+ * statements only, with the session left as it was found (no prepared
+ * statement, no bound set for the session), and the bounds still there in
+ * each transaction: a lone job that cannot get its lock gives up after
+ * lock_timeout, grouped (max_batch 32) and per job (max_batch 1). */
+static void
+pooled_lock_timeout(int max_batch)
+{
+	int lost, replay;
+	PGresult *res;
+
+	cfg.pg_pooled = 1;
+	cfg.max_batch = max_batch;
+	cfg.lock_timeout = 0.3;
+	handler.plan = test_plan;
+	exec_ok("begin");
+	exec_ok("select v from pgtest_accounts where id = 1 for update");
+	make_jobs(3, "ok", "lock", "ok");
+	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_false(lost);
+	assert_non_null(strstr(items[1].message, "55P03"));
+	exec_ok("rollback");
+	assert_int_equal(effects("j0"), 1);
+	res = PQexec(ex.pg.conn, "select (select count(*) from pg_prepared_statements), "
+	                         "current_setting('lock_timeout'), "
+	                         "current_setting('idle_in_transaction_session_timeout')");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "0");
+	assert_string_equal(PQgetvalue(res, 0, 1), "0");
+	assert_string_equal(PQgetvalue(res, 0, 2), "0");
+	PQclear(res);
+	/* The lock is gone: the rest commits. */
+	make_jobs(3, "ok", "ok", "ok");
+	assert_int_equal(sl_txn_run(&ex, items + 1, 2, 1, &lost, &replay), 2);
+	assert_false(lost);
+	assert_int_equal(ledger_rows("succeeded"), 3);
+	assert_int_equal(effects("j1"), 1);
+}
+
+static void
+test_pooled_grouped(void **state)
+{
+	(void)state;
+	pooled_lock_timeout(32);
+}
+
+static void
+test_pooled_per_job(void **state)
+{
+	(void)state;
+	pooled_lock_timeout(1);
+}
+
 /* ledger refusal: a job final already (another delivery finished it) rolls
  * back its effects and takes the stored result, byte for byte. */
 static void
@@ -866,6 +919,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_group_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pooled_grouped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pooled_per_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commits_with_plans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_rolls_back_a_failed_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_rolls_back_a_rejected_job, setup, teardown),

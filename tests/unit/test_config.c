@@ -68,6 +68,7 @@ test_defaults(void **state)
 	assert_string_equal(cfg->jobs[0].result_topic, "job-results");
 	assert_null(cfg->jobs[0].schema_path);
 	assert_string_equal(cfg->pg_conninfo, "");
+	assert_int_equal(cfg->pg_pooled, 0);
 	sl_config_destroy(cfg);
 }
 
@@ -138,6 +139,25 @@ test_env_overrides(void **state)
 	assert_string_equal(cfg->brokers, "k1:9");
 	assert_string_equal(cfg->pg_conninfo, "dbname=x password=y");
 	sl_config_destroy(cfg);
+}
+
+static void
+test_pooling(void **state)
+{
+	char err[512];
+	struct sl_config *cfg;
+
+	(void)state;
+	cfg = sl_config_load(write_conf("postgres: { pooling = \"transaction\"; };\njobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	unlink(path);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->pg_pooled, 1);
+	sl_config_destroy(cfg);
+	expect_error("jobs = ( { type = \"a\"; } );\npostgres: {\n  pooling = \"session\"; };\n",
+	             ":3: unknown postgres.pooling \"session\" (none, transaction)");
+	expect_error("jobs = ( { type = \"a\"; } );\npostgres: { pooling = true; };\n",
+	             ":2: \"postgres.pooling\" must be a string");
 }
 
 static void
@@ -437,6 +457,7 @@ main(void)
 		cmocka_unit_test(test_sample_file_loads),
 		cmocka_unit_test(test_session_bounds_follow_the_session_timeout),
 		cmocka_unit_test(test_env_overrides),
+		cmocka_unit_test(test_pooling),
 		cmocka_unit_test(test_isolation_read_committed_accepted),
 		cmocka_unit_test(test_job_retry_inherits_and_overrides),
 		cmocka_unit_test(test_errors),
