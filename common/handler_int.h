@@ -1,6 +1,6 @@
 /* handler_int.h -- the runtime's side of the handler contract.
  *
- * What the executor (job.c) needs to call a handler: struct sl_handler, the
+ * What the executor (txn.c, group.c) needs to call a handler: struct sl_handler, the
  * job's context struct sl_job_ctx and the helpers that fill it. Handlers
  * themselves are written against the public header <sluice/handler.h>,
  * whose opaque sluice_job_t is a struct sl_job_ctx; handler_api.c adapts
@@ -104,14 +104,14 @@ enum sl_outcome sl_job_fail(struct sl_job_ctx *ctx, enum sl_outcome outcome, con
  * PQexecParams. Returns the result (the caller PQclears it), NULL when libpq
  * returned none. Does not look at what the statement is: handlers written
  * against the public header go through sluice_job_exec(), which does.
- * Defined in job.c. */
+ * Defined in group.c. */
 PGresult *sl_job_exec(struct sl_job_ctx *ctx, const char *sql, int n_params, const char *const *params);
 
 /* Returns the job as one JSON object (text): {"id", "source", "type",
  * "subject", "time", "data", "key", "attempt"}, "key" the Kafka key as text
  * (null when none, not UTF-8, or holding a NUL byte), "attempt" 1 for the first try. Borrowed:
  * valid until the handler returns. NULL outside an executor. Defined in
- * job.c. */
+ * group.c. */
 const char *sl_job_json(struct sl_job_ctx *ctx);
 
 /* Turns a failed libpq call into an outcome: classifies `res` (NULL when the

@@ -5,7 +5,7 @@
  * folder), NAME_plan its optional sluice_plan_fn (<sluice/handler.h>).
  * Each .so is loaded once per process and never unloaded; the handlers made
  * from it live as long. Not for: the built-in handlers (the program hands
- * them to the worker) or running jobs (job.c).
+ * them to the worker) or running jobs (txn.c).
  */
 #ifndef SL_PLUGIN_H
 #define SL_PLUGIN_H
