@@ -29,6 +29,7 @@
 #include "log.h"
 #include "notify.h"
 #include "ops.h"
+#include "partition.h"
 #include "pg.h"
 #include "publish.h"
 #include "relay.h"
@@ -204,6 +205,15 @@ out:
 		if (w->consumer_q != NULL)
 			rd_kafka_queue_destroy(w->consumer_q);
 		rd_kafka_destroy(w->consumer);
+	}
+	/* Partitions a close left assigned (no revoke came: the group had
+	 * already moved on, say) hold no job here: jobs in flight took the
+	 * _exit above. */
+	while (w->parts != NULL) {
+		struct sl_partition *p = w->parts;
+
+		w->parts = p->next;
+		sl_partition_free(p);
 	}
 	sl_ops_stop(w);
 	sl_jobtypes_release(w->types, w->n_types);
