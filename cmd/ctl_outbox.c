@@ -99,6 +99,42 @@ value(const PGresult *res, int row, int col, enum kind kind)
 	return json_string(PQgetvalue(res, row, col));
 }
 
+/* A JSON member per column of a query's row: its name and kind. */
+struct column {
+	const char *name;
+	enum kind kind;
+};
+
+static const struct column summary_cols[] = {
+	{ "depth", INT }, { "behind_watermark", INT }, { "lag_seconds", REAL },
+	{ "delayed", INT }, { "next_delayed_in_seconds", REAL }, { "shards", INT },
+};
+static const struct column lease_cols[] = {
+	{ "shard", INT },   { "holder", TEXT },  { "epoch", INT },
+	{ "expires_in_seconds", REAL }, { "relayed", INT }, { "last_relayed_seconds_ago", REAL },
+};
+static const struct column relay_cols[] = { { "holder", TEXT }, { "seen_seconds_ago", REAL } };
+static const struct column oldest_cols[] = {
+	{ "pid", INT },  { "database", TEXT }, { "user", TEXT },     { "application_name", TEXT },
+	{ "xid", TEXT }, { "age_seconds", REAL }, { "state", TEXT },
+};
+/* The first 8 columns of a schedule (then data, last_error). */
+static const struct column schedule_cols[] = {
+	{ "name", TEXT }, { "cron", TEXT }, { "tz", TEXT },   { "type", TEXT },
+	{ "key", TEXT },  { "next", TEXT }, { "last", TEXT }, { "fires", INT },
+};
+
+/* Sets o's members from row `row` of res, column i as cols[i]; returns o. */
+static json_t *
+add_columns(json_t *o, const PGresult *res, int row, const struct column *cols, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		json_object_set_new(o, cols[i].name, value(res, row, (int)i, cols[i].kind));
+	return o;
+}
+
 static const char *
 text_or(const PGresult *res, int row, int col, const char *dflt)
 {
@@ -138,41 +174,19 @@ show_outbox(PGconn *conn, int as_json)
 		json_t *o = json_object(), *ls = json_array(), *x = json_null();
 		char *text;
 
-		json_object_set_new(o, "depth", value(sum, 0, 0, INT));
-		json_object_set_new(o, "behind_watermark", value(sum, 0, 1, INT));
-		json_object_set_new(o, "lag_seconds", value(sum, 0, 2, REAL));
-		json_object_set_new(o, "delayed", value(sum, 0, 3, INT));
-		json_object_set_new(o, "next_delayed_in_seconds", value(sum, 0, 4, REAL));
-		json_object_set_new(o, "shards", value(sum, 0, 5, INT));
-		for (i = 0; i < PQntuples(leases); i++) {
-			json_t *l = json_object();
-			json_object_set_new(l, "shard", value(leases, i, 0, INT));
-			json_object_set_new(l, "holder", value(leases, i, 1, TEXT));
-			json_object_set_new(l, "epoch", value(leases, i, 2, INT));
-			json_object_set_new(l, "expires_in_seconds", value(leases, i, 3, REAL));
-			json_object_set_new(l, "relayed", value(leases, i, 4, INT));
-			json_object_set_new(l, "last_relayed_seconds_ago", value(leases, i, 5, REAL));
-			json_array_append_new(ls, l);
-		}
+		add_columns(o, sum, 0, summary_cols, sizeof(summary_cols) / sizeof(summary_cols[0]));
+		for (i = 0; i < PQntuples(leases); i++)
+			json_array_append_new(ls, add_columns(json_object(), leases, i, lease_cols,
+			                                      sizeof(lease_cols) / sizeof(lease_cols[0])));
 		json_object_set_new(o, "leases", ls);
 		ls = json_array();
-		for (i = 0; i < PQntuples(relays); i++) {
-			json_t *l = json_object();
-			json_object_set_new(l, "holder", value(relays, i, 0, TEXT));
-			json_object_set_new(l, "seen_seconds_ago", value(relays, i, 1, REAL));
-			json_array_append_new(ls, l);
-		}
+		for (i = 0; i < PQntuples(relays); i++)
+			json_array_append_new(ls, add_columns(json_object(), relays, i, relay_cols,
+			                                      sizeof(relay_cols) / sizeof(relay_cols[0])));
 		json_object_set_new(o, "relays", ls);
 		if (PQntuples(oldest) > 0) {
 			json_decref(x);
-			x = json_object();
-			json_object_set_new(x, "pid", value(oldest, 0, 0, INT));
-			json_object_set_new(x, "database", value(oldest, 0, 1, TEXT));
-			json_object_set_new(x, "user", value(oldest, 0, 2, TEXT));
-			json_object_set_new(x, "application_name", value(oldest, 0, 3, TEXT));
-			json_object_set_new(x, "xid", value(oldest, 0, 4, TEXT));
-			json_object_set_new(x, "age_seconds", value(oldest, 0, 5, REAL));
-			json_object_set_new(x, "state", value(oldest, 0, 6, TEXT));
+			x = add_columns(json_object(), oldest, 0, oldest_cols, sizeof(oldest_cols) / sizeof(oldest_cols[0]));
 		}
 		json_object_set_new(o, "oldest_transaction", x);
 		text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -229,14 +243,7 @@ list_schedules(PGconn *conn, int as_json)
 			json_error_t jerr;
 			char *text;
 
-			json_object_set_new(o, "name", value(res, i, 0, TEXT));
-			json_object_set_new(o, "cron", value(res, i, 1, TEXT));
-			json_object_set_new(o, "tz", value(res, i, 2, TEXT));
-			json_object_set_new(o, "type", value(res, i, 3, TEXT));
-			json_object_set_new(o, "key", value(res, i, 4, TEXT));
-			json_object_set_new(o, "next", value(res, i, 5, TEXT));
-			json_object_set_new(o, "last", value(res, i, 6, TEXT));
-			json_object_set_new(o, "fires", value(res, i, 7, INT));
+			add_columns(o, res, i, schedule_cols, sizeof(schedule_cols) / sizeof(schedule_cols[0]));
 			data = json_loads(PQgetvalue(res, i, 8), JSON_DECODE_ANY, &jerr);
 			json_object_set_new(o, "data", data ? data : json_null());
 			json_object_set_new(o, "last_error", value(res, i, 9, TEXT));
