@@ -13,9 +13,12 @@
  * point: the first failure names the item to settle (txn.c), and what came
  * after it runs again.
  *
- * In a group, job i runs inside savepoint "j<i>", which stays until the
- * COMMIT: undoing job i is `rollback to savepoint j<i>`, which also undoes
- * every job after it, so their statements sent ahead go again.
+ * A group's first try has no savepoints (txn.c): a job that fails there
+ * rolls the group back unless it is the first of its transaction, whose
+ * undo is the whole transaction. When the group runs again with them, job
+ * i runs inside savepoint "j<i>", which stays until the COMMIT: undoing job
+ * i is `rollback to savepoint j<i>`, which also undoes every job after it,
+ * so their statements sent ahead go again.
  *
  * Here too: what a handler sees of its job while it runs (sl_job_exec,
  * sl_job_json), since its statements travel in the group's pipeline.
@@ -75,8 +78,11 @@ sl_group_queue_leave(struct sl_group *g, size_t index)
 void
 sl_group_queue_savepoint(struct sl_group *g, size_t index)
 {
-	struct sl_pipe_step *s = sl_group_add(g, NULL, index, SL_STEP_SAVEPOINT, 0, NULL);
+	struct sl_pipe_step *s;
 
+	if (!g->savepoints)
+		return;
+	s = sl_group_add(g, NULL, index, SL_STEP_SAVEPOINT, 0, NULL);
 	snprintf(s->text, sizeof(s->text), "savepoint j%zu", index);
 }
 
@@ -109,11 +115,17 @@ sl_group_queue_undo(struct sl_group *g, size_t index)
 			sl_pipe_remove(p, k);
 		else
 			k++;
-	if (!g->grouped) {
+	if (!g->savepoints) {
+		/* Alone in its transaction so far: what went ahead for later
+		 * items goes too, and with it a SET LOCAL. */
 		sl_group_add(g, sl_sql_rollback, index, SL_STEP_PLAIN, 0, NULL);
 		sl_group_queue_begin(g, index);
+		sl_group_clear_ahead(g, index);
+		g->timeout_set = 0;
 		return;
 	}
+	if (index > g->start)
+		g->undone_inside = 1;
 	for (k = 0; k < p->n; k++)
 		if (p->steps[k].kind == SL_STEP_SAVEPOINT && p->steps[k].item == index)
 			at = k + 1;
@@ -242,7 +254,7 @@ sl_group_plan_broken(struct sl_group *g, const struct sl_item *it)
 	if (atomic_exchange(&warned, 1) == 0)
 		sl_log_warn("handler of job type \"%s\" sent a statement its plan did not say; its groups run "
 		            "again without plans (logged once)", it->ev.type);
-	g->replay = 1;
+	g->replay = SL_TXN_STEPWISE;
 	return NULL;
 }
 

@@ -8,6 +8,7 @@
 
 #include "outcome.h"
 #include "pgpipe.h"
+#include "txn.h"
 
 #define SL_NO_ITEM ((size_t)-1)
 
@@ -27,12 +28,14 @@ struct sl_group {
 	struct sl_pipe pipe;          /* the statements not sent yet */
 	struct sl_item *items;
 	size_t n_items;
-	int grouped;                  /* one transaction, a savepoint per job (else one each) */
+	int grouped;                  /* one transaction (else one each) */
+	int savepoints;               /* grouped, and a savepoint per job */
 	size_t cur;                   /* the item whose handler runs */
 	int timeout_set;              /* sl_sql_lock_timeout ran in this transaction... */
 	size_t timeout_item;          /* ...inside the savepoint of the item before this one */
 	int windowed;                 /* statements of several items went out ahead together */
-	int replay;                   /* a handler broke its plan: run the group again */
+	enum sl_txn_care replay;      /* not 0: roll back, run the group again this carefully */
+	int undone_inside;            /* a job not first in its transaction was undone */
 	size_t committed;             /* items[0..committed) committed (a chain, a split) */
 	size_t start;                 /* the first item of the transaction being queued */
 	PGresult *handler_res;        /* the handler's statement's result, for sl_job_exec() */
@@ -62,11 +65,12 @@ void sl_group_queue_leave(struct sl_group *g, size_t index);
  * is not ours (g->bounds), the transaction's bounds in the same pipeline. */
 void sl_group_queue_begin(struct sl_group *g, size_t index);
 
-/* Queues the savepoint that item `index` runs in. */
+/* Queues the savepoint that item `index` runs in, if the group has them. */
 void sl_group_queue_savepoint(struct sl_group *g, size_t index);
 
-/* Queues the undo of item `index`: back to its savepoint inside a group,
- * else the whole transaction and a new one. */
+/* Queues the undo of item `index`: back to its savepoint inside a group
+ * that has them, else (the first item of its transaction) the whole
+ * transaction and a new one. */
 void sl_group_queue_undo(struct sl_group *g, size_t index);
 
 /* Queues the ledger write of item `index`'s pending outcome. */
@@ -91,7 +95,7 @@ int sl_group_undo(struct sl_executor *ex, struct sl_group *g, size_t index, char
 void sl_group_clear_ahead(struct sl_group *g, size_t from);
 
 /* Notes that item it's handler sent what its plan did not say: the group
- * runs again without plans (g->replay). Returns NULL, the handler's result. */
+ * runs again without plans (g->replay = SL_TXN_STEPWISE). Returns NULL, the handler's result. */
 PGresult *sl_group_plan_broken(struct sl_group *g, const struct sl_item *it);
 
 /* Fills the handler's view of item it (ctx zeroed by the caller). */

@@ -279,7 +279,8 @@ sl_job_run_items(struct sl_executor *ex, struct sl_item *items, size_t n_db)
 	struct sl_worker *w = ex->w;
 	struct sl_retry_policy policy;
 	size_t i, first = 0, done, size;
-	int lost, replay, alone = 0, ahead = 1, waits = 0;
+	enum sl_txn_care care = sl_txn_first_care(ex);
+	int lost, replay, alone = 0, waits = 0;
 	long held = 0;
 	char errbuf[512];
 
@@ -306,7 +307,7 @@ sl_job_run_items(struct sl_executor *ex, struct sl_item *items, size_t n_db)
 		 * breaks its connection then pays for it alone, instead of the
 		 * group's first job (which is what gets the next attempt). */
 		size = alone ? 1 : n_db - first;
-		done = sl_txn_run(ex, it, size, ahead, &lost, &replay);
+		done = sl_txn_run(ex, it, size, &care, &lost, &replay);
 		if (lost && size > 1)
 			alone = 1;
 		atomic_store(&ex->progress_at, (long long)(sl_now() * 1000));
@@ -327,11 +328,8 @@ sl_job_run_items(struct sl_executor *ex, struct sl_item *items, size_t n_db)
 			break;
 		if (done == size)
 			continue; /* one by one: the next job has not run yet */
-		if (replay) {
-			/* Rolled back: the same jobs go again, without plans. */
-			ahead = 0;
-			continue;
-		}
+		if (replay)
+			continue; /* rolled back: the same jobs go again, more carefully */
 		it = &items[first];
 		/* A job that lost its connection alone while PostgreSQL answers
 		 * right after may be what breaks it: that attempt counts. */

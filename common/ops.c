@@ -137,6 +137,12 @@ sl_ops_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 		sl_metrics_counter(o->metrics, "sluice_pg_round_trips_total",
 		                   "waits of the executors for postgresql (one per pipeline or statement)", NULL),
 		NULL);
+	o->m_replays = sl_metrics_series(
+		sl_metrics_counter(o->metrics, "sluice_group_replays_total",
+		                   "group transactions rolled back and run again more carefully (savepoints, no "
+		                   "plans) because a job in them did not succeed",
+		                   NULL),
+		NULL);
 	o->m_in_flight = sl_metrics_series(
 		sl_metrics_gauge(o->metrics, "sluice_jobs_in_flight", "jobs fetched and not yet acknowledged", NULL),
 		NULL);

@@ -13,15 +13,17 @@
  * final. So a duplicate runs its handler in vain, and a fresh job (the
  * common case) costs one ledger write instead of a claim and an update.
  *
- * Several jobs may share one transaction (limits.max_batch), each inside
- * its own savepoint, so a job that fails rolls back alone and its
- * neighbours still commit. A job that hits a transient error ends the group
- * there: the jobs before it commit, it and the ones after it are tried
- * again after a backoff (job.c), so jobs of one key still take effect in
- * offset order. With one job per transaction the savepoint is left out. A
- * rejected or failed job is undone whole and its outcome written after
- * that, so the handler runs without a savepoint of its own: subtransactions
- * are what a group costs the server most.
+ * Several jobs may share one transaction (limits.max_batch). A group's
+ * first try (SL_TXN_OPTIMISTIC) has no savepoints: subtransactions are what
+ * a group costs the server most, and most groups succeed whole. A job
+ * there that does not succeed, unless it is the first of its transaction,
+ * rolls the group back and it runs again (*replay) with a savepoint per
+ * job, so a job that fails rolls back alone and its neighbours still
+ * commit. A job that hits a transient error ends the group there: the jobs
+ * before it commit, it and the ones after it are tried again after a
+ * backoff (job.c), so jobs of one key still take effect in offset order.
+ * A rejected or failed job is undone whole and its outcome written after
+ * that, so the handler runs without a savepoint of its own.
  *
  * The branches of a group, each with a test in tests/pg/test_txn.c:
  *   commit     every job done: their ledger writes go with the COMMIT
@@ -34,7 +36,10 @@
  *   lost       the connection fails before or after COMMIT: the group is
  *              lost as a whole and the ledger says on the next attempt
  *              what committed
- *   replay     a handler broke its plan: roll back, run again without plans
+ *   replay     a job other than the first failed in the optimistic try:
+ *              roll back, run again with savepoints; a handler broke its
+ *              plan, or a ledger write failed after later jobs' statements
+ *              went ahead: roll back, run again without plans
  *
  * Not for: sending statements (group.c, pgpipe.c), retries and waits
  * (job.c). Executor threads.
@@ -153,6 +158,14 @@ enter_failed(struct sl_executor *ex, struct sl_group *g, size_t index)
 	return ITEM_RETRY;
 }
 
+/* Returns 1 when items[index] can be undone alone: the group has a
+ * savepoint per job, or it is the first of its transaction. */
+static int
+alone_so_far(const struct sl_group *g, size_t index)
+{
+	return !g->grouped || g->savepoints || index == g->start;
+}
+
 /* Runs the handler of items[index] and queues its ledger write (ITEM_DONE),
  * or undoes it and says why not. A rejected or failed job is undone whole
  * and its outcome written after that, so that its partial writes vanish
@@ -178,6 +191,9 @@ run_handler(struct sl_executor *ex, struct sl_group *g, size_t index)
 	outcome = h->run(&ctx);
 	if (it->ahead == SL_AHEAD_SENT && g->failed < 0 && !g->pipe.lost)
 		sl_group_plan_broken(g, it); /* it did not send what it said */
+	if (outcome != SL_OUTCOME_SUCCEEDED && g->failed < 0 && !g->pipe.lost && !g->replay &&
+	    !alone_so_far(g, index))
+		g->replay = SL_TXN_SAVEPOINTS; /* it cannot be undone alone */
 	if (g->failed >= 0 || g->replay) {
 		json_decref(ctx.output);
 		return ITEM_DONE;
@@ -328,8 +344,21 @@ finish_early(struct sl_executor *ex, int abandoned, char *errbuf, size_t errbuf_
 	return res == NULL || rolled_back ? -1 : 0;
 }
 
+/* The weight of a group in ex->undo_share, and the share from which a
+ * batch's first try has savepoints: a group that rolls back and runs again
+ * costs about what savepoints cost a few groups. */
+#define UNDO_SHARE_WEIGHT (1.0 / 16)
+#define UNDO_SHARE_LIMIT  0.25
+
+enum sl_txn_care
+sl_txn_first_care(const struct sl_executor *ex)
+{
+	return ex->undo_share < UNDO_SHARE_LIMIT ? SL_TXN_OPTIMISTIC : SL_TXN_SAVEPOINTS;
+}
+
 size_t
-sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, int ahead, int *lost, int *replay)
+sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, enum sl_txn_care *care, int *lost,
+           int *replay)
 {
 	struct sl_worker *w = ex->w;
 	struct sl_group group, *g = &group;
@@ -358,6 +387,7 @@ sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, int ahead, i
 	g->items = items;
 	g->n_items = n;
 	g->grouped = n > 1 && sl_batch_grouped(w->cfg);
+	g->savepoints = g->grouped && *care >= SL_TXN_SAVEPOINTS;
 	chain = n > 1 && !g->grouped;
 	g->failed = -1;
 	ex->group = g;
@@ -394,7 +424,7 @@ sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, int ahead, i
 				if (i > g->start && !g->timeout_set)
 					sl_group_add(g, sl_sql_lock_timeout, i, SL_STEP_PLAIN, 0, NULL);
 				sl_group_queue_savepoint(g, i);
-				sent = ahead ? sl_group_queue_ahead(g, i) : 0;
+				sent = *care < SL_TXN_STEPWISE ? sl_group_queue_ahead(g, i) : 0;
 				if (sent > 1)
 					g->windowed = 1;
 				if (sent > 0)
@@ -425,11 +455,14 @@ sl_txn_run(struct sl_executor *ex, struct sl_item *items, size_t n, int ahead, i
 			snprintf(errbuf, sizeof(errbuf), "%.1000s", g->fail_error);
 			goto broken;
 		}
-		/* A ledger write that went after later jobs' savepoints cannot be
-		 * undone alone: the group runs again, without plans. */
-		if (g->windowed)
-			goto replay;
+		/* A ledger write that went after later jobs' statements cannot be
+		 * undone alone: the group runs again, without plans; nor one
+		 * without a savepoint: the group runs again, with them. */
 		j = g->fail_item;
+		if (g->windowed || !alone_so_far(g, j)) {
+			g->replay = g->windowed ? SL_TXN_STEPWISE : SL_TXN_SAVEPOINTS;
+			goto replay;
+		}
 		if (g->fail_kind == SL_STEP_ENTER)
 			end = enter_failed(ex, g, j);
 		else
@@ -464,7 +497,10 @@ replay:
 	forget_outcomes(items + g->committed, n - g->committed);
 	if (g->pipe.lost || sl_pgconn_command(&ex->pg, sl_sql_rollback, errbuf, sizeof(errbuf)) < 0)
 		goto broken;
+	sl_metrics_counter_inc(w->ops.m_replays);
 	*replay = 1;
+	if (*care < g->replay)
+		*care = g->replay;
 	i = g->committed;
 	goto out;
 
@@ -472,6 +508,8 @@ broken:
 	i = lose(ex, g, errbuf, lost);
 out:
 	/* The one teardown, whatever the way out. */
+	if (g->grouped && !*lost && !*replay) /* a replay counts when it ends */
+		ex->undo_share += (g->undone_inside - ex->undo_share) * UNDO_SHARE_WEIGHT;
 	ex->group = NULL;
 	sl_group_clear_ahead(g, 0);
 	sl_pipe_clear(&g->pipe);

@@ -113,6 +113,8 @@ struct sl_executor {
 	struct sl_group *group;        /* executor thread: the group transaction running (txn.c) */
 	char bounds_ms[2][24];         /* executor thread: lock and idle bounds, ms (sl_txn_connect) */
 	const char *bounds[2];         /* executor thread: pointers to them, sl_sql_bounds's params */
+	double undo_share;             /* executor thread: recent groups in which a job not first in its
+	                                * transaction was undone, a moving share (txn.c) */
 	atomic_int busy;               /* running a job right now */
 	atomic_int waiting;            /* its jobs wait for PostgreSQL (not stalled) */
 	atomic_llong busy_ns;          /* total time spent running jobs */
@@ -136,7 +138,7 @@ struct sl_job_type_rt {
 struct sl_ops {
 	sl_metrics_t *metrics;
 	void *http;                    /* sl_http_t * */
-	sl_metrics_series_t *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[3];
+	sl_metrics_series_t *m_replays, *m_in_flight, *m_util, *m_assigned, *m_duplicates, *m_unknown[3], *m_pg[3];
 	sl_metrics_series_t *m_waiting; /* jobs held because PostgreSQL cannot judge them now */
 	sl_metrics_series_t *m_round_trips;
 	sl_metrics_family_t *f_dead_letters, *f_kafka_errors;

@@ -476,6 +476,23 @@ class Run:
                 time.sleep(0.2)
         threading.Thread(target=sample, daemon=True).start()
 
+    def counters(self):
+        """Sums, over the workers' /metrics, the counters that say what the
+        jobs cost the pipeline (None for one a worker does not have)."""
+        names = ("sluice_pg_round_trips_total", "sluice_group_replays_total", "sluice_job_retries_total",
+                 "sluice_duplicates_total")
+        out = dict.fromkeys(names)
+        for port in self.http_ports[:self.workers_n]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for name in names:
+                for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M):
+                    out[name] = (out[name] or 0) + int(float(m.group(1)))
+        return out
+
     def check_alive(self):
         for w in self.workers:
             if not w.alive():
@@ -577,6 +594,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             cpu, rss = run.figures()
             services1, system1, jit1 = env.services_cpu(), system_cpu(), env.kafka_jit_seconds()
             in_flight_seen = run.max_in_flight_logged()
+            counters = run.counters()
             t.join(5)
             if "error" in stamp:
                 raise stamp["error"]
@@ -610,6 +628,10 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             "executor_utilisation": (round(sum(run.utilisation) / len(run.utilisation), 2)
                                      if run.utilisation else None),
             "peak_rss_mib": round(rss, 1),
+            "pg_round_trips": counters["sluice_pg_round_trips_total"],
+            "group_replays": counters["sluice_group_replays_total"],
+            "job_retries": counters["sluice_job_retries_total"],
+            "duplicates": counters["sluice_duplicates_total"],
             "max_in_flight_logged": in_flight_seen,
             "max_in_flight_sampled": run.in_flight_max,
             "exit_codes": codes,

@@ -302,11 +302,35 @@ make_jobs(size_t n, ...)
 	n_items = n;
 }
 
-/* Runs the jobs in one sl_txn_run(). */
+/* Runs the jobs as job.c does: as sl_txn_first_care() says, then as carefully
+ * as each replay asks, from the first job not committed, until a run is
+ * not replayed. Returns how many jobs are finished; *replays counts the
+ * replays. */
 static size_t
-run(int ahead, int *lost, int *replay)
+run(int *lost, int *replays)
 {
-	return sl_txn_run(&ex, items, n_items, ahead, lost, replay);
+	enum sl_txn_care care = sl_txn_first_care(&ex);
+	size_t first = 0;
+	int replay;
+
+	*replays = 0;
+	for (;;) {
+		first += sl_txn_run(&ex, items + first, n_items - first, &care, lost, &replay);
+		if (!replay || first == n_items)
+			return first;
+		(*replays)++;
+	}
+}
+
+/* Counts the savepoints the pipelines send, through sl_pipe_test_hook. */
+static int savepoints_sent;
+
+static void
+count_savepoints(struct sl_pgconn *c, struct sl_pipe *p)
+{
+	(void)c;
+	for (int k = 0; k < p->n; k++)
+		savepoints_sent += p->steps[k].sql == NULL && strncmp(p->steps[k].text, "savepoint ", 10) == 0;
 }
 
 static void
@@ -340,7 +364,8 @@ ledger_rows(const char *status)
 
 /* ---- the group's branches -------------------------------------------------- */
 
-/* commit: every job's effects and ledger row go with one COMMIT. */
+/* commit: every job's effects and ledger row go with one COMMIT, in a
+ * first try without a savepoint. */
 static void
 test_group_commits(void **state)
 {
@@ -348,9 +373,12 @@ test_group_commits(void **state)
 
 	(void)state;
 	make_jobs(3, "ok", "ok", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	savepoints_sent = 0;
+	sl_pipe_test_hook = count_savepoints;
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_false(lost);
 	assert_false(replay);
+	assert_int_equal(savepoints_sent, 0);
 	for (size_t i = 0; i < 3; i++) {
 		assert_status(i, "succeeded");
 		assert_int_equal(jobs[i].status, SL_JOB_SUCCEEDED);
@@ -370,15 +398,20 @@ test_group_commits_with_plans(void **state)
 	(void)state;
 	handler.plan = test_plan;
 	make_jobs(4, "ok", "ok", "ok", "ok");
-	assert_int_equal(run(1, &lost, &replay), 4);
+	savepoints_sent = 0;
+	sl_pipe_test_hook = count_savepoints;
+	assert_int_equal(run(&lost, &replay), 4);
 	assert_false(lost);
 	assert_false(replay);
+	assert_int_equal(savepoints_sent, 0);
 	assert_int_equal(ledger_rows("succeeded"), 4);
 	assert_int_equal(query_long("select count(*) from pgtest_effects"), 4);
 }
 
-/* savepoint rollback: a failed job is undone back to its savepoint, its
- * failed outcome written after; its neighbours commit. */
+/* savepoint rollback: a failed job that is not the first of its
+ * transaction rolls the optimistic try back; in the replay, with a
+ * savepoint per job, it is undone back to its savepoint, its failed outcome
+ * written after; its neighbours commit. */
 static void
 test_group_rolls_back_a_failed_job(void **state)
 {
@@ -386,8 +419,12 @@ test_group_rolls_back_a_failed_job(void **state)
 
 	(void)state;
 	make_jobs(3, "ok", "fail", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	savepoints_sent = 0;
+	sl_pipe_test_hook = count_savepoints;
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_false(lost);
+	assert_int_equal(replay, 1);
+	assert_int_equal(savepoints_sent, 3);
 	assert_status(0, "succeeded");
 	assert_status(1, "failed");
 	assert_status(2, "succeeded");
@@ -409,13 +446,70 @@ test_group_rolls_back_a_rejected_job(void **state)
 	(void)state;
 	handler.plan = test_plan; /* undone although its statement went ahead */
 	make_jobs(3, "ok", "reject", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
+	assert_int_equal(replay, 1);
 	assert_status(1, "rejected");
 	assert_int_equal(jobs[1].status, SL_JOB_REJECTED);
 	assert_null(jobs[1].dlq_code);
 	assert_int_equal(effects("j1"), 0);
 	assert_int_equal(effects("j0") + effects("j2"), 2);
 	assert_int_equal(ledger_rows("rejected"), 1);
+}
+
+/* Contended rows: once a quarter or more of an executor's recent groups
+ * had a job undone that was not first in its transaction, its groups start
+ * with savepoints (no replay), and go back to optimistic first tries once
+ * such groups become rare. */
+static void
+test_group_contention_starts_with_savepoints(void **state)
+{
+	int lost, replay, k;
+
+	(void)state;
+	for (k = 0; k < 5; k++) {
+		make_jobs(3, "ok", "fail", "ok");
+		exec_ok("truncate sluice.jobs, pgtest_effects");
+		assert_int_equal(run(&lost, &replay), 3);
+		assert_int_equal(replay, 1);
+	}
+	assert_int_equal(sl_txn_first_care(&ex), SL_TXN_SAVEPOINTS);
+	make_jobs(3, "ok", "fail", "ok");
+	exec_ok("truncate sluice.jobs, pgtest_effects");
+	assert_int_equal(run(&lost, &replay), 3);
+	assert_false(replay);
+	assert_int_equal(effects("j0") + effects("j2"), 2);
+	for (k = 0; k < 40 && sl_txn_first_care(&ex) == SL_TXN_SAVEPOINTS; k++) {
+		make_jobs(3, "ok", "ok", "ok");
+		exec_ok("truncate sluice.jobs, pgtest_effects");
+		assert_int_equal(run(&lost, &replay), 3);
+	}
+	assert_int_equal(sl_txn_first_care(&ex), SL_TXN_OPTIMISTIC);
+}
+
+/* The first job of a transaction needs no savepoint to be undone alone:
+ * the whole transaction rolls back and a new one begins, with its outcome
+ * and the rest of the group, in the first try. */
+static void
+test_group_undoes_its_first_job_without_a_replay(void **state)
+{
+	int lost, replay;
+
+	(void)state;
+	handler.plan = test_plan;
+	make_jobs(3, "fail", "ok", "ok");
+	savepoints_sent = 0;
+	sl_pipe_test_hook = count_savepoints;
+	assert_int_equal(run(&lost, &replay), 3);
+	assert_false(lost);
+	assert_false(replay);
+	assert_int_equal(savepoints_sent, 0);
+	assert_status(0, "failed");
+	assert_status(1, "succeeded");
+	assert_status(2, "succeeded");
+	assert_int_equal(effects("j0"), 0);
+	assert_int_equal(effects("j1") + effects("j2"), 2);
+	assert_int_equal(ledger_rows("failed"), 1);
+	assert_int_equal(ledger_rows("succeeded"), 2);
 }
 
 /* A job's own transient failure ends the group: the jobs before it
@@ -427,7 +521,7 @@ test_group_stops_at_a_retry(void **state)
 
 	(void)state;
 	make_jobs(3, "ok", "retry", "ok");
-	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_int_equal(run(&lost, &replay), 1);
 	assert_false(lost);
 	assert_string_equal(items[1].code, "test_retry");
 	assert_false(items[1].wait);
@@ -468,7 +562,7 @@ test_group_splits_at_a_lock(void **state)
 	exec_ok("select v from pgtest_accounts where id = 1 for update");
 	make_jobs(3, "ok", "lock", "ok");
 	pthread_create(&releaser, NULL, release_lock_later, NULL);
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
 	pthread_join(releaser, NULL);
 	assert_false(lost);
 	assert_int_equal(seen_j0_before_release, 1);
@@ -488,7 +582,7 @@ test_group_lock_timeout_alone(void **state)
 	exec_ok("begin");
 	exec_ok("select v from pgtest_accounts where id = 1 for update");
 	make_jobs(3, "ok", "lock", "ok");
-	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_int_equal(run(&lost, &replay), 1);
 	assert_false(lost);
 	assert_non_null(strstr(items[1].message, "55P03"));
 	assert_int_equal(effects("j0"), 1); /* committed while the lock is held */
@@ -505,6 +599,7 @@ test_group_lock_timeout_alone(void **state)
 static void
 pooled_lock_timeout(int max_batch)
 {
+	enum sl_txn_care care = SL_TXN_OPTIMISTIC;
 	int lost, replay;
 	PGresult *res;
 
@@ -515,7 +610,7 @@ pooled_lock_timeout(int max_batch)
 	exec_ok("begin");
 	exec_ok("select v from pgtest_accounts where id = 1 for update");
 	make_jobs(3, "ok", "lock", "ok");
-	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_int_equal(run(&lost, &replay), 1);
 	assert_false(lost);
 	assert_non_null(strstr(items[1].message, "55P03"));
 	exec_ok("rollback");
@@ -530,7 +625,7 @@ pooled_lock_timeout(int max_batch)
 	PQclear(res);
 	/* The lock is gone: the rest commits. */
 	make_jobs(3, "ok", "ok", "ok");
-	assert_int_equal(sl_txn_run(&ex, items + 1, 2, 1, &lost, &replay), 2);
+	assert_int_equal(sl_txn_run(&ex, items + 1, 2, &care, &lost, &replay), 2);
 	assert_false(lost);
 	assert_int_equal(ledger_rows("succeeded"), 3);
 	assert_int_equal(effects("j1"), 1);
@@ -564,8 +659,9 @@ test_group_takes_the_stored_result(void **state)
 	         "values ('pgtest', 'j1', 't.job', 'succeeded', '%s', 1, now())", stored);
 	exec_ok(sql);
 	make_jobs(3, "ok", "ok", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_false(lost);
+	assert_int_equal(replay, 1); /* j1 is not first: the group replays */
 	assert_string_equal(jobs[1].result, stored);
 	assert_true(jobs[1].duplicate);
 	assert_int_equal(effects("j1"), 0);
@@ -581,7 +677,7 @@ test_group_lost_before_commit(void **state)
 
 	(void)state;
 	make_jobs(3, "ok", "cut", "ok");
-	assert_int_equal(run(1, &lost, &replay), 0);
+	assert_int_equal(run(&lost, &replay), 0);
 	assert_true(lost);
 	assert_true(items[0].wait);
 	assert_string_equal(items[0].code, "db_unavailable");
@@ -591,7 +687,7 @@ test_group_lost_before_commit(void **state)
 	assert_int_equal(query_long("select count(*) from pgtest_effects"), 0);
 	/* The next attempt, on a new connection, does them once. */
 	make_jobs(3, "ok", "ok", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_int_equal(query_long("select count(*) from pgtest_effects"), 3);
 }
 
@@ -630,7 +726,7 @@ test_group_lost_after_commit(void **state)
 	(void)state;
 	make_jobs(3, "ok", "ok", "ok");
 	sl_pipe_test_hook = cut_after_commit;
-	assert_int_equal(run(1, &lost, &replay), 0);
+	assert_int_equal(run(&lost, &replay), 0);
 	sl_pipe_test_hook = NULL;
 	assert_true(lost);
 	assert_true(items[0].wait);
@@ -644,7 +740,7 @@ test_group_lost_after_commit(void **state)
 	PQclear(res);
 
 	make_jobs(3, "ok", "ok", "ok");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_false(lost);
 	for (size_t i = 0; i < 3; i++) {
 		assert_true(jobs[i].duplicate);
@@ -660,17 +756,19 @@ test_group_lost_after_commit(void **state)
 static void
 test_group_replays_a_broken_plan(void **state)
 {
+	enum sl_txn_care care = SL_TXN_OPTIMISTIC;
 	int lost, replay;
 
 	(void)state;
 	handler.plan = test_plan;
 	make_jobs(3, "ok", "mismatch", "ok");
-	assert_int_equal(run(1, &lost, &replay), 0);
+	assert_int_equal(sl_txn_run(&ex, items, n_items, &care, &lost, &replay), 0);
 	assert_true(replay);
+	assert_int_equal(care, SL_TXN_STEPWISE);
 	assert_false(lost);
 	assert_int_equal(query_long("select count(*) from pgtest_effects"), 0);
 	assert_int_equal(query_long("select count(*) from sluice.jobs"), 0);
-	assert_int_equal(run(0, &lost, &replay), 3);
+	assert_int_equal(sl_txn_run(&ex, items, n_items, &care, &lost, &replay), 3);
 	assert_false(replay);
 	assert_int_equal(effects("j1"), 1);
 	assert_int_equal(ledger_rows("succeeded"), 3);
@@ -686,12 +784,12 @@ test_chain_commits_each_job(void **state)
 	(void)state;
 	cfg.max_batch = 1;
 	make_jobs(3, "ok", "retry", "ok");
-	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_int_equal(run(&lost, &replay), 1);
 	assert_int_equal(effects("j0"), 1);
 	assert_int_equal(query_long("select count(*) from pgtest_effects"), 1);
 	make_jobs(3, "ok", "fail", "ok");
 	exec_ok("truncate sluice.jobs, pgtest_effects");
-	assert_int_equal(run(1, &lost, &replay), 3);
+	assert_int_equal(run(&lost, &replay), 3);
 	assert_int_equal(ledger_rows("failed"), 1);
 	assert_int_equal(effects("j1"), 0);
 }
@@ -707,7 +805,7 @@ test_chain_lost_keeps_what_committed(void **state)
 	(void)state;
 	cfg.max_batch = 1;
 	make_jobs(3, "ok", "cut", "ok");
-	assert_int_equal(run(1, &lost, &replay), 1);
+	assert_int_equal(run(&lost, &replay), 1);
 	assert_true(lost);
 	assert_status(0, "succeeded");
 	assert_null(jobs[1].result);
@@ -924,6 +1022,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commits_with_plans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_rolls_back_a_failed_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_rolls_back_a_rejected_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_undoes_its_first_job_without_a_replay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_contention_starts_with_savepoints, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_stops_at_a_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_splits_at_a_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_lock_timeout_alone, setup, teardown),
