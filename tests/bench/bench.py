@@ -35,6 +35,18 @@ processes in one group; --inflight-test adds a run with max_in_flight=10000
 over 50,000 preloaded jobs, whose peak RSS is the memory figure of issue 5
 (the jobs in flight are sampled from the worker's /metrics).
 
+--latency-bound (issue 16; `make bench-scaling`) runs bench.wait jobs
+instead: a SQL handler (sql_wait.sql) that waits --wait-ms on the server in
+pg_sleep and does nothing else, one transaction per job, keyed over
+--wait-keys keys. Jobs/s against 1, 4, 16, 64 executors on one partition (the
+worker runs different keys of one partition on different executors), the
+same grouped at 16 and 64, and against 1, 2, 4 processes in one group on 8
+partitions, beside the ideal executors x processes / wait and pgbench running
+the same transaction (wait_job.sql) with as many clients; per run the peak
+RSS of each process, the most PostgreSQL sessions seen at once (sampled from
+pg_stat_activity), the key skew and the CPU other processes took. Without
+--modes, only these runs.
+
 Prints a table and one `BENCH {json}` line per run. Timings are wall-clock on a
 machine shared with PostgreSQL, Kafka and this driver.
 """
