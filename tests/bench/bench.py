@@ -602,6 +602,33 @@ class Run:
         """Peak RSS (VmHWM) of each process, in MiB, read while they run."""
         return [round(proc_hwm_mib(w.proc.pid), 1) for w in self.workers]
 
+    ASSIGNED = re.compile(r'^ts=(\S+) .*msg="assigned \d+ partitions"', re.M)
+
+    def assignments(self):
+        """Per process, the times (s since the epoch) of its "assigned" log lines."""
+        out = []
+        for w in self.workers:
+            out.append([datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")
+                        .replace(tzinfo=datetime.timezone.utc).timestamp() for t in self.ASSIGNED.findall(w.log())])
+        return out
+
+    def balanced_rate(self, first_result, last_ts):
+        """(jobs/s once every process holds its final partitions, seconds from
+        the first assignment to then). The group's first member is assigned
+        every partition at once (tests/services: no initial rebalance delay),
+        the others join and the partitions are split when it next heartbeats
+        (librdkafka's heartbeat.interval.ms, 3 s): until then one process
+        works. Jobs whose first result was produced after the last process's
+        last assignment, over the time from then to the last result."""
+        times = self.assignments()
+        if not last_ts or not all(times):
+            return None, None
+        t_first, t_all = min(t[0] for t in times), max(t[-1] for t in times)
+        after = sum(1 for ts in first_result.values() if ts >= t_all * 1000)
+        window = last_ts / 1000.0 - t_all
+        rate = round(after / window, 1) if window > 0.5 and after > 1 else None
+        return rate, round(t_all - t_first, 3)
+
     def max_in_flight_logged(self):
         seen = [int(x) for w in self.workers for x in re.findall(r"in_flight=(\d+)", w.log())]
         return max(seen) if seen else None
@@ -653,7 +680,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                     stamp["error"] = e
             t = threading.Thread(target=watch, daemon=True)
             t.start()
-            count, values, first_ts, last_ts, seen = 0, [], None, None, set()
+            count, values, first_ts, last_ts, seen, first_result = 0, [], None, None, set(), {}
             timeout = env.args.phase_timeout or 60 + n / 100.0
             deadline = time.time() + timeout
             last_check = 0
@@ -665,8 +692,10 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                         raise KafkaException(m.error())
                     values.append(m.value())
                     found = SUBJECT.search(m.value())
-                    seen.add(found.group(1) if found else m.value())
                     ts = m.timestamp()[1]
+                    subject = found.group(1) if found else m.value()
+                    seen.add(subject)
+                    first_result[subject] = min(ts, first_result.get(subject, ts))
                     first_ts = ts if first_ts is None else min(first_ts, ts)
                     last_ts = ts if last_ts is None else max(last_ts, ts)
                 # Redelivered jobs (a rebalance) publish their result again:
@@ -701,6 +730,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                 if env.result_sample is None and settings.get("job", "transfer") == "transfer":
                     env.result_sample = v.decode()
         elapsed = t_end - t_start
+        balanced, rebalance_s = run.balanced_rate(first_result, last_ts)
         # The machine is shared: the CPU that neither the worker, PostgreSQL,
         # Kafka nor this driver used, as a share of all CPUs over the phase.
         others = None
@@ -718,6 +748,8 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             "seconds": round(elapsed, 3),
             "jobs_per_s": round(n / elapsed, 1),
             "jobs_per_s_first_to_last_result": round(steady, 1) if steady else None,
+            "jobs_per_s_balanced": balanced,
+            "rebalance_s": rebalance_s,
             "cpu_us_per_job": round(cpu * 1e6 / n, 1),
             "pg_cpu_us_per_job": per_job(services0["postgres"], services1["postgres"], n),
             "kafka_cpu_us_per_job": per_job(services0["kafka"], services1["kafka"], n),
@@ -930,8 +962,9 @@ COLUMNS = [("mode", "mode", "{}"), ("jobs", "jobs", "{}"), ("ex x w", None, "{}"
 
 LB_COLUMNS = [("mode", "mode", "{}"), ("parts", "partitions", "{}"), ("ex x w", None, "{}"),
               ("batch", "max_batch", "{}"), ("jobs", "jobs", "{}"), ("jobs/s", "jobs_per_s", "{:.0f}"),
-              ("steady", "jobs_per_s_first_to_last_result", "{:.0f}"), ("ideal", "ideal_jobs_per_s", "{:.0f}"),
-              ("ratio", "ratio_ideal", "{:.2f}"),
+              ("steady", "jobs_per_s_first_to_last_result", "{:.0f}"), ("balanced", "jobs_per_s_balanced", "{:.0f}"),
+              ("rebal s", "rebalance_s", "{:.1f}"), ("ideal", "ideal_jobs_per_s", "{:.0f}"),
+              ("ratio", "ratio_ideal", "{:.2f}"), ("bal ratio", "ratio_ideal_balanced", "{:.2f}"),
               ("skew", "key_skew", "{:.2f}"), ("keyed ratio", "ratio_keyed", "{:.2f}"),
               ("ceiling", "ceiling_tps", "{:.0f}"), ("/ceiling", "ratio", "{:.2f}"),
               ("others busy", "others_busy", "{:.2f}"),
@@ -982,6 +1015,8 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
         row.update(throughput_phase(env, mode, settings, n, executors, workers, watch_in_flight))
         if wait:
             row["ratio_ideal"] = round(row["jobs_per_s"] / row["ideal_jobs_per_s"], 3)
+            if row.get("jobs_per_s_balanced"):
+                row["ratio_ideal_balanced"] = round(row["jobs_per_s_balanced"] / row["ideal_jobs_per_s"], 3)
             if row.get("key_skew"):
                 row["ideal_keyed_jobs_per_s"] = round(row["ideal_jobs_per_s"] / row["key_skew"], 1)
                 row["ratio_keyed"] = round(row["jobs_per_s"] / row["ideal_keyed_jobs_per_s"], 3)
@@ -1198,7 +1233,9 @@ def main():
             print()
         print(table(lb_rows, LB_COLUMNS))
         print(f"latency-bound: bench.wait jobs (pg_sleep {args.wait_ms:g} ms on the server) over {args.wait_keys} "
-              f"keys; jobs/s: {THROUGHPUT_DEFINITION}; steady: jobs / (last - first result); ceiling: pgbench "
+              f"keys; jobs/s: {THROUGHPUT_DEFINITION}; steady: jobs / (last - first result); balanced: jobs "
+              "whose first result came after every process's last assignment / the time from then to the last "
+              "result (rebal s: from the first assignment to then), bal ratio: balanced / ideal; ceiling: pgbench "
               "running tests/bench/wait_job.sql with as many clients; others busy: the machine's share used by "
               "processes other than the worker, PostgreSQL, Kafka and this driver; ideal: executors x processes / wait; skew: the busiest "
               "executor's jobs / the mean (one key, one executor), keyed ratio: jobs/s / (ideal / skew); "
