@@ -1191,6 +1191,8 @@ def main():
     log(f"machine: {env.machine['nproc']} CPUs ({env.machine['cpu']}), PostgreSQL {env.pg_version}, "
         f"sluice {env.rev}, pgbench {env.pgbench} -M {env.protocol}")
     lb_runs = latency_bound_runs(args) if args.latency_bound else []
+    if not modes and not lb_runs:
+        raise SystemExit("bench: nothing to run (no --modes, and --latency-bound lists no runs)")
     if args.warm_up > 0:
         warm_up(env, args.warm_up)
         if modes:
