@@ -1164,10 +1164,10 @@ def main():
     lb.add_argument("--lb-process-partitions", type=int, default=8, help="partitions there")
     lb.add_argument("--lb-seconds", type=float, default=10.0,
                     help="jobs per run: the ideal rate times this (default 10 s) ...")
-    lb.add_argument("--lb-ceiling-seconds", type=float, default=4.0,
-                    help="pgbench's ceiling runs about this long at the ideal rate (default 4 s)")
     lb.add_argument("--lb-min-jobs", type=int, default=500, help="... but at least this many")
     lb.add_argument("--lb-max-jobs", type=int, default=10000, help="... and at most this many")
+    lb.add_argument("--lb-ceiling-seconds", type=float, default=4.0,
+                    help="pgbench's ceiling runs about this long at the ideal rate (default 4 s)")
     ap.add_argument("--tag", default="", help="suffix for database names and the work folder")
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = ap.parse_args()
