@@ -75,7 +75,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PG_BIN   := $(patsubst tests/pg/%.c,$(BUILD)/tests/pg/%,$(PG_SRC))
 
 .DELETE_ON_ERROR:
-.PHONY: all deps check-deps unit pg test system demo bench bench-schema chaos fuzz install clean
+.PHONY: all deps check-deps unit pg test system demo bench bench-scaling bench-schema chaos fuzz install clean
 
 all: check-deps $(BUILD)/sluice-worker $(BUILD)/sluicectl
 
@@ -210,6 +210,13 @@ bench-schema: check-deps $(BUILD)/bench/bench_schema
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run $(BENCH_ARGS)
+
+# Latency-bound scaling (issue 16): jobs that wait 5 ms on the server, jobs/s
+# against executors on one partition and against processes in one group,
+# beside executors x processes / wait, with RSS and PostgreSQL sessions.
+bench-scaling: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run --latency-bound $(BENCH_ARGS)
 
 # The chaos soak: faults against a worker group, then every guarantee checked
 # from the topics and tables. CHAOS_ARGS go to tests/chaos/chaos.py (e.g.

@@ -35,6 +35,18 @@ processes in one group; --inflight-test adds a run with max_in_flight=10000
 over 50,000 preloaded jobs, whose peak RSS is the memory figure of issue 5
 (the jobs in flight are sampled from the worker's /metrics).
 
+--latency-bound (issue 16; `make bench-scaling`) runs bench.wait jobs
+instead: a SQL handler (sql_wait.sql) that waits --wait-ms on the server in
+pg_sleep and does nothing else, one transaction per job, keyed over
+--wait-keys keys. Jobs/s against 1, 4, 16, 64 executors on one partition (the
+worker runs different keys of one partition on different executors), the
+same grouped at 16 and 64, and against 1, 2, 4 processes in one group on 8
+partitions, beside the ideal executors x processes / wait and pgbench running
+the same transaction (wait_job.sql) with as many clients; per run the peak
+RSS of each process, the most PostgreSQL sessions seen at once (sampled from
+pg_stat_activity), the key skew and the CPU other processes took. Without
+--modes, only these runs.
+
 Prints a table and one `BENCH {json}` line per run. Timings are wall-clock on a
 machine shared with PostgreSQL, Kafka and this driver.
 """
@@ -62,6 +74,7 @@ from harness import BIN, ROOT, Kafka, Pg, Worker, conf_text, migrate  # noqa: E4
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PGBENCH_SCRIPT = os.path.join(BENCH_DIR, "ledger_job.sql")
+PGBENCH_WAIT_SCRIPT = os.path.join(BENCH_DIR, "wait_job.sql")
 THROUGHPUT_DEFINITION = ("jobs / (last result received by a live consumer - first partition "
                          "assignment in the worker log)")
 LATENCY_DEFINITION = "result received by a live consumer - CloudEvent time of the job"
@@ -75,10 +88,15 @@ KNOWN_MODES = {
     # default_pool_size 4), with postgres.pooling = "transaction".
     "per-job-pgbouncer": {"max_batch": 1, "pgbouncer": 1},
     "grouped-pgbouncer": {"max_batch": 32, "pgbouncer": 1},
+    # Latency-bound: bench.wait jobs (sql_wait.sql, pg_sleep of --wait-ms on
+    # the server, nothing else) instead of transfers; see --latency-bound.
+    "per-job-wait": {"max_batch": 1, "job": "wait"},
+    "grouped-wait": {"max_batch": 32, "job": "wait"},
 }
 SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer", "consumer", "handler",
-                "pgbouncer")
+                "pgbouncer", "job", "partitions")
 SQL_TRANSFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_transfer.sql")
+SQL_WAIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_wait.sql")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBJECT = re.compile(rb'"subject":"([^"]+)"')
 
@@ -109,6 +127,10 @@ def parse_modes(text):
             elif key == "handler":
                 if value not in ("c", "sql"):
                     raise SystemExit(f"bench: mode {item!r}: handler is c or sql, not {value!r}")
+                settings[key] = value
+            elif key == "job":
+                if value not in ("transfer", "wait"):
+                    raise SystemExit(f"bench: mode {item!r}: job is transfer or wait, not {value!r}")
                 settings[key] = value
             else:
                 settings[key] = int(value)
@@ -243,6 +265,7 @@ class Env:
             self.pg_version = c.execute("show server_version").fetchone()[0]
         self.ceilings = {}
         self.result_sample = None
+        self.result_samples = {}  # per job kind, for the ceilings
 
     def dbname(self, base):
         return "bench_" + slug(base) + (f"_{slug(self.tag)}" if self.tag else "")
@@ -346,6 +369,41 @@ def transfer(rnd, accounts, job_id, ms):
     return key, value
 
 
+def wait_job(rnd, keys, job_id, ms):
+    """A bench.wait CloudEvent (sql_wait.sql) keyed by one of `keys` keys."""
+    key = f"key-{rnd.randint(1, keys)}"
+    value = json.dumps({"specversion": "1.0", "id": job_id, "source": "bench", "type": "bench.wait",
+                        "time": event_time(ms), "datacontenttype": "application/json", "data": {}},
+                       separators=(",", ":"))
+    return key, value
+
+
+def fnv1a_executor(key, executors):
+    """The executor a worker gives a keyed job: common/consumer.c's
+    executor_for (64-bit FNV-1a of the key, modulo the executors)."""
+    h = 0xcbf29ce484222325
+    for c in key.encode():
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h % executors
+
+
+def key_skew(keys, executors):
+    """Jobs of the busiest executor / jobs per executor on average, for one
+    worker process with `executors` executors: per-key order keeps a key on
+    one executor, so a preloaded run ends when its busiest executor does."""
+    per = [0] * executors
+    for key, n in keys.items():
+        per[fnv1a_executor(key, executors)] += n
+    return max(per) / (sum(per) / executors)
+
+
+def make_job(env, settings, rnd, job_id, ms):
+    """The (key, CloudEvent) of a mode's job: a transfer, or bench.wait."""
+    if settings.get("job") == "wait":
+        return wait_job(rnd, env.args.wait_keys, job_id, ms)
+    return transfer(rnd, env.args.accounts, job_id, ms)
+
+
 def new_producer(brokers, linger_ms):
     return Producer({"bootstrap.servers": brokers, "acks": "all", "enable.idempotence": True,
                      "linger.ms": linger_ms, "batch.num.messages": 10000, "batch.size": 1000000,
@@ -361,13 +419,16 @@ def produce(producer, topic, key, value):
             producer.poll(0.05)
 
 
-def preload(env, topic, n, prefix):
+def preload(env, topic, n, prefix, job="transfer"):
+    """Produces n jobs into topic; returns how many went under each key."""
     rnd = random.Random(1)
     p = new_producer(env.brokers, 50)
     t0 = time.time()
     ms = int(t0 * 1000)
+    keys = {}
     for i in range(n):
-        key, value = transfer(rnd, env.args.accounts, f"{prefix}-{i}", ms)
+        key, value = make_job(env, {"job": job}, rnd, f"{prefix}-{i}", ms)
+        keys[key] = keys.get(key, 0) + 1
         produce(p, topic, key, value)
         if i % 10000 == 0:
             p.poll(0)
@@ -375,6 +436,7 @@ def preload(env, topic, n, prefix):
     if left:
         raise BenchError(f"{left} jobs not delivered to {topic}")
     log(f"preloaded {n} jobs into {topic} in {time.time() - t0:.1f} s")
+    return keys
 
 
 def results_consumer(brokers, topic, partitions):
@@ -399,8 +461,9 @@ class Run:
         self.in_flight_max = None
         self.utilisation = []
         self.executors, self.workers_n = executors, workers
+        self.pg_connections = {}
         self.kafka = Kafka(env.brokers, prefix="bench")
-        parts = env.args.partitions
+        self.partitions = parts = settings.get("partitions", env.args.partitions)
         self.jobs_topic = self.kafka.create_topic("bench-jobs", partitions=parts)
         self.results_topic = self.kafka.create_topic("bench-results", partitions=parts)
         self.dlq_topic = self.kafka.create_topic("bench-dlq", partitions=1)
@@ -408,6 +471,11 @@ class Run:
         if settings.get("handler") == "sql":
             with open(SQL_TRANSFER) as f:
                 self.db.query(f.read())
+        if settings.get("job") == "wait":
+            with open(SQL_WAIT) as f:
+                self.db.query(f.read())
+            # Read by bench.wait() in every session opened after it.
+            self.db.query(f"alter database {self.db.dbname} set bench.wait_s = '{env.args.wait_ms / 1000.0}'")
         self.workers = []
 
     def conf(self, index):
@@ -422,6 +490,9 @@ class Run:
                          http_listen=f"127.0.0.1:{self.http_ports[index]}", **kw)
         if s.get("handler") == "sql":
             text = text.replace('handler = "ledger.transfer";', 'handler = "sql:app.transfer";')
+        if s.get("job") == "wait":
+            text = text.replace("jobs = (\n", 'jobs = (\n  { type = "bench.wait"; handler = "sql:bench.wait"; },\n', 1)
+            assert "sql:bench.wait" in text
         if s.get("pgbouncer"):
             bouncer = os.environ.get("SLUICE_PGBOUNCER_CONNINFO")
             if not bouncer:
@@ -442,12 +513,17 @@ class Run:
 
     def start(self):
         base = os.path.join(self.env.work, f"{slug(self.name)}-{uuid.uuid4().hex[:6]}")
+        confs = []
         for i in range(self.workers_n):
             # One file per process: each has its own metrics port.
             conf = f"{base}-w{i}.conf"
             with open(conf, "w") as f:
                 f.write(self.conf(i))
             self.check_conf(conf)
+            confs.append(conf)
+        # Checked first, then started together: the group's processes join
+        # within milliseconds of each other instead of one check apart.
+        for i, conf in enumerate(confs):
             self.workers.append(Worker(conf, f"{base}-w{i}.log").start())
         log(f"worker{'s' if self.workers_n > 1 else ''} started: {base}-w*.conf ({self.executors} executors, "
             f"{self.workers_n} process{'es' if self.workers_n > 1 else ''}, logs {base}-w*.log)")
@@ -493,6 +569,28 @@ class Run:
                     out[name] = (out[name] or 0) + int(float(m.group(1)))
         return out
 
+    def watch_pg(self):
+        """Samples pg_stat_activity every 0.2 s, from a daemon thread while
+        the workers run: the most sessions seen at once in the run's
+        database per application_name, and of the worker's (sluice-*) in
+        all ("total"), into self.pg_connections. The sampling session is in
+        another database; the driver's own (no application_name) is not
+        counted in the total."""
+        def sample():
+            try:
+                with psycopg.connect(self.env.conninfo, autocommit=True) as c:
+                    while all(w.alive() for w in self.workers):
+                        rows = c.execute("select coalesce(application_name, ''), count(*) from pg_stat_activity "
+                                         "where datname = %s group by 1", (self.db.dbname,)).fetchall()
+                        seen = dict(rows)
+                        seen["total"] = sum(n for app, n in rows if app.startswith("sluice"))
+                        for k, n in seen.items():
+                            self.pg_connections[k] = max(n, self.pg_connections.get(k, 0))
+                        time.sleep(0.2)
+            except psycopg.Error:
+                pass
+        threading.Thread(target=sample, daemon=True).start()
+
     def check_alive(self):
         for w in self.workers:
             if not w.alive():
@@ -516,6 +614,37 @@ class Run:
         cpu = sum(proc_cpu_seconds(w.proc.pid) for w in self.workers)
         rss = max(proc_hwm_mib(w.proc.pid) for w in self.workers)
         return cpu, rss
+
+    def rss_each(self):
+        """Peak RSS (VmHWM) of each process, in MiB, read while they run."""
+        return [round(proc_hwm_mib(w.proc.pid), 1) for w in self.workers]
+
+    ASSIGNED = re.compile(r'^ts=(\S+) .*msg="assigned \d+ partitions"', re.M)
+
+    def assignments(self):
+        """Per process, the times (s since the epoch) of its "assigned" log lines."""
+        out = []
+        for w in self.workers:
+            out.append([datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")
+                        .replace(tzinfo=datetime.timezone.utc).timestamp() for t in self.ASSIGNED.findall(w.log())])
+        return out
+
+    def balanced_rate(self, first_result, last_ts):
+        """(jobs/s once every process holds its final partitions, seconds from
+        the first assignment to then). The group's first member is assigned
+        every partition at once (tests/services: no initial rebalance delay),
+        the others join and the partitions are split when it next heartbeats
+        (librdkafka's heartbeat.interval.ms, 3 s): until then one process
+        works. Jobs whose first result was produced after the last process's
+        last assignment, over the time from then to the last result."""
+        times = self.assignments()
+        if not last_ts or not all(times):
+            return None, None
+        t_first, t_all = min(t[0] for t in times), max(t[-1] for t in times)
+        after = sum(1 for ts in first_result.values() if ts >= t_all * 1000)
+        window = last_ts / 1000.0 - t_all
+        rate = round(after / window, 1) if window > 0.5 and after > 1 else None
+        return rate, round(t_all - t_first, 3)
 
     def max_in_flight_logged(self):
         seen = [int(x) for w in self.workers for x in re.findall(r"in_flight=(\d+)", w.log())]
@@ -548,13 +677,15 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
     """Preloads n jobs, runs the worker(s) over them; returns a dict of figures."""
     run = Run(env, name, settings, executors, workers)
     try:
-        preload(env, run.jobs_topic, n, f"{slug(name)}-{uuid.uuid4().hex[:6]}")
-        c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
+        keys = preload(env, run.jobs_topic, n, f"{slug(name)}-{uuid.uuid4().hex[:6]}", settings.get("job", "transfer"))
+        c = results_consumer(env.brokers, run.results_topic, run.partitions)
         env.checkpoint()
         try:
             services0, system0, jit0 = env.services_cpu(), system_cpu(), env.kafka_jit_seconds()
+            me0 = os.times()
             run.start()
             run.watch_metrics()
+            run.watch_pg()
             # The assignment is watched in a thread so that the results can be
             # read meanwhile; both are stamped within a few milliseconds.
             stamp = {}
@@ -566,7 +697,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                     stamp["error"] = e
             t = threading.Thread(target=watch, daemon=True)
             t.start()
-            count, values, first_ts, last_ts, seen = 0, [], None, None, set()
+            count, values, first_ts, last_ts, seen, first_result = 0, [], None, None, set(), {}
             timeout = env.args.phase_timeout or 60 + n / 100.0
             deadline = time.time() + timeout
             last_check = 0
@@ -578,8 +709,10 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                         raise KafkaException(m.error())
                     values.append(m.value())
                     found = SUBJECT.search(m.value())
-                    seen.add(found.group(1) if found else m.value())
                     ts = m.timestamp()[1]
+                    subject = found.group(1) if found else m.value()
+                    seen.add(subject)
+                    first_result[subject] = min(ts, first_result.get(subject, ts))
                     first_ts = ts if first_ts is None else min(first_ts, ts)
                     last_ts = ts if last_ts is None else max(last_ts, ts)
                 # Redelivered jobs (a rebalance) publish their result again:
@@ -592,7 +725,9 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
                         raise BenchError(f"only {count} of {n} results within {timeout:.0f} s")
             t_end = now
             cpu, rss = run.figures()
+            rss_each = run.rss_each()
             services1, system1, jit1 = env.services_cpu(), system_cpu(), env.kafka_jit_seconds()
+            me1 = os.times()
             in_flight_seen = run.max_in_flight_logged()
             counters = run.counters()
             t.join(5)
@@ -608,9 +743,20 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             subjects.add(ev.get("subject"))
             st = ev["data"]["status"]
             statuses[st] = statuses.get(st, 0) + 1
-            if env.result_sample is None and st == "succeeded":
-                env.result_sample = v.decode()
+            if st == "succeeded" and settings.get("job", "transfer") not in env.result_samples:
+                env.result_samples[settings.get("job", "transfer")] = v.decode()
+                if env.result_sample is None and settings.get("job", "transfer") == "transfer":
+                    env.result_sample = v.decode()
         elapsed = t_end - t_start
+        balanced, rebalance_s = run.balanced_rate(first_result, last_ts)
+        # The machine is shared: the CPU that neither the worker, PostgreSQL,
+        # Kafka nor this driver used, as a share of all CPUs over the phase.
+        others = None
+        if services0["postgres"] is not None and services0["kafka"] is not None:
+            busy_s = (system1[0] - system0[0]) / CLK_TCK
+            ours = (cpu + services1["postgres"] - services0["postgres"] + services1["kafka"] - services0["kafka"]
+                    + me1.user + me1.system - me0.user - me0.system)
+            others = round(max(0.0, busy_s - ours) / max(1e-9, (system1[1] - system0[1]) / CLK_TCK), 2)
         steady = (n - 1) / ((last_ts - first_ts) / 1000.0) if last_ts and last_ts > first_ts else None
         return {
             "jobs": n,
@@ -620,11 +766,14 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             "seconds": round(elapsed, 3),
             "jobs_per_s": round(n / elapsed, 1),
             "jobs_per_s_first_to_last_result": round(steady, 1) if steady else None,
+            "jobs_per_s_balanced": balanced,
+            "rebalance_s": rebalance_s,
             "cpu_us_per_job": round(cpu * 1e6 / n, 1),
             "pg_cpu_us_per_job": per_job(services0["postgres"], services1["postgres"], n),
             "kafka_cpu_us_per_job": per_job(services0["kafka"], services1["kafka"], n),
             "kafka_jit_cpu_us_per_job": per_job(jit0, jit1, n),
             "machine_busy": round((system1[0] - system0[0]) / max(1, system1[1] - system0[1]), 2),
+            "others_busy": others,
             "executor_utilisation": (round(sum(run.utilisation) / len(run.utilisation), 2)
                                      if run.utilisation else None),
             "peak_rss_mib": round(rss, 1),
@@ -632,6 +781,13 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             "group_replays": counters["sluice_group_replays_total"],
             "job_retries": counters["sluice_job_retries_total"],
             "duplicates": counters["sluice_duplicates_total"],
+            "peak_rss_mib_each": rss_each,
+            "pg_connections_max": run.pg_connections.get("total"),
+            "pg_connections_by_application": {k: v for k, v in sorted(run.pg_connections.items()) if k != "total"},
+            "partitions": run.partitions,
+            # Only one process's executors are known from the key alone.
+            "key_skew": round(key_skew(keys, executors), 3) if workers == 1 else None,
+            "keys": len(keys),
             "max_in_flight_logged": in_flight_seen,
             "max_in_flight_sampled": run.in_flight_max,
             "exit_codes": codes,
@@ -644,7 +800,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
     """Offers `rate` jobs/s for `seconds` to a fresh worker; returns latency figures."""
     run = Run(env, name + "-lat", settings, executors, 1)
     try:
-        c = results_consumer(env.brokers, run.results_topic, env.args.partitions)
+        c = results_consumer(env.brokers, run.results_topic, run.partitions)
         p = new_producer(env.brokers, env.args.driver_linger_ms)
         rnd = random.Random(2)
         prefix = f"{slug(name)}-lat-{uuid.uuid4().hex[:6]}"
@@ -672,7 +828,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             warm = set()
             for i in range(max(8, executors * 4)):
                 ms = int(time.time() * 1000)
-                key, value = transfer(rnd, env.args.accounts, f"warm-{prefix}-{i}", ms)
+                key, value = make_job(env, settings, rnd, f"warm-{prefix}-{i}", ms)
                 warm.add(f"warm-{prefix}-{i}")
                 produce(p, run.jobs_topic, key, value)
             p.flush(30)
@@ -694,7 +850,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             jobs = []
             for k in range(total):
                 job = f"{prefix}-{k}"
-                key, value = transfer(rnd, env.args.accounts, job, 0)
+                key, value = make_job(env, settings, rnd, job, 0)
                 at = value.index(event_time(0))
                 jobs.append((job, key, (value[:at], value[at + len(event_time(0)):])))
             log(f"latency: offering {rate:.0f} jobs/s for {env.args.latency_warm_up:.0f} + {seconds:.0f} s "
@@ -752,23 +908,30 @@ def latency_phase(env, name, settings, rate, seconds, executors):
         run.close()
 
 
-def ceiling(env, connections, n):
+def ceiling(env, connections, n, job="transfer"):
     """pgbench with the job's transaction: connections clients, n transactions in all."""
-    if connections in env.ceilings:
-        return env.ceilings[connections]
+    if (job, connections) in env.ceilings:
+        return env.ceilings[(job, connections)]
     if env.pgbench is None:
         log("pgbench not found: no ceiling")
         return None
     db = env.fresh_db("ceiling")
     try:
-        sample = env.result_sample or json.dumps({"specversion": "1.0", "pad": "x" * 400})
+        script = PGBENCH_SCRIPT
+        sample = (env.result_samples.get(job) or env.result_sample
+                  or json.dumps({"specversion": "1.0", "pad": "x" * 400}))
+        if job == "wait":
+            script = PGBENCH_WAIT_SCRIPT
+            with open(SQL_WAIT) as f:
+                db.query(f.read())
+            db.query(f"alter database {db.dbname} set bench.wait_s = '{env.args.wait_ms / 1000.0}'")
         per_client = max(1, math.ceil(n / connections))
         cmd = [env.pgbench, "-n", "-M", env.protocol, "-c", str(connections), "-j", str(min(connections, 2)),
-               "-t", str(per_client), "-f", PGBENCH_SCRIPT, "-D", f"accounts={env.args.accounts}",
+               "-t", str(per_client), "-f", script, "-D", f"accounts={env.args.accounts}",
                "-D", f"result={sample}", db.conninfo]
         env.checkpoint()
         log(f"ceiling: pgbench -M {env.protocol} -c {connections} -j {min(connections, 2)} -t {per_client} "
-            f"-f {os.path.relpath(PGBENCH_SCRIPT, ROOT)}")
+            f"-f {os.path.relpath(script, ROOT)}")
         pg0, sys0 = env.services_cpu()["postgres"], system_cpu()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         pg1, sys1 = env.services_cpu()["postgres"], system_cpu()
@@ -781,7 +944,7 @@ def ceiling(env, connections, n):
         tps = float(m.group(1))
         log(f"ceiling: {tps:.0f} tps; PostgreSQL {per_job(pg0, pg1, per_client * connections)} us/transaction, "
             f"machine busy {(sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]):.2f}")
-        env.ceilings[connections] = tps
+        env.ceilings[(job, connections)] = tps
         return tps
     finally:
         env.drop_db(db)
@@ -819,19 +982,34 @@ COLUMNS = [("mode", "mode", "{}"), ("jobs", "jobs", "{}"), ("ex x w", None, "{}"
            ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"), ("max ms", "max_ms", "{:.1f}")]
 
 
-def table(rows):
-    cells = [[h for h, _, _ in COLUMNS]]
+LB_COLUMNS = [("mode", "mode", "{}"), ("parts", "partitions", "{}"), ("ex x w", None, "{}"),
+              ("batch", "max_batch", "{}"), ("jobs", "jobs", "{}"), ("jobs/s", "jobs_per_s", "{:.0f}"),
+              ("steady", "jobs_per_s_first_to_last_result", "{:.0f}"), ("balanced", "jobs_per_s_balanced", "{:.0f}"),
+              ("rebal s", "rebalance_s", "{:.1f}"), ("ideal", "ideal_jobs_per_s", "{:.0f}"),
+              ("ratio", "ratio_ideal", "{:.2f}"), ("bal ratio", "ratio_ideal_balanced", "{:.2f}"),
+              ("skew", "key_skew", "{:.2f}"), ("keyed ratio", "ratio_keyed", "{:.2f}"),
+              ("ceiling", "ceiling_tps", "{:.0f}"), ("/ceiling", "ratio", "{:.2f}"),
+              ("others busy", "others_busy", "{:.2f}"),
+              ("cpu us/job", "cpu_us_per_job", "{:.1f}"), ("pg us/job", "pg_cpu_us_per_job", "{:.0f}"),
+              ("kafka us/job", "kafka_cpu_us_per_job", "{:.0f}"), ("busy", "machine_busy", "{:.2f}"),
+              ("ex busy", "executor_utilisation", "{:.2f}"),
+              ("rss MiB each", "peak_rss_mib_each", lambda v: "/".join(f"{x:.1f}" for x in v)),
+              ("pg conns", "pg_connections_max", "{}")]
+
+
+def table(rows, columns=COLUMNS):
+    cells = [[h for h, _, _ in columns]]
     for r in rows:
         line = []
-        for h, key, fmt in COLUMNS:
+        for h, key, fmt in columns:
             if key is None:
                 v = f"{r['executors']}x{r['workers']}"
             else:
                 v = r.get(key)
-                v = "-" if v is None else fmt.format(v)
+                v = "-" if v is None else fmt(v) if callable(fmt) else fmt.format(v)
             line.append(v)
         cells.append(line)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     out = []
     for k, row in enumerate(cells):
         out.append("  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(row)))
@@ -842,14 +1020,32 @@ def table(rows):
 
 def measure(env, mode, settings, n, executors, workers, latency=True, with_ceiling=True, watch_in_flight=False):
     args = env.args
+    wait = settings.get("job") == "wait"
     row = {"mode": mode, "jobs": n, "executors": executors, "workers": workers,
            "max_batch": settings.get("max_batch", 1), "max_in_flight": settings.get("max_in_flight", 1000),
-           "partitions": args.partitions, "accounts": args.accounts,
+           "partitions": settings.get("partitions", args.partitions), "accounts": args.accounts,
+           "job": settings.get("job", "transfer"),
            "jobs_per_s": None, "ceiling_tps": None, "ratio": None, "cpu_us_per_job": None,
            "peak_rss_mib": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
     try:
         log(f"{mode}: throughput, {n} jobs, {executors} executors x {workers} worker(s), settings {settings}")
+        if wait:
+            # Each executor waits out its jobs one after the other (in a
+            # group too: one statement after the other in one transaction).
+            row["wait_ms"] = args.wait_ms
+            row["ideal_jobs_per_s"] = round(executors * workers * 1000.0 / args.wait_ms, 1)
         row.update(throughput_phase(env, mode, settings, n, executors, workers, watch_in_flight))
+        if wait:
+            row["ratio_ideal"] = round(row["jobs_per_s"] / row["ideal_jobs_per_s"], 3)
+            if row.get("jobs_per_s_balanced"):
+                row["ratio_ideal_balanced"] = round(row["jobs_per_s_balanced"] / row["ideal_jobs_per_s"], 3)
+            if row.get("key_skew"):
+                row["ideal_keyed_jobs_per_s"] = round(row["ideal_jobs_per_s"] / row["key_skew"], 1)
+                row["ratio_keyed"] = round(row["jobs_per_s"] / row["ideal_keyed_jobs_per_s"], 3)
+            log(f"{mode}: ideal {row['ideal_jobs_per_s']:.0f} jobs/s ({executors} x {workers} / "
+                f"{args.wait_ms} ms), ratio {row['ratio_ideal']:.2f}; key skew {row.get('key_skew')}; "
+                f"PostgreSQL sessions at most {row['pg_connections_max']} "
+                f"{row['pg_connections_by_application']}; peak RSS each {row['peak_rss_mib_each']} MiB")
         log(f"{mode}: {row['jobs_per_s']:.0f} jobs/s, {row['cpu_us_per_job']} us CPU/job, "
             f"peak RSS {row['peak_rss_mib']} MiB, statuses {row['statuses']}; PostgreSQL "
             f"{row['pg_cpu_us_per_job']} us/job, Kafka {row['kafka_cpu_us_per_job']} us/job, machine busy "
@@ -864,7 +1060,11 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
                 f" us, Kafka {row['latency_kafka_cpu_us_per_job']} us (JIT compiler "
                 f"{row['latency_kafka_jit_cpu_us_per_job']} us)")
         if with_ceiling:
-            row["ceiling_tps"] = ceiling(env, executors * workers, n)
+            # The latency-bound ceiling needs far fewer transactions to be
+            # steady: about --lb-ceiling-seconds at the ideal rate.
+            tx = n if not wait else max(executors * workers,
+                                        min(n, int(row["ideal_jobs_per_s"] * args.lb_ceiling_seconds)))
+            row["ceiling_tps"] = ceiling(env, executors * workers, tx, settings.get("job", "transfer"))
             if row["ceiling_tps"]:
                 row["ceiling_tps"] = round(row["ceiling_tps"], 1)
                 row["ratio"] = round(row["jobs_per_s"] / row["ceiling_tps"], 3)
@@ -874,7 +1074,9 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
         row["error"] = str(e).splitlines()[0] if str(e) else "failed"
     row.update({"throughput_definition": THROUGHPUT_DEFINITION,
                 "latency_definition": LATENCY_DEFINITION if latency else None,
-                "ceiling": f"pgbench -M {env.protocol}, tests/bench/ledger_job.sql, clients = executors x workers"
+                "ideal_definition": "executors x processes / wait (one job per executor at a time)" if wait else None,
+                "ceiling": f"pgbench -M {env.protocol}, tests/bench/{'wait' if wait else 'ledger'}_job.sql, "
+                           "clients = executors x workers"
                 if with_ceiling else None,
                 "ceiling_protocol": env.protocol if with_ceiling else None,
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -883,23 +1085,74 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
     return row
 
 
+def warm_up_worker(env, name, settings, executors):
+    """The worker over --warm-up jobs with settings (not measured), again
+    until the broker's JIT compiler is nearly idle or WARM_UP_ROUNDS."""
+    # The broker's JIT compiler kept compiling through the first measured
+    # mode after a fixed warm-up (4 s of CPU in a 47 s mode, 1.6 s in the
+    # same mode run again), which made the first mode the slowest: the
+    # worker runs until the compiler is nearly idle, or WARM_UP_ROUNDS.
+    for rnd in range(1, WARM_UP_ROUNDS + 1):
+        jit0, t0 = env.kafka_jit_seconds(), time.time()
+        w = throughput_phase(env, "warm-up", settings, env.args.warm_up, executors, 1)
+        jit1 = env.kafka_jit_seconds()
+        share = (jit1 - jit0) / (time.time() - t0) if jit0 is not None and jit1 is not None else None
+        log(f"worker warm-up {rnd} ({name} settings), not measured: {w['jobs']} jobs at "
+            f"{w['jobs_per_s']:.0f} jobs/s, broker JIT compiler "
+            + ("unknown" if share is None else f"{share * 100:.1f}% of a CPU"))
+        if share is None or share < WARM_UP_JIT_SHARE:
+            break
+
+
+def int_list(text):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"bench: expected a comma list of integers, got {text!r}")
+
+
+def latency_bound_runs(args):
+    """(mode name, settings, jobs, executors, processes) of --latency-bound:
+    per-job bench.wait jobs on one partition with 1, 4, 16, 64 executors
+    (per-key parallelism: many keys, one partition); grouped the same at
+    --lb-grouped-executors; then 1, 2, 4 processes in one group with
+    --lb-process-executors each on --lb-process-partitions partitions.
+    Each run gets ideal x --lb-seconds jobs, within --lb-min-jobs and
+    --lb-max-jobs."""
+    def jobs(executors, processes):
+        ideal = executors * processes * 1000.0 / args.wait_ms
+        return int(min(args.lb_max_jobs, max(args.lb_min_jobs, ideal * args.lb_seconds)))
+    runs = []
+    for e in int_list(args.lb_executors):
+        runs.append((f"wait-e{e}", dict(KNOWN_MODES["per-job-wait"], partitions=1), jobs(e, 1), e, 1))
+    for e in int_list(args.lb_grouped_executors):
+        runs.append((f"wait-grouped-e{e}", dict(KNOWN_MODES["grouped-wait"], partitions=1), jobs(e, 1), e, 1))
+    e = args.lb_process_executors
+    for w in int_list(args.lb_processes):
+        runs.append((f"wait-{w}p-e{e}", dict(KNOWN_MODES["per-job-wait"], partitions=args.lb_process_partitions),
+                     jobs(e, w), e, w))
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=100000, help="jobs per throughput run (default 100000)")
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--executors", type=int, default=4)
-    ap.add_argument("--modes", default="per-job,grouped,grouped-sql,grouped-pgbouncer",
+    ap.add_argument("--modes", default=None,
                     help="comma list: per-job, grouped, per-job-sql, grouped-sql (ledger.transfer as a SQL "
                          "function), per-job-pgbouncer, grouped-pgbouncer (through PgBouncer, transaction "
-                         "pooling), or NAME:max_batch=N:max_in_flight=N:executors=N:workers=N:handler=c|sql:pgbouncer=1:"
-                         "producer=PROP=V:consumer=PROP=V")
+                         "pooling), per-job-wait, grouped-wait (bench.wait jobs), or "
+                         "NAME:max_batch=N:max_in_flight=N:executors=N:workers=N:handler=c|sql:pgbouncer=1:"
+                         "job=transfer|wait:partitions=N:producer=PROP=V:consumer=PROP=V (default "
+                         "per-job,grouped,grouped-sql,grouped-pgbouncer; none with --latency-bound)")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="jobs/s offered in the latency phase (default: half the measured throughput)")
-    ap.add_argument("--warm-up", type=int, default=30000,
+    ap.add_argument("--warm-up", type=int, default=None,
                     help="messages pushed through the broker, then jobs run by the worker, before measuring "
-                         "(default 30000; 0 for none)")
+                         "(default 30000, 5000 with --latency-bound; 0 for none)")
     ap.add_argument("--latency-warm-up", type=float, default=5.0,
                     help="seconds offered at the latency rate before measuring (default 5)")
     ap.add_argument("--driver-linger-ms", type=float, default=5,
@@ -916,12 +1169,39 @@ def main():
     ap.add_argument("--phase-timeout", type=float, default=0,
                     help="seconds to wait for all results of a throughput run before failing the mode "
                          "(default 60 + jobs/100)")
+    lb = ap.add_argument_group("latency-bound scaling (issue 16)")
+    lb.add_argument("--latency-bound", action="store_true",
+                    help="bench.wait jobs (pg_sleep of --wait-ms on the server, tests/bench/sql_wait.sql), one "
+                         "transaction each: jobs/s against executors on one partition with many keys, and against "
+                         "worker processes in one group, beside the ideal executors x processes / wait, with "
+                         "each run's peak RSS per process and PostgreSQL sessions")
+    lb.add_argument("--wait-ms", type=float, default=5.0, help="bench.wait's pg_sleep (default 5 ms)")
+    lb.add_argument("--wait-keys", type=int, default=10000,
+                    help="distinct Kafka keys of bench.wait jobs (default 10000)")
+    lb.add_argument("--lb-executors", default="1,4,16,64", help="executors of the one-partition runs")
+    lb.add_argument("--lb-grouped-executors", default="16,64",
+                    help="executors of one-partition runs with max_batch 32 ('' for none)")
+    lb.add_argument("--lb-processes", default="1,2,4", help="worker processes of the one-group runs")
+    lb.add_argument("--lb-process-executors", type=int, default=4, help="executors per process there")
+    lb.add_argument("--lb-process-partitions", type=int, default=8, help="partitions there")
+    lb.add_argument("--lb-seconds", type=float, default=10.0,
+                    help="jobs per run: the ideal rate times this (default 10 s) ...")
+    lb.add_argument("--lb-min-jobs", type=int, default=500, help="... but at least this many")
+    lb.add_argument("--lb-max-jobs", type=int, default=10000, help="... and at most this many")
+    lb.add_argument("--lb-ceiling-seconds", type=float, default=4.0,
+                    help="pgbench's ceiling runs about this long at the ideal rate (default 4 s)")
     ap.add_argument("--tag", default="", help="suffix for database names and the work folder")
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = ap.parse_args()
     if args.accounts < 2 or args.jobs < 1 or args.partitions < 1 or args.executors < 1:
         raise SystemExit("bench: --accounts must be >= 2 and --jobs, --partitions, --executors >= 1")
-    modes = parse_modes(args.modes)
+    if args.warm_up is None:
+        args.warm_up = 5000 if args.latency_bound else 30000
+    if args.wait_ms <= 0 or args.wait_keys < 1:
+        raise SystemExit("bench: --wait-ms and --wait-keys must be > 0")
+    if args.modes is None and not args.latency_bound:
+        args.modes = "per-job,grouped,grouped-sql,grouped-pgbouncer"
+    modes = parse_modes(args.modes) if args.modes else []
     for w in ("sluice-worker", "sluicectl"):
         if not (BIN / w).exists():
             raise SystemExit(f"bench: {BIN / w} is missing; run make")
@@ -932,34 +1212,33 @@ def main():
     env.protocol = worker_protocol() if args.ceiling_protocol == "auto" else args.ceiling_protocol
     log(f"machine: {env.machine['nproc']} CPUs ({env.machine['cpu']}), PostgreSQL {env.pg_version}, "
         f"sluice {env.rev}, pgbench {env.pgbench} -M {env.protocol}")
+    lb_runs = latency_bound_runs(args) if args.latency_bound else []
+    if not modes and not lb_runs:
+        raise SystemExit("bench: nothing to run (no --modes, and --latency-bound lists no runs)")
     if args.warm_up > 0:
         warm_up(env, args.warm_up)
-        # The broker's JIT compiler kept compiling through the first measured
-        # mode after a fixed warm-up (4 s of CPU in a 47 s mode, 1.6 s in the
-        # same mode run again), which made the first mode the slowest: the
-        # worker runs until the compiler is nearly idle, or WARM_UP_ROUNDS.
-        name, settings = modes[0]
-        for rnd in range(1, WARM_UP_ROUNDS + 1):
-            jit0, t0 = env.kafka_jit_seconds(), time.time()
-            w = throughput_phase(env, "warm-up", settings, args.warm_up, args.executors, 1)
-            jit1 = env.kafka_jit_seconds()
-            share = (jit1 - jit0) / (time.time() - t0) if jit0 is not None and jit1 is not None else None
-            log(f"worker warm-up {rnd} ({name} settings), not measured: {w['jobs']} jobs at "
-                f"{w['jobs_per_s']:.0f} jobs/s, broker JIT compiler "
-                + ("unknown" if share is None else f"{share * 100:.1f}% of a CPU"))
-            if share is None or share < WARM_UP_JIT_SHARE:
-                break
+        if modes:
+            name, settings = modes[0]
+            warm_up_worker(env, name, settings, args.executors)
+        else:
+            # Enough executors that the warm-up is not a minute of waiting.
+            name, settings, _, executors, _ = max(lb_runs, key=lambda r: r[3] * r[4])
+            warm_up_worker(env, name, settings, min(16, executors))
     rows = []
     for name, settings in modes:
         executors = settings.get("executors", args.executors)
         rows.append(measure(env, name, settings, args.jobs, executors, settings.get("workers", 1),
                             latency=not args.skip_latency, with_ceiling=not args.skip_ceiling))
-    if args.scaling:
+    if args.scaling and modes:
         name, settings = modes[0]
         for executors, workers in ((1, 1), (2, 1), (4, 1), (args.executors, 2)):
             rows.append(measure(env, f"{name}-e{executors}w{workers}", settings, args.jobs, executors, workers,
                                 latency=False, with_ceiling=not args.skip_ceiling))
-    if args.inflight_test:
+    lb_rows = []
+    for name, settings, n, executors, workers in lb_runs:
+        lb_rows.append(measure(env, name, settings, n, executors, workers, latency=False,
+                               with_ceiling=not args.skip_ceiling))
+    if args.inflight_test and modes:
         name, settings = modes[0]
         s = dict(settings, max_in_flight=10000)
         rows.append(measure(env, "inflight-10k", s, args.inflight_jobs, args.executors, 1,
@@ -967,12 +1246,25 @@ def main():
 
     m = env.machine
     print()
-    print(f"sluice bench {rows[0]['date']}, {m['nproc']} CPUs {m['cpu']}, {m['mem_mib']} MiB, "
+    print(f"sluice bench {(rows or lb_rows)[0]['date']}, {m['nproc']} CPUs {m['cpu']}, {m['mem_mib']} MiB, "
           f"PostgreSQL {env.pg_version}, sluice {env.rev}")
-    print(table(rows))
-    print(f"jobs/s: {THROUGHPUT_DEFINITION}; ceiling: pgbench, same SQL transaction, same connections and "
-          "transactions; latency (ms): " + LATENCY_DEFINITION + ", at half the measured throughput")
-    return 1 if any("error" in r for r in rows) else 0
+    if rows:
+        print(table(rows))
+        print(f"jobs/s: {THROUGHPUT_DEFINITION}; ceiling: pgbench, same SQL transaction, same connections and "
+              "transactions; latency (ms): " + LATENCY_DEFINITION + ", at half the measured throughput")
+    if lb_rows:
+        if rows:
+            print()
+        print(table(lb_rows, LB_COLUMNS))
+        print(f"latency-bound: bench.wait jobs (pg_sleep {args.wait_ms:g} ms on the server) over {args.wait_keys} "
+              f"keys; jobs/s: {THROUGHPUT_DEFINITION}; steady: jobs / (last - first result); balanced: jobs "
+              "whose first result came after every process's last assignment / the time from then to the last "
+              "result (rebal s: from the first assignment to then), bal ratio: balanced / ideal; ceiling: pgbench "
+              "running tests/bench/wait_job.sql with as many clients; others busy: the machine's share used by "
+              "processes other than the worker, PostgreSQL, Kafka and this driver; ideal: executors x processes / wait; skew: the busiest "
+              "executor's jobs / the mean (one key, one executor), keyed ratio: jobs/s / (ideal / skew); "
+              "pg conns: most sessions seen at once in the run's database (pg_stat_activity every 0.2 s)")
+    return 1 if any("error" in r for r in rows + lb_rows) else 0
 
 
 if __name__ == "__main__":

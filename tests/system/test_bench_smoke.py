@@ -50,3 +50,43 @@ def test_bench_smoke(brokers, admin_conninfo, bin_dir, tmp_path):
     assert b["machine"]["nproc"] >= 1 and b["machine"]["cpu"]
     # The table is printed too.
     assert "jobs/s" in r.stdout and "ceiling" in r.stdout
+
+
+def test_bench_smoke_latency_bound(brokers, admin_conninfo, bin_dir, tmp_path):
+    """--latency-bound on tiny numbers: bench.wait jobs (sql_wait.sql) through
+    one process on one partition and two processes in one group;
+    each BENCH line has the ideal, pgbench's ceiling, per-process RSS and
+    the PostgreSQL sessions. Not judged for speed."""
+    env = dict(os.environ, SLUICE_KAFKA_BROKERS=brokers, SLUICE_PG_CONNINFO=admin_conninfo)
+    env.setdefault("SLUICE_SERVICES_DIR", str(tmp_path))
+    tag = "smoke_lb_" + uuid.uuid4().hex[:8]
+    r = subprocess.run([sys.executable, "-u", str(ROOT / "tests/bench/bench.py"), "--latency-bound",
+                        "--lb-executors", "2", "--lb-grouped-executors", "", "--lb-processes", "2",
+                        "--lb-process-executors", "2", "--lb-process-partitions", "2", "--lb-max-jobs", "200",
+                        "--lb-min-jobs", "200", "--wait-ms", "2", "--warm-up", "0", "--tag", tag],
+                       capture_output=True, text=True, timeout=600, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    rows = [json.loads(line[len("BENCH "):]) for line in r.stdout.splitlines() if line.startswith("BENCH {")]
+    assert [b["mode"] for b in rows] == ["wait-e2", "wait-2p-e2"], out[-4000:]
+    for b in rows:
+        assert "error" not in b, b
+        assert b["job"] == "wait" and b["wait_ms"] == 2
+        assert b["jobs"] == 200 and b["distinct_jobs"] == 200
+        # bench.wait ran: every job succeeded with its output.
+        assert b["statuses"] == {"succeeded": b["results"]}, b
+        assert b["ideal_jobs_per_s"] == b["executors"] * b["workers"] * 1000 / 2
+        assert b["jobs_per_s"] > 0 and abs(b["ratio_ideal"] - b["jobs_per_s"] / b["ideal_jobs_per_s"]) < 0.01
+        assert len(b["peak_rss_mib_each"]) == b["workers"] and all(1 < x < 4096 for x in b["peak_rss_mib_each"])
+        assert b["exit_codes"] == [0] * b["workers"]
+        # Sampled every 0.2 s: at least one executor's session was seen, and
+        # never more than the processes' executors and relays.
+        assert 1 <= b["pg_connections_max"] <= b["workers"] * (b["executors"] + 1), b
+        # pgbench running the same transaction (tests/bench/wait_job.sql).
+        assert b["ceiling_tps"] > 0 and abs(b["ratio"] - b["jobs_per_s"] / b["ceiling_tps"]) < 0.01
+        assert "wait_job.sql" in b["ceiling"]
+    one, two = rows
+    assert one["partitions"] == 1 and one["max_batch"] == 1
+    assert two["partitions"] == 2 and two["workers"] == 2 and two["key_skew"] is None
+    assert one["key_skew"] >= 1 and one["ratio_keyed"] > 0
+    assert "bench.wait jobs (pg_sleep 2 ms" in r.stdout and "rss MiB each" in r.stdout
