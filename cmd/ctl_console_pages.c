@@ -28,7 +28,12 @@
 #include "html.h"
 
 #define MAX_LETTERS_SHOWN 500
-#define READ_BUDGET_MS    4000
+/* Reading a topic: how long a partition with more to give may send nothing
+ * (a busy broker's first fetch can take a second or two), and how long the
+ * whole read may take. Whether Kafka answers at all is the probe's
+ * question (SL_CONSOLE_TIMEOUT_MS). */
+#define READ_IDLE_MS      4000
+#define READ_BUDGET_MS    6000
 
 /* ---- writing HTML -------------------------------------------------------- */
 
@@ -359,7 +364,7 @@ fleet_letters(struct sl_console_request *rq, struct sl_text *t, int kafka_up, do
 
 	if (!kafka_up)
 		return;
-	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, SL_CONSOLE_TIMEOUT_MS, now + READ_BUDGET_MS,
+	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS, now + READ_BUDGET_MS,
 	                           err, sizeof(err));
 	if (got == NULL) {
 		error_box(t, "could not read the dead letters", err);
@@ -478,7 +483,7 @@ fleet_lag(struct sl_console_request *rq, struct sl_text *t, int kafka_up)
 		put(t, "<p class=\"down\">not available: Kafka is down</p>\n");
 		return;
 	}
-	lag = sl_ctl_lag_json(c->brokers, c->group, c->topics, c->n_topics, SL_CONSOLE_TIMEOUT_MS, NULL, err,
+	lag = sl_ctl_lag_json(c->brokers, c->group, c->topics, c->n_topics, READ_IDLE_MS, NULL, err,
 	                      sizeof(err));
 	if (lag == NULL) {
 		error_box(t, "could not read the lag", err);
@@ -584,7 +589,7 @@ job_copies(struct sl_console_request *rq, struct sl_text *t, const char *source,
 		return;
 	}
 	q.subject = id;
-	got = sl_ctl_dlq_read_json(rq->c->brokers, topic, &q, 1, SL_CONSOLE_TIMEOUT_MS, sl_ctl_now_ms() + READ_BUDGET_MS,
+	got = sl_ctl_dlq_read_json(rq->c->brokers, topic, &q, 1, READ_IDLE_MS, sl_ctl_now_ms() + READ_BUDGET_MS,
 	                           err, sizeof(err));
 	if (got == NULL) {
 		error_box(t, "could not read the result topic", err);
@@ -767,7 +772,7 @@ sl_console_page_job(struct sl_console_request *rq, struct sl_console_reply *r)
 	} else {
 		q.id = id;
 		q.key = id == NULL ? key : NULL;
-		letters = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, SL_CONSOLE_TIMEOUT_MS,
+		letters = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
 		                               sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
 		if (letters == NULL)
 			error_box(t, "could not read the dead letters", err);
@@ -872,7 +877,7 @@ sl_console_page_dlq(struct sl_console_request *rq, struct sl_console_reply *r)
 		page_end(r);
 		return;
 	}
-	all = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, SL_CONSOLE_TIMEOUT_MS,
+	all = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
 	                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
 	if (all == NULL) {
 		error_box(t, "could not read the dead letters", err);
@@ -950,7 +955,7 @@ sl_console_page_letter(struct sl_console_request *rq, struct sl_console_reply *r
 		page_end(r);
 		return;
 	}
-	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 1, SL_CONSOLE_TIMEOUT_MS,
+	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 1, READ_IDLE_MS,
 	                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
 	x = got != NULL ? json_array_get(json_object_get(got, "letters"), 0) : NULL;
 	if (got == NULL) {
@@ -1020,7 +1025,7 @@ sl_console_page_replay(struct sl_console_request *rq, struct sl_console_reply *r
 		return;
 	}
 	if (confirm == NULL || strcmp(confirm, "yes") != 0) {
-		sel = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, SL_CONSOLE_TIMEOUT_MS,
+		sel = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
 		                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
 		if (sel == NULL) {
 			error_box(t, "could not read the dead letters", err);

@@ -159,8 +159,14 @@ def no_alert(driver):
 
 
 def text_of(driver, css):
+    """The text of the element `css` selects; a missing one fails with the page's text."""
+    from selenium.common.exceptions import NoSuchElementException
     from selenium.webdriver.common.by import By
-    return driver.find_element(By.CSS_SELECTOR, css).text
+    try:
+        return driver.find_element(By.CSS_SELECTOR, css).text
+    except NoSuchElementException:
+        body = driver.find_elements(By.CSS_SELECTOR, "body")
+        raise AssertionError(f"no {css} in {driver.current_url}:\n" + (body[0].text if body else driver.page_source))
 
 
 @pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
@@ -307,4 +313,73 @@ def test_console_pages_in_chromium(kafka, pg, tmp_path):
             driver.quit()
         rc = console.stop()
         w.stop(60)
+    assert rc == 0, console.log()
+
+
+def services(*args):
+    r = subprocess.run([SERVICES, *args], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, f"tests/services {' '.join(args)}: {r.stderr}{r.stdout}"
+
+
+PAGES = ("/", "/dlq", "/outbox", "/job?id=nope")
+
+
+def test_console_answers_under_load_and_outages(kafka, pg, tmp_path):
+    """Every page answers within a few seconds while the worker runs flat
+    out, then with PostgreSQL stopped and with Kafka stopped, and says
+    which source is down."""
+    env = ConsoleEnv(kafka, pg, tmp_path)
+    w, conf = env.worker()
+    console = Console(conf, tmp_path / "console.log")
+    pg_down = kafka_down = False
+    try:
+        # Full load: more jobs than the worker can finish while we ask.
+        n = 4000
+        p = kafka.producer
+        for i in range(n):
+            ev = cloudevent("ledger.open", {"account": f"load-{i}", "balance": 1})
+            p.produce(env.jobs, json.dumps(ev).encode(), key=ev["data"]["account"].encode())
+        kafka.flush()
+        busy = 0
+        for path in PAGES:
+            status, body, took = console.get(path)
+            assert status == 200 and took < 5, (path, status, took)
+            assert "PostgreSQL: up" in body or path == "/dlq"
+            busy += pg.scalar("select count(*) from sluice.jobs") < n
+        assert busy > 0, "the worker finished before the console was asked anything"
+
+        services("stop", "pg", "--immediate")
+        pg_down = True
+        for path in PAGES:
+            status, body, took = console.get(path)
+            assert status == 200 and took < 8, (path, status, took)
+            if path != "/dlq":
+                assert "PostgreSQL is down" in body, (path, body[:2000])
+            if path != "/outbox":
+                assert "Kafka: up" in body, (path, body[:2000])
+        services("start", "pg")
+        pg_down = False
+        pg.reconnect()
+
+        services("stop", "kafka", "--kill")
+        kafka_down = True
+        for path in PAGES:
+            status, body, took = console.get(path)
+            assert status == 200 and took < 8, (path, status, took)
+            if path != "/outbox":
+                assert "Kafka is down" in body, (path, body[:2000])
+            if path != "/dlq":
+                assert "PostgreSQL: up" in body, (path, body[:2000])
+        services("start", "kafka")
+        kafka_down = False
+        status, body, _ = console.get("/")
+        assert status == 200 and "Kafka: up" in body
+    finally:
+        if pg_down:
+            services("start", "pg")
+            pg.reconnect()
+        if kafka_down:
+            services("start", "kafka")
+        rc = console.stop()
+        w.kill()
     assert rc == 0, console.log()
