@@ -142,11 +142,14 @@ def browser():
 
 
 def shot(driver, name):
+    """Saves the whole page (not only the window) as docs/console/NAME."""
+    import base64
     SHOTS.mkdir(parents=True, exist_ok=True)
-    h = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1300, min(max(h + 40, 600), 2400))
-    driver.save_screenshot(str(SHOTS / name))
-    driver.set_window_size(1300, 1000)
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    png = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 3000), "scale": 1}})
+    (SHOTS / name).write_bytes(base64.b64decode(png["data"]))
 
 
 def no_alert(driver):
