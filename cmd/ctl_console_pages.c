@@ -999,7 +999,7 @@ void
 sl_console_page_replay(struct sl_console_request *rq, struct sl_console_reply *r)
 {
 	struct sl_ctl_dlq_query q = SL_CTL_DLQ_QUERY_ALL;
-	char type[256], code[256], pb[32], ob[32], yes[8], err[1024];
+	char type[256], code[256], pb[32], ob[32], yes[8], one[8], err[1024];
 	const char *confirm = sl_console_field(rq, "confirm", yes, sizeof(yes));
 	const char *p = sl_console_field(rq, "p", pb, sizeof(pb)), *o = sl_console_field(rq, "o", ob, sizeof(ob));
 	struct sl_text *t = &r->body;
@@ -1009,8 +1009,7 @@ sl_console_page_replay(struct sl_console_request *rq, struct sl_console_reply *r
 
 	q.type = sl_console_field(rq, "type", type, sizeof(type));
 	q.code = sl_console_field(rq, "code", code, sizeof(code));
-	q.pending = sl_console_field(rq, "pending", yes, sizeof(yes)) != NULL;
-	confirm = sl_console_field(rq, "confirm", yes, sizeof(yes));
+	q.pending = sl_console_field(rq, "pending", one, sizeof(one)) != NULL;
 	page_begin(r, "Replay dead letters", "/dlq", 0);
 	if ((p != NULL || o != NULL) && coordinates(p, o, &q) != 0) {
 		r->status = 400;
