@@ -611,40 +611,13 @@ read_token(const char *path)
 	return line;
 }
 
-/* Resolves a listen address (checked by sl_http_listen_check()) into *ss
- * and says whether it is loopback. Returns 0 or -1. */
+/* Returns 1 when ss is a loopback address (127.0.0.0/8 or ::1). */
 static int
-listen_addr(const char *address, struct sockaddr_storage *ss, int *loopback)
+is_loopback(const struct sockaddr_storage *ss)
 {
-	char host[128];
-	const char *colon = strrchr(address, ':');
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	size_t n = (size_t)(colon - address);
-	long port = strtol(colon + 1, NULL, 10);
-
-	memset(ss, 0, sizeof(*ss));
-	if (n >= sizeof(host))
-		return -1;
-	memcpy(host, address, n);
-	host[n] = '\0';
-	if (host[0] == '[') {
-		host[n - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
-			return -1;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		*loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-		return 0;
-	}
-	if (n == 0 || strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		return -1;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)port);
-	*loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-	return 0;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
 }
 
 int
@@ -663,6 +636,7 @@ sl_ctl_console(int argc, char **argv)
 	struct MHD_Daemon *daemon = NULL;
 	const union MHD_DaemonInfo *info;
 	struct sockaddr_storage ss;
+	socklen_t ss_len;
 	struct console c;
 	unsigned char rnd[16];
 	char errbuf[512], url_buf[256], *token = NULL;
@@ -697,10 +671,12 @@ sl_ctl_console(int argc, char **argv)
 		sl_ctl_argument_error(argv[optind]);
 		goto out;
 	}
-	if (sl_http_listen_check(listen, errbuf, sizeof(errbuf)) != 0 || listen_addr(listen, &ss, &c.loopback) != 0) {
+	/* The worker's listener's syntax: an empty host is loopback too. */
+	if (sl_http_listen_addr(listen, &ss, &ss_len, errbuf, sizeof(errbuf)) != 0) {
 		sl_ctl_error("--listen: %s", errbuf);
 		goto out;
 	}
+	c.loopback = is_loopback(&ss);
 	if (token_file != NULL) {
 		if ((token = read_token(token_file)) == NULL)
 			goto out;

@@ -386,3 +386,46 @@ def test_console_answers_under_load_and_outages(kafka, pg, tmp_path):
         rc = console.stop()
         w.kill()
     assert rc == 0, console.log()
+
+
+def test_console_beyond_loopback_needs_a_token(kafka, pg, tmp_path):
+    """No token, no listening beyond loopback; with one, every request
+    needs it. On loopback, a foreign Host is turned away (DNS rebinding)."""
+    env = ConsoleEnv(kafka, pg, tmp_path)
+    conf = env.conf()
+    r = subprocess.run([str(BIN / "sluicectl"), "console", "-c", str(conf), "--listen", "0.0.0.0:0"],
+                       capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if k != "SLUICE_CONSOLE_TOKEN"})
+    assert r.returncode == 2 and "without a token" in r.stderr, r.stderr
+    token = "t0ken-" + os.urandom(8).hex()
+    log = open(tmp_path / "console.log", "wb")
+    proc = subprocess.Popen([str(BIN / "sluicectl"), "console", "-c", str(conf), "--listen", "0.0.0.0:0"],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SLUICE_CONSOLE_TOKEN": token})
+    try:
+        deadline = time.time() + 20
+        port = None
+        while port is None and time.time() < deadline:
+            m = re.search(r"listening on http://0\.0\.0\.0:(\d+)", (tmp_path / "console.log").read_text())
+            port = m and m.group(1)
+            time.sleep(0.05)
+        assert port, (tmp_path / "console.log").read_text()
+        url = f"http://127.0.0.1:{port}/job"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, timeout=10)
+        assert e.value.code == 401 and "Basic" in e.value.headers["WWW-Authenticate"]
+        import base64
+        for auth in ("Basic " + base64.b64encode(f"ops:{token}".encode()).decode(), "Bearer " + token):
+            with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": auth}),
+                                        timeout=10) as ok:
+                assert ok.status == 200
+                assert ok.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        bad = "Basic " + base64.b64encode(b"ops:wrong-token-123456").decode()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": bad}), timeout=10)
+        assert e.value.code == 401
+        assert token not in (tmp_path / "console.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        log.close()
