@@ -1,9 +1,11 @@
 /* ctl_console.h -- the parts of `sluicectl console` (cmd/ctl_console*.c).
  *
  * ctl_console.c is the server: options, the listener, authentication and
- * CSRF, routing, and the sampler thread that polls the workers' /metrics.
- * ctl_console_pages.c renders the pages from the sources of ctl_sources.h
- * and PostgreSQL; ctl_console_assets.c holds the stylesheet and the script.
+ * CSRF, routing. ctl_console_sampler.c polls the workers' /metrics.
+ * ctl_console_pages.c (fleet, job, outbox) and ctl_console_dlq.c render the
+ * pages from the sources of ctl_sources.h and PostgreSQL, with the helpers
+ * of ctl_console_render.c; ctl_console_assets.c holds the stylesheet and
+ * the script.
  * Not for anything the CLI subcommands share: that is ctl_sources.h.
  *
  * Threads: libmicrohttpd runs each connection on a thread of its own, so
@@ -104,6 +106,17 @@ PGconn *sl_console_pg(const struct console *c, char *errbuf, size_t errbuf_size)
 /* Asks the brokers for metadata within SL_CONSOLE_TIMEOUT_MS. Returns 0 when
  * they answer, or -1 with the reason in errbuf. */
 int sl_console_kafka_probe(const struct console *c, char *errbuf, size_t errbuf_size);
+
+/* Allocates the sampler's per-worker arrays (c->n_workers set). Returns 0,
+ * or -1 when out of memory; sl_console_sampler_destroy() frees either way. */
+int sl_console_sampler_init(struct console *c);
+
+/* The sampler thread's body (pthread_create()'s, arg the console): samples
+ * until c->sampler.stop is set and wake signalled. */
+void *sl_console_sampler_main(void *arg);
+
+/* Frees what sl_console_sampler_init() allocated; after the thread ended. */
+void sl_console_sampler_destroy(struct console *c);
 
 /* Copies what the sampler knows of worker i: *latest a new reference or
  * NULL, error into errbuf ("" when none), and the rest. */

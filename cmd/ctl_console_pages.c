@@ -1,19 +1,19 @@
-/* ctl_console_pages.c -- the pages of `sluicectl console`, rendered on the server.
+/* ctl_console_pages.c -- the fleet, job and outbox pages of `sluicectl console`.
  *
- * Every page opens its sources itself (PostgreSQL with short timeouts, a
- * Kafka metadata probe) and starts with a line that says which of them is
- * up; a source that is down leaves its sections empty with the reason, and
- * the rest of the page is still drawn. Every string that comes from Kafka,
- * PostgreSQL or a worker goes through esc() (sl_html_text()) on its way into
- * the page; putf() is for numbers and literals only. Charts are inline SVG
- * drawn here, so a page needs neither script nor download to be read.
+ * Every page opens its sources itself (sl_console_sources_open(): PostgreSQL
+ * with short timeouts, a Kafka metadata probe) and starts with a line that
+ * says which of them is up; a source that is down leaves its sections empty
+ * with the reason, and the rest of the page is still drawn. Every string
+ * that comes from Kafka, PostgreSQL or a worker goes through esc()
+ * (sl_html_text()) on its way into the page; sl_console_putf() is for
+ * numbers and literals only. Charts are inline SVG drawn here, so a page
+ * needs neither script nor download to be read. The dead-letter pages are
+ * in ctl_console_dlq.c.
  *
  * Not for: routing, authentication or CSRF checks (ctl_console.c does them
  * before any function here runs).
  */
 #include <inttypes.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,209 +24,9 @@
 #include "config.h"
 #include "ctl_common.h"
 #include "ctl_console.h"
+#include "ctl_console_render.h"
 #include "ctl_sources.h"
 #include "html.h"
-
-#define MAX_LETTERS_SHOWN 500
-/* Reading a topic: how long a partition with more to give may send nothing
- * (a busy broker's first fetch can take a second or two), and how long the
- * whole read may take. Whether Kafka answers at all is the probe's
- * question (SL_CONSOLE_TIMEOUT_MS). */
-#define READ_IDLE_MS      4000
-#define READ_BUDGET_MS    6000
-
-/* ---- writing HTML -------------------------------------------------------- */
-
-static void
-put(struct sl_text *t, const char *html)
-{
-	sl_text_puts(t, html);
-}
-
-/* Untrusted text, escaped. */
-static void
-esc(struct sl_text *t, const char *s)
-{
-	sl_html_texts(t, s);
-}
-
-static void putf(struct sl_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Formatted HTML: for numbers and literals only, never for outside text. */
-static void
-putf(struct sl_text *t, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_text_puts(t, buf);
-}
-
-/* A JSON value for a table cell: escaped text, a number, or a dash. */
-static void
-cell(struct sl_text *t, json_t *v)
-{
-	if (json_is_string(v))
-		esc(t, json_string_value(v));
-	else if (json_is_integer(v))
-		putf(t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
-		putf(t, "%.3f", json_real_value(v));
-	else if (json_is_boolean(v))
-		put(t, json_is_true(v) ? "yes" : "no");
-	else
-		put(t, "&ndash;");
-}
-
-/* A link to a job's page; id and source are untrusted. */
-static void
-job_link(struct sl_text *t, const char *id, const char *source)
-{
-	struct sl_text url = { NULL, 0, 0, 0 };
-
-	if (id == NULL) {
-		put(t, "&ndash;");
-		return;
-	}
-	sl_text_puts(&url, "/job?id=");
-	sl_html_url(&url, id);
-	if (source != NULL) {
-		sl_text_puts(&url, "&source=");
-		sl_html_url(&url, source);
-	}
-	put(t, "<a class=\"id\" href=\"");
-	esc(t, url.p);
-	put(t, "\">");
-	esc(t, id);
-	put(t, "</a>");
-	t->oom |= url.oom;
-	free(url.p);
-}
-
-static void
-hidden(struct sl_text *t, const char *name, const char *value)
-{
-	if (value == NULL)
-		return;
-	putf(t, "<input type=\"hidden\" name=\"%s\" value=\"", name);
-	esc(t, value);
-	put(t, "\">");
-}
-
-static void
-page_begin(struct sl_console_reply *r, const char *title, const char *active, int autorefresh)
-{
-	static const char *const nav[][2] = {
-		{ "/", "Fleet" }, { "/job", "Jobs" }, { "/dlq", "Dead letters" }, { "/outbox", "Outbox &amp; schedules" },
-	};
-	struct sl_text *t = &r->body;
-	size_t i;
-
-	put(t, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-	       "<link rel=\"stylesheet\" href=\"/static/console.css\"><title>");
-	esc(t, title);
-	put(t, " &middot; sluice console</title></head><body>\n<header><b>sluice</b><nav>");
-	for (i = 0; i < sizeof(nav) / sizeof(nav[0]); i++)
-		putf(t, "<a href=\"%s\"%s>%s</a> ", nav[i][0], strcmp(nav[i][0], active) == 0 ? " class=\"on\"" : "",
-		     nav[i][1]);
-	put(t, "</nav>");
-	if (autorefresh)
-		put(t, "<label hidden><input type=\"checkbox\" id=\"autorefresh\"> refresh every 10 s</label>");
-	put(t, "</header>\n<main>\n<h1>");
-	esc(t, title);
-	put(t, "</h1>\n");
-}
-
-static void
-page_end(struct sl_console_reply *r)
-{
-	put(&r->body, "</main>\n<footer>sluicectl console &middot; pages are drawn on the server; "
-	              "the script only refreshes and confirms.</footer>\n"
-	              "<script src=\"/static/console.js\"></script>\n</body></html>\n");
-}
-
-/* ---- sources ------------------------------------------------------------- */
-
-struct sources {
-	PGconn *pg;                /* NULL: down (pg_err says why) */
-	char pg_err[512];
-	int kafka_up;
-	char kafka_err[512];
-};
-
-/* Opens PostgreSQL and probes Kafka (each as asked), then writes the line
- * that says which is up. */
-static void
-sources_open(struct sl_console_request *rq, struct sl_console_reply *r, struct sources *s, int want_pg,
-             int want_kafka)
-{
-	struct sl_text *t = &r->body;
-
-	memset(s, 0, sizeof(*s));
-	if (want_pg)
-		s->pg = sl_console_pg(rq->c, s->pg_err, sizeof(s->pg_err));
-	if (want_kafka)
-		s->kafka_up = sl_console_kafka_probe(rq->c, s->kafka_err, sizeof(s->kafka_err)) == 0;
-	put(t, "<div class=\"sources\">");
-	if (want_pg) {
-		if (s->pg != NULL) {
-			put(t, "<span class=\"src up\" id=\"src-pg\">PostgreSQL: up</span>");
-		} else {
-			put(t, "<span class=\"src down\" id=\"src-pg\">PostgreSQL is down: ");
-			esc(t, s->pg_err);
-			put(t, "</span>");
-		}
-	}
-	if (want_kafka) {
-		if (s->kafka_up) {
-			put(t, "<span class=\"src up\" id=\"src-kafka\">Kafka: up</span>");
-		} else {
-			put(t, "<span class=\"src down\" id=\"src-kafka\">Kafka is down: ");
-			esc(t, s->kafka_err);
-			put(t, "</span>");
-		}
-	}
-	put(t, "</div>\n");
-}
-
-static void
-sources_close(struct sources *s)
-{
-	PQfinish(s->pg);
-	s->pg = NULL;
-}
-
-static void
-error_box(struct sl_text *t, const char *what, const char *why)
-{
-	put(t, "<p class=\"error\">");
-	esc(t, what);
-	put(t, ": ");
-	esc(t, why);
-	put(t, "</p>\n");
-}
-
-/* Runs a query with text parameters; returns the result or NULL after
- * writing why into the page. */
-static PGresult *
-query(struct sl_text *t, PGconn *conn, const char *what, const char *sql, int n, const char *const *params)
-{
-	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-	char msg[512];
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-		msg[strcspn(msg, "\n")] = '\0';
-		error_box(t, what, msg);
-		PQclear(res);
-		return NULL;
-	}
-	return res;
-}
 
 /* ---- charts -------------------------------------------------------------- */
 
@@ -245,21 +45,21 @@ svg_bars(struct sl_text *t, const char *id, const char *caption, const double *v
 	for (i = 0; i < n; i++)
 		if (v[i] > max)
 			max = v[i];
-	putf(t, "<figure id=\"%s\"><svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
+	sl_console_putf(t, "<figure id=\"%s\"><svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
 	     id, CHART_W, CHART_H, CHART_W, CHART_H);
 	esc(t, caption);
 	put(t, "\">");
-	putf(t, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>", CHART_PAD, CHART_H - 16, CHART_W,
+	sl_console_putf(t, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>", CHART_PAD, CHART_H - 16, CHART_W,
 	     CHART_H - 16);
 	for (i = 0; i < n && max > 0; i++) {
 		h = v[i] / max * (CHART_H - 30);
 		if (v[i] > 0 && h < 1)
 			h = 1;
-		putf(t, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%.3g %s</title></rect>",
+		sl_console_putf(t, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%.3g %s</title></rect>",
 		     cls, CHART_PAD + i * bw, CHART_H - 16 - h, bw > 2 ? bw - 1 : bw, h, v[i], unit);
 	}
-	putf(t, "<text x=\"0\" y=\"12\">%.3g</text><text x=\"0\" y=\"%d\">0</text>", max, CHART_H - 16);
-	putf(t, "<text x=\"%d\" y=\"%d\">-60 min</text><text x=\"%d\" y=\"%d\">now</text></svg>", CHART_PAD,
+	sl_console_putf(t, "<text x=\"0\" y=\"12\">%.3g</text><text x=\"0\" y=\"%d\">0</text>", max, CHART_H - 16);
+	sl_console_putf(t, "<text x=\"%d\" y=\"%d\">-60 min</text><text x=\"%d\" y=\"%d\">now</text></svg>", CHART_PAD,
 	     CHART_H - 3, CHART_W - 24, CHART_H - 3);
 	put(t, "<figcaption>");
 	esc(t, caption);
@@ -276,24 +76,24 @@ svg_line(struct sl_text *t, const struct sl_console_point *p, size_t n, int64_t 
 	for (i = 0; i < n; i++)
 		if (p[i].jobs_per_s > max)
 			max = p[i].jobs_per_s;
-	putf(t, "<figure id=\"chart-sampled\"><svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+	sl_console_putf(t, "<figure id=\"chart-sampled\"><svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
 	        "aria-label=\"jobs per second sampled from the workers\">",
 	     CHART_W, CHART_H, CHART_W, CHART_H);
-	putf(t, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>", CHART_PAD, CHART_H - 16, CHART_W,
+	sl_console_putf(t, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>", CHART_PAD, CHART_H - 16, CHART_W,
 	     CHART_H - 16);
 	if (n > 0) {
 		put(t, "<polyline class=\"line\" points=\"");
 		for (i = 0; i < n; i++) {
 			x = CHART_PAD + (double)(CHART_W - CHART_PAD) * (1.0 - (double)(now_ms - p[i].t_ms) / 3600000.0);
 			y = CHART_H - 16 - (max > 0 ? p[i].jobs_per_s / max * (CHART_H - 30) : 0);
-			putf(t, "%.1f,%.1f ", x < CHART_PAD ? CHART_PAD : x, y);
+			sl_console_putf(t, "%.1f,%.1f ", x < CHART_PAD ? CHART_PAD : x, y);
 		}
 		put(t, "\"/>");
 	}
-	putf(t, "<text x=\"0\" y=\"12\">%.3g</text><text x=\"0\" y=\"%d\">0</text>", max, CHART_H - 16);
-	putf(t, "<text x=\"%d\" y=\"%d\">-60 min</text><text x=\"%d\" y=\"%d\">now</text></svg>", CHART_PAD,
+	sl_console_putf(t, "<text x=\"0\" y=\"12\">%.3g</text><text x=\"0\" y=\"%d\">0</text>", max, CHART_H - 16);
+	sl_console_putf(t, "<text x=\"%d\" y=\"%d\">-60 min</text><text x=\"%d\" y=\"%d\">now</text></svg>", CHART_PAD,
 	     CHART_H - 3, CHART_W - 24, CHART_H - 3);
-	putf(t, "<figcaption>Jobs/s across the workers, sampled every %d s since the console started "
+	sl_console_putf(t, "<figcaption>Jobs/s across the workers, sampled every %d s since the console started "
 	        "(%zu points)</figcaption></figure>\n", SL_CONSOLE_SAMPLE_S, n);
 }
 
@@ -325,7 +125,7 @@ fleet_ledger(struct sl_text *t, PGconn *pg, double *done)
 		put(t, "<p class=\"down\">not available: PostgreSQL is down</p>\n");
 		return;
 	}
-	res = query(t, pg, "could not count the ledger", LEDGER_COUNTS_SQL, 0, NULL);
+	res = sl_console_query(t, pg, "could not count the ledger", LEDGER_COUNTS_SQL, 0, NULL);
 	if (res == NULL)
 		return;
 	for (i = 0; i < PQntuples(res); i++)
@@ -335,10 +135,10 @@ fleet_ledger(struct sl_text *t, PGconn *pg, double *done)
 	PQclear(res);
 	put(t, "<div class=\"figures\">");
 	for (k = 0; k < 4; k++)
-		putf(t, "<div class=\"figure\" id=\"ledger-%s\"><b>%ld</b> %s</div>", statuses[k], counts[k], statuses[k]);
+		sl_console_putf(t, "<div class=\"figure\" id=\"ledger-%s\"><b>%ld</b> %s</div>", statuses[k], counts[k], statuses[k]);
 	put(t, "</div>\n");
 
-	res = query(t, pg, "could not read the last hour of the ledger", LEDGER_HOUR_SQL, 0, NULL);
+	res = sl_console_query(t, pg, "could not read the last hour of the ledger", LEDGER_HOUR_SQL, 0, NULL);
 	if (res == NULL)
 		return;
 	for (i = 0; i < PQntuples(res); i++) {
@@ -367,7 +167,7 @@ fleet_letters(struct sl_console_request *rq, struct sl_text *t, int kafka_up, do
 	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS, now + READ_BUDGET_MS,
 	                           err, sizeof(err));
 	if (got == NULL) {
-		error_box(t, "could not read the dead letters", err);
+		sl_console_error_box(t, "could not read the dead letters", err);
 		return;
 	}
 	json_array_foreach(json_object_get(got, "letters"), i, x) {
@@ -380,7 +180,7 @@ fleet_letters(struct sl_console_request *rq, struct sl_text *t, int kafka_up, do
 		if (ago >= 0 && ago < 60)
 			failed[59 - ago] += 1;
 	}
-	putf(t, "<div class=\"figures\"><div class=\"figure\" id=\"dead-letters\"><b>%zu</b> dead letters "
+	sl_console_putf(t, "<div class=\"figures\"><div class=\"figure\" id=\"dead-letters\"><b>%zu</b> dead letters "
 	        "(%ld not replayed)</div></div>\n",
 	     json_array_size(json_object_get(got, "letters")), pending);
 	json_decref(got);
@@ -415,7 +215,7 @@ fleet_workers(struct sl_console_request *rq, struct sl_text *t)
 	int64_t at, now = sl_ctl_now_ms();
 	size_t i;
 
-	putf(t, "<h2>Workers</h2>\n");
+	sl_console_putf(t, "<h2>Workers</h2>\n");
 	if (c->n_workers == 0) {
 		put(t, "<p class=\"notice\">No worker to poll: give --worker URL, or -c with a worker configuration "
 		       "whose http.listen is set.</p>\n");
@@ -448,21 +248,21 @@ fleet_workers(struct sl_console_request *rq, struct sl_text *t)
 		put(t, "<td>");
 		worker_partitions(t, sum);
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(sum, "in_flight"));
+		sl_console_cell(t, json_object_get(sum, "in_flight"));
 		put(t, "</td><td class=\"n\">");
 		if (jps >= 0)
-			putf(t, "%.1f", jps);
+			sl_console_putf(t, "%.1f", jps);
 		else
 			put(t, "&ndash;");
 		put(t, "</td><td class=\"n\">");
 		v = json_object_get(sum, "executor_utilisation");
 		if (json_is_number(v))
-			putf(t, "%.0f%%", json_number_value(v) * 100);
+			sl_console_putf(t, "%.0f%%", json_number_value(v) * 100);
 		else
 			put(t, "&ndash;");
 		put(t, "</td><td>");
-		cell(t, json_object_get(sum, "version"));
-		putf(t, "</td><td>%.0f s ago</td></tr>\n", (double)(now - at) / 1000.0);
+		sl_console_cell(t, json_object_get(sum, "version"));
+		sl_console_putf(t, "</td><td>%.0f s ago</td></tr>\n", (double)(now - at) / 1000.0);
 		json_decref(sum);
 	}
 	put(t, "</table>\n");
@@ -486,27 +286,27 @@ fleet_lag(struct sl_console_request *rq, struct sl_text *t, int kafka_up)
 	lag = sl_ctl_lag_json(c->brokers, c->group, c->topics, c->n_topics, READ_IDLE_MS, NULL, err,
 	                      sizeof(err));
 	if (lag == NULL) {
-		error_box(t, "could not read the lag", err);
+		sl_console_error_box(t, "could not read the lag", err);
 		return;
 	}
 	put(t, "<table id=\"lag\"><tr><th>topic</th><th class=\"n\">partition</th><th class=\"n\">committed</th>"
 	       "<th class=\"n\">end</th><th class=\"n\">lag (messages)</th><th class=\"n\">lag (seconds)</th></tr>\n");
 	json_array_foreach(json_object_get(lag, "partitions"), i, o) {
 		put(t, "<tr><td>");
-		cell(t, json_object_get(o, "topic"));
+		sl_console_cell(t, json_object_get(o, "topic"));
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(o, "partition"));
+		sl_console_cell(t, json_object_get(o, "partition"));
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(o, "committed"));
+		sl_console_cell(t, json_object_get(o, "committed"));
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(o, "end"));
+		sl_console_cell(t, json_object_get(o, "end"));
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(o, "lag"));
+		sl_console_cell(t, json_object_get(o, "lag"));
 		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(o, "lag_seconds"));
+		sl_console_cell(t, json_object_get(o, "lag_seconds"));
 		put(t, "</td></tr>\n");
 	}
-	putf(t, "</table>\n<p id=\"lag-total\">%" JSON_INTEGER_FORMAT " messages behind; the oldest unconsumed is "
+	sl_console_putf(t, "</table>\n<p id=\"lag-total\">%" JSON_INTEGER_FORMAT " messages behind; the oldest unconsumed is "
 	        "%.1f s old.</p>\n",
 	     json_integer_value(json_object_get(lag, "total")), json_number_value(json_object_get(lag, "oldest_seconds")));
 	json_decref(lag);
@@ -518,11 +318,11 @@ sl_console_page_fleet(struct sl_console_request *rq, struct sl_console_reply *r)
 	double per_min[60] = { 0 }, failed[60] = { 0 }, fail_pct[60] = { 0 };
 	struct sl_text *t = &r->body;
 	struct sl_console_point *pts;
-	struct sources s;
+	struct sl_console_sources s;
 	size_t n, i;
 
-	page_begin(r, "Fleet", "/", 1);
-	sources_open(rq, r, &s, 1, 1);
+	sl_console_page_begin(r, "Fleet", "/", 1);
+	sl_console_sources_open(rq, r, &s, 1, 1);
 	fleet_workers(rq, t);
 	fleet_lag(rq, t, s.kafka_up);
 	fleet_ledger(t, s.pg, per_min);
@@ -546,8 +346,8 @@ sl_console_page_fleet(struct sl_console_request *rq, struct sl_console_reply *r)
 		t->oom = 1;
 	}
 	put(t, "</div>\n");
-	sources_close(&s);
-	page_end(r);
+	sl_console_sources_close(&s);
+	sl_console_page_end(r);
 }
 
 /* ---- a job's story ------------------------------------------------------- */
@@ -592,7 +392,7 @@ job_copies(struct sl_console_request *rq, struct sl_text *t, const char *source,
 	got = sl_ctl_dlq_read_json(rq->c->brokers, topic, &q, 1, READ_IDLE_MS, sl_ctl_now_ms() + READ_BUDGET_MS,
 	                           err, sizeof(err));
 	if (got == NULL) {
-		error_box(t, "could not read the result topic", err);
+		sl_console_error_box(t, "could not read the result topic", err);
 		return;
 	}
 	st = stored != NULL ? json_loads(stored, 0, NULL) : NULL;
@@ -609,13 +409,13 @@ job_copies(struct sl_console_request *rq, struct sl_text *t, const char *source,
 			json_decref(ev);
 			continue;
 		}
-		putf(t, "<tr><td>%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "</td><td>",
+		sl_console_putf(t, "<tr><td>%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "</td><td>",
 		     json_integer_value(json_object_get(x, "partition")), json_integer_value(json_object_get(x, "offset")));
-		cell(t, json_object_get(x, "timestamp"));
+		sl_console_cell(t, json_object_get(x, "timestamp"));
 		put(t, "</td><td class=\"id\">");
 		esc(t, ev_id);
 		put(t, "</td><td>");
-		cell(t, json_object_get(json_object_get(ev, "data"), "status"));
+		sl_console_cell(t, json_object_get(json_object_get(ev, "data"), "status"));
 		if (stored_id != NULL && ev_id != NULL && strcmp(ev_id, stored_id) == 0) {
 			n++;
 			if (strcmp(v, stored) == 0) {
@@ -633,64 +433,13 @@ job_copies(struct sl_console_request *rq, struct sl_text *t, const char *source,
 	if (n == 0)
 		put(t, "<p id=\"copies-summary\">No copy of the ledger's result in the topic (yet).</p>\n");
 	else if (same == n)
-		putf(t, "<p id=\"copies-summary\" class=\"up\">%zu cop%s of the ledger's result, all identical to it.</p>\n", n,
+		sl_console_putf(t, "<p id=\"copies-summary\" class=\"up\">%zu cop%s of the ledger's result, all identical to it.</p>\n", n,
 		     n == 1 ? "y" : "ies");
 	else
-		putf(t, "<p id=\"copies-summary\" class=\"down\">%zu cop%s of the ledger's result, %zu differ from it.</p>\n",
+		sl_console_putf(t, "<p id=\"copies-summary\" class=\"down\">%zu cop%s of the ledger's result, %zu differ from it.</p>\n",
 		     n, n == 1 ? "y" : "ies", n - same);
 	json_decref(st);
 	json_decref(got);
-}
-
-/* The dead letters of a job (by id, or by key), with links. */
-static void
-letters_table(struct sl_text *t, json_t *letters, const char *table_id, int with_replay, const char *csrf)
-{
-	json_t *x;
-	size_t i;
-
-	putf(t, "<table id=\"%s\"><tr><th>partition/offset</th><th>time</th><th>code</th><th>type</th><th>id</th>"
-	        "<th>key</th><th>message</th><th class=\"n\">attempts</th><th>replayed</th>%s</tr>\n",
-	     table_id, with_replay ? "<th></th>" : "");
-	json_array_foreach(letters, i, x) {
-		json_int_t p = json_integer_value(json_object_get(x, "partition"));
-		json_int_t o = json_integer_value(json_object_get(x, "offset"));
-
-		if (i >= MAX_LETTERS_SHOWN) {
-			putf(t, "<tr><td colspan=\"10\">&hellip; %zu more (narrow the filter)</td></tr>\n",
-			     json_array_size(letters) - i);
-			break;
-		}
-		putf(t, "<tr class=\"letter\"><td><a href=\"/dlq/letter?p=%" JSON_INTEGER_FORMAT "&amp;o=%" JSON_INTEGER_FORMAT
-		        "\">%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "</a></td><td>",
-		     p, o, p, o);
-		cell(t, json_object_get(x, "timestamp"));
-		put(t, "</td><td>");
-		cell(t, json_object_get(x, "code"));
-		put(t, "</td><td>");
-		cell(t, json_object_get(x, "type"));
-		put(t, "</td><td>");
-		job_link(t, json_string_value(json_object_get(x, "id")), NULL);
-		put(t, "</td><td class=\"id\">");
-		cell(t, json_object_get(x, "key"));
-		put(t, "</td><td>");
-		cell(t, json_object_get(x, "message"));
-		put(t, "</td><td class=\"n\">");
-		cell(t, json_object_get(x, "attempts"));
-		put(t, "</td><td>");
-		cell(t, json_object_get(x, "replayed"));
-		put(t, "</td>");
-		if (with_replay) {
-			putf(t, "<td><form class=\"inline\" method=\"post\" action=\"/dlq/replay\">"
-			        "<input type=\"hidden\" name=\"csrf\" value=\"%s\">"
-			        "<input type=\"hidden\" name=\"p\" value=\"%" JSON_INTEGER_FORMAT "\">"
-			        "<input type=\"hidden\" name=\"o\" value=\"%" JSON_INTEGER_FORMAT "\">"
-			        "<button class=\"quiet\">replay&hellip;</button></form></td>",
-			     csrf, p, o);
-		}
-		put(t, "</tr>\n");
-	}
-	put(t, "</table>\n");
 }
 
 static void
@@ -704,7 +453,7 @@ job_row(struct sl_console_request *rq, struct sl_text *t, const PGresult *res, i
 	for (k = 0; k < 8; k++) {
 		if (names[k] == NULL)
 			continue;
-		putf(t, "<tr><th>%s</th><td class=\"%s\">", names[k], k == 3 ? status[0] == 's' ? "up" : status[0] == 'f' ? "down" : "warn" : "id");
+		sl_console_putf(t, "<tr><th>%s</th><td class=\"%s\">", names[k], k == 3 ? status[0] == 's' ? "up" : status[0] == 'f' ? "down" : "warn" : "id");
 		if (PQgetisnull(res, i, k))
 			put(t, "&ndash;");
 		else
@@ -732,13 +481,13 @@ sl_console_page_job(struct sl_console_request *rq, struct sl_console_reply *r)
 	const char *key = sl_console_arg(rq, "key");
 	const char *params[2] = { id, source };
 	struct sl_text *t = &r->body;
-	struct sources s;
+	struct sl_console_sources s;
 	PGresult *res = NULL;
 	json_t *letters;
 	char err[1024];
 	int i;
 
-	page_begin(r, "A job's story", "/job", 0);
+	sl_console_page_begin(r, "A job's story", "/job", 0);
 	put(t, "<form method=\"get\" action=\"/job\" class=\"card\">"
 	       "<label>id <input name=\"id\" size=\"36\" value=\"");
 	esc(t, id);
@@ -750,15 +499,15 @@ sl_console_page_job(struct sl_console_request *rq, struct sl_console_reply *r)
 	if (id == NULL && key == NULL) {
 		put(t, "<p>Search by the job's id (and source, when ids repeat across sources), or by its Kafka key "
 		       "(looked up in the dead letters, which keep the key).</p>\n");
-		page_end(r);
+		sl_console_page_end(r);
 		return;
 	}
-	sources_open(rq, r, &s, id != NULL, 1);
+	sl_console_sources_open(rq, r, &s, id != NULL, 1);
 	if (id != NULL) {
 		put(t, "<h2>Ledger</h2>\n");
 		if (s.pg == NULL)
 			put(t, "<p class=\"down\">not available: PostgreSQL is down</p>\n");
-		else if ((res = query(t, s.pg, "could not read the ledger", JOB_SQL, 2, params)) != NULL) {
+		else if ((res = sl_console_query(t, s.pg, "could not read the ledger", JOB_SQL, 2, params)) != NULL) {
 			if (PQntuples(res) == 0)
 				put(t, "<p id=\"no-ledger-row\">No ledger row: the job has not run (or not under this id).</p>\n");
 			for (i = 0; i < PQntuples(res); i++)
@@ -775,306 +524,15 @@ sl_console_page_job(struct sl_console_request *rq, struct sl_console_reply *r)
 		letters = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
 		                               sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
 		if (letters == NULL)
-			error_box(t, "could not read the dead letters", err);
+			sl_console_error_box(t, "could not read the dead letters", err);
 		else if (json_array_size(json_object_get(letters, "letters")) == 0)
 			put(t, "<p id=\"no-letters\">None.</p>\n");
 		else
-			letters_table(t, json_object_get(letters, "letters"), "job-letters", 1, rq->c->csrf);
+			sl_console_letters_table(t, json_object_get(letters, "letters"), "job-letters", 1, rq->c->csrf);
 		json_decref(letters);
 	}
-	sources_close(&s);
-	page_end(r);
-}
-
-/* ---- dead letters -------------------------------------------------------- */
-
-/* Returns 1 when letter x passes the page's filters. */
-static int
-letter_shown(json_t *x, const char *type, const char *code, int pending)
-{
-	const char *v;
-
-	if (type != NULL && ((v = json_string_value(json_object_get(x, "type"))) == NULL || strcmp(v, type) != 0))
-		return 0;
-	if (code != NULL && ((v = json_string_value(json_object_get(x, "code"))) == NULL || strcmp(v, code) != 0))
-		return 0;
-	return !pending || !json_is_true(json_object_get(x, "replayed"));
-}
-
-/* The letters by (type, code): counts, each a link to that filter. */
-static void
-dlq_groups(struct sl_text *t, json_t *letters)
-{
-	json_t *groups = json_object(), *x, *g;
-	struct sl_text key = { NULL, 0, 0, 0 }, url = { NULL, 0, 0, 0 };
-	const char *k, *type, *code;
-	size_t i;
-
-	json_array_foreach(letters, i, x) {
-		type = json_string_value(json_object_get(x, "type"));
-		code = json_string_value(json_object_get(x, "code"));
-		key.len = 0;
-		sl_text_puts(&key, type ? type : "");
-		sl_text_put(&key, "\n", 1);
-		sl_text_puts(&key, code ? code : "");
-		if (key.oom)
-			break;
-		g = json_object_get(groups, key.p);
-		if (g == NULL) {
-			g = json_pack("{s:s, s:s, s:i, s:i}", "type", type ? type : "", "code", code ? code : "", "n", 0,
-			              "pending", 0);
-			json_object_set_new(groups, key.p, g);
-		}
-		json_object_set_new(g, "n", json_integer(json_integer_value(json_object_get(g, "n")) + 1));
-		if (!json_is_true(json_object_get(x, "replayed")))
-			json_object_set_new(g, "pending",
-			                    json_integer(json_integer_value(json_object_get(g, "pending")) + 1));
-	}
-	put(t, "<table id=\"dlq-groups\"><tr><th>job type</th><th>error code</th><th class=\"n\">letters</th>"
-	       "<th class=\"n\">not replayed</th></tr>\n");
-	json_object_foreach(groups, k, g) {
-		url.len = 0;
-		sl_text_puts(&url, "/dlq?type=");
-		sl_html_url(&url, json_string_value(json_object_get(g, "type")));
-		sl_text_puts(&url, "&code=");
-		sl_html_url(&url, json_string_value(json_object_get(g, "code")));
-		put(t, "<tr><td>");
-		cell(t, json_object_get(g, "type"));
-		put(t, "</td><td><a href=\"");
-		esc(t, url.p);
-		put(t, "\">");
-		cell(t, json_object_get(g, "code"));
-		putf(t, "</a></td><td class=\"n\">%" JSON_INTEGER_FORMAT "</td><td class=\"n\">%" JSON_INTEGER_FORMAT
-		        "</td></tr>\n",
-		     json_integer_value(json_object_get(g, "n")), json_integer_value(json_object_get(g, "pending")));
-	}
-	put(t, "</table>\n");
-	t->oom |= key.oom | url.oom;
-	free(key.p);
-	free(url.p);
-	json_decref(groups);
-}
-
-void
-sl_console_page_dlq(struct sl_console_request *rq, struct sl_console_reply *r)
-{
-	struct sl_ctl_dlq_query q = SL_CTL_DLQ_QUERY_ALL;
-	const char *type = sl_console_arg(rq, "type"), *code = sl_console_arg(rq, "code");
-	int pending = sl_console_arg(rq, "pending") != NULL;
-	struct sl_text *t = &r->body;
-	json_t *all, *shown, *x;
-	struct sources s;
-	char err[1024];
-	size_t i;
-
-	page_begin(r, "Dead letters", "/dlq", 0);
-	sources_open(rq, r, &s, 0, 1);
-	put(t, "<p>Topic <code>");
-	esc(t, rq->c->dlq_topic);
-	put(t, "</code>. Values and messages are shown escaped: dead letters hold hostile input.</p>\n");
-	if (!s.kafka_up) {
-		put(t, "<p class=\"down\">not available: Kafka is down</p>\n");
-		page_end(r);
-		return;
-	}
-	all = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
-	                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
-	if (all == NULL) {
-		error_box(t, "could not read the dead letters", err);
-		page_end(r);
-		return;
-	}
-	putf(t, "<p id=\"dlq-total\">%zu dead letters.</p>\n", json_array_size(json_object_get(all, "letters")));
-	dlq_groups(t, json_object_get(all, "letters"));
-
-	put(t, "<h2>Browse</h2>\n<form method=\"get\" action=\"/dlq\" class=\"card\"><label>job type <input name=\"type\" value=\"");
-	esc(t, type);
-	put(t, "\"></label> <label>error code <input name=\"code\" value=\"");
-	esc(t, code);
-	putf(t, "\"></label> <label><input type=\"checkbox\" name=\"pending\" value=\"1\"%s> not replayed only</label> "
-	        "<button>filter</button></form>\n",
-	     pending ? " checked" : "");
-	shown = json_array();
-	json_array_foreach(json_object_get(all, "letters"), i, x)
-		if (letter_shown(x, type, code, pending))
-			json_array_append(shown, x);
-	putf(t, "<p id=\"dlq-shown\">%zu selected.</p>\n", json_array_size(shown));
-	if (json_array_size(shown) > 0) {
-		put(t, "<form method=\"post\" action=\"/dlq/replay\" class=\"card\" id=\"replay-selected\">");
-		hidden(t, "csrf", rq->c->csrf);
-		hidden(t, "type", type);
-		hidden(t, "code", code);
-		if (pending)
-			hidden(t, "pending", "1");
-		putf(t, "<button>replay these %zu&hellip;</button> (you confirm on the next page)</form>\n",
-		     json_array_size(shown));
-	}
-	letters_table(t, shown, "letters", 1, rq->c->csrf);
-	json_decref(shown);
-	json_decref(all);
-	page_end(r);
-}
-
-/* Reads a letter's coordinates from text; returns 0 or -1. */
-static int
-coordinates(const char *p, const char *o, struct sl_ctl_dlq_query *q)
-{
-	long pv, ov;
-
-	if (p == NULL || o == NULL || sl_ctl_parse_long(p, 0, INT32_MAX, &pv) != 0 ||
-	    sl_ctl_parse_long(o, 0, INT64_MAX, &ov) != 0)
-		return -1;
-	q->partition = (int32_t)pv;
-	q->offset = ov;
-	return 0;
-}
-
-void
-sl_console_page_letter(struct sl_console_request *rq, struct sl_console_reply *r)
-{
-	static const char *const fields[] = { "partition", "offset", "timestamp", "code", "message", "type", "id",
-	                                      "key", "source_topic", "source_partition", "source_offset", "attempts",
-	                                      "value_omitted", "replayed" };
-	struct sl_ctl_dlq_query q = SL_CTL_DLQ_QUERY_ALL;
-	struct sl_text *t = &r->body;
-	json_t *got, *x, *v;
-	struct sources s;
-	char err[1024];
-	size_t k;
-
-	page_begin(r, "A dead letter", "/dlq", 0);
-	if (coordinates(sl_console_arg(rq, "p"), sl_console_arg(rq, "o"), &q) != 0) {
-		r->status = 400;
-		put(t, "<p class=\"error\">Give p (partition) and o (offset) as numbers.</p>\n");
-		page_end(r);
-		return;
-	}
-	sources_open(rq, r, &s, 0, 1);
-	if (!s.kafka_up) {
-		put(t, "<p class=\"down\">not available: Kafka is down</p>\n");
-		page_end(r);
-		return;
-	}
-	got = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 1, READ_IDLE_MS,
-	                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
-	x = got != NULL ? json_array_get(json_object_get(got, "letters"), 0) : NULL;
-	if (got == NULL) {
-		error_box(t, "could not read the dead letters", err);
-	} else if (x == NULL) {
-		r->status = 404;
-		put(t, "<p class=\"error\">No dead letter at that partition and offset.</p>\n");
-	} else {
-		put(t, "<table class=\"ledger\" id=\"letter\">");
-		for (k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) {
-			putf(t, "<tr><th>%s</th><td class=\"id\">", fields[k]);
-			if (strcmp(fields[k], "id") == 0 && json_is_string(json_object_get(x, "id")))
-				job_link(t, json_string_value(json_object_get(x, "id")), NULL);
-			else
-				cell(t, json_object_get(x, fields[k]));
-			put(t, "</td></tr>\n");
-		}
-		put(t, "</table>\n<h2>Original message</h2>\n");
-		if ((v = json_object_get(x, "value")) != NULL) {
-			put(t, "<pre id=\"letter-value\">");
-			cell(t, v);
-			put(t, "</pre>\n");
-		} else if ((v = json_object_get(x, "value_base64")) != NULL) {
-			put(t, "<p>Not UTF-8; base64:</p><pre id=\"letter-value\">");
-			cell(t, v);
-			put(t, "</pre>\n");
-		}
-		putf(t, "<form method=\"post\" action=\"/dlq/replay\" class=\"card\">"
-		        "<input type=\"hidden\" name=\"csrf\" value=\"%s\">"
-		        "<input type=\"hidden\" name=\"p\" value=\"%d\"><input type=\"hidden\" name=\"o\" value=\"%" PRId64 "\">"
-		        "<button>replay this letter&hellip;</button></form>\n",
-		     rq->c->csrf, (int)q.partition, q.offset);
-	}
-	json_decref(got);
-	page_end(r);
-}
-
-/* POST /dlq/replay: without confirm=yes, what would be replayed and a
- * button; with it, the replay and its outcome. */
-void
-sl_console_page_replay(struct sl_console_request *rq, struct sl_console_reply *r)
-{
-	struct sl_ctl_dlq_query q = SL_CTL_DLQ_QUERY_ALL;
-	char type[256], code[256], pb[32], ob[32], yes[8], one[8], err[1024];
-	const char *confirm = sl_console_field(rq, "confirm", yes, sizeof(yes));
-	const char *p = sl_console_field(rq, "p", pb, sizeof(pb)), *o = sl_console_field(rq, "o", ob, sizeof(ob));
-	struct sl_text *t = &r->body;
-	json_t *sel, *out, *x;
-	struct sources s;
-	size_t i;
-
-	q.type = sl_console_field(rq, "type", type, sizeof(type));
-	q.code = sl_console_field(rq, "code", code, sizeof(code));
-	q.pending = sl_console_field(rq, "pending", one, sizeof(one)) != NULL;
-	page_begin(r, "Replay dead letters", "/dlq", 0);
-	if ((p != NULL || o != NULL) && coordinates(p, o, &q) != 0) {
-		r->status = 400;
-		put(t, "<p class=\"error\">p and o must be numbers.</p>\n");
-		page_end(r);
-		return;
-	}
-	sources_open(rq, r, &s, 0, 1);
-	if (!s.kafka_up) {
-		put(t, "<p class=\"down\">Nothing replayed: Kafka is down.</p>\n");
-		page_end(r);
-		return;
-	}
-	if (confirm == NULL || strcmp(confirm, "yes") != 0) {
-		sel = sl_ctl_dlq_read_json(rq->c->brokers, rq->c->dlq_topic, &q, 0, READ_IDLE_MS,
-		                           sl_ctl_now_ms() + READ_BUDGET_MS, err, sizeof(err));
-		if (sel == NULL) {
-			error_box(t, "could not read the dead letters", err);
-			page_end(r);
-			return;
-		}
-		putf(t, "<p class=\"notice\" id=\"replay-question\">Replay %zu dead letter%s to %s source topic%s? "
-		        "Each is sent back with its original key, value and headers; the worker's ledger runs each "
-		        "job id at most once, so replaying twice is harmless.</p>\n",
-		     json_array_size(json_object_get(sel, "letters")),
-		     json_array_size(json_object_get(sel, "letters")) == 1 ? "" : "s",
-		     json_array_size(json_object_get(sel, "letters")) == 1 ? "its" : "their",
-		     json_array_size(json_object_get(sel, "letters")) == 1 ? "" : "s");
-		put(t, "<form method=\"post\" action=\"/dlq/replay\" id=\"replay-confirm\" "
-		       "data-confirm=\"Replay these dead letters now?\">");
-		hidden(t, "csrf", rq->c->csrf);
-		hidden(t, "type", q.type);
-		hidden(t, "code", q.code);
-		hidden(t, "p", p);
-		hidden(t, "o", o);
-		if (q.pending)
-			hidden(t, "pending", "1");
-		hidden(t, "confirm", "yes");
-		put(t, "<button>yes, replay</button> <a href=\"/dlq\">cancel</a></form>\n");
-		letters_table(t, json_object_get(sel, "letters"), "letters", 0, rq->c->csrf);
-		json_decref(sel);
-		page_end(r);
-		return;
-	}
-	out = sl_ctl_dlq_replay_json(rq->c->brokers, rq->c->dlq_topic, &q, SL_CONSOLE_TIMEOUT_MS * 5, err, sizeof(err));
-	if (out == NULL) {
-		error_box(t, "could not replay", err);
-		page_end(r);
-		return;
-	}
-	putf(t, "<p class=\"notice\" id=\"replay-outcome\">%" JSON_INTEGER_FORMAT " replayed, %" JSON_INTEGER_FORMAT
-	        " failed, %" JSON_INTEGER_FORMAT " skipped (%" JSON_INTEGER_FORMAT " selected).</p>\n",
-	     json_integer_value(json_object_get(out, "replayed")), json_integer_value(json_object_get(out, "failed")),
-	     json_integer_value(json_object_get(out, "skipped")), json_integer_value(json_object_get(out, "selected")));
-	if (json_is_string(json_object_get(out, "error")))
-		error_box(t, "a replay failed", json_string_value(json_object_get(out, "error")));
-	put(t, "<p>Each job's result appears on its page once a worker has run it:</p>\n<ul id=\"replayed-ids\">");
-	json_array_foreach(json_object_get(out, "ids"), i, x) {
-		put(t, "<li>");
-		job_link(t, json_string_value(x), NULL);
-		put(t, "</li>");
-	}
-	put(t, "</ul>\n");
-	json_decref(out);
-	page_end(r);
+	sl_console_sources_close(&s);
+	sl_console_page_end(r);
 }
 
 /* ---- outbox and schedules ------------------------------------------------ */
@@ -1085,15 +543,15 @@ object_table(struct sl_text *t, const char *id, json_t *rows, const char *const 
 	json_t *x;
 	size_t i, k;
 
-	putf(t, "<table id=\"%s\"><tr>", id);
+	sl_console_putf(t, "<table id=\"%s\"><tr>", id);
 	for (k = 0; k < n; k++)
-		putf(t, "<th>%s</th>", cols[k]);
+		sl_console_putf(t, "<th>%s</th>", cols[k]);
 	put(t, "</tr>\n");
 	json_array_foreach(rows, i, x) {
 		put(t, "<tr>");
 		for (k = 0; k < n; k++) {
 			put(t, "<td>");
-			cell(t, json_object_get(x, cols[k]));
+			sl_console_cell(t, json_object_get(x, cols[k]));
 			put(t, "</td>");
 		}
 		put(t, "</tr>\n");
@@ -1111,30 +569,30 @@ sl_console_page_outbox(struct sl_console_request *rq, struct sl_console_reply *r
 	                                          "last_error" };
 	struct sl_text *t = &r->body;
 	json_t *o, *a, *x;
-	struct sources s;
+	struct sl_console_sources s;
 	char err[1024];
 
-	page_begin(r, "Outbox & schedules", "/outbox", 1);
-	sources_open(rq, r, &s, 1, 0);
+	sl_console_page_begin(r, "Outbox & schedules", "/outbox", 1);
+	sl_console_sources_open(rq, r, &s, 1, 0);
 	if (s.pg == NULL) {
 		put(t, "<p class=\"down\">not available: PostgreSQL is down</p>\n");
-		page_end(r);
+		sl_console_page_end(r);
 		return;
 	}
 	put(t, "<h2>Outbox</h2>\n");
 	o = sl_ctl_outbox_json(s.pg, err, sizeof(err));
 	if (o == NULL) {
-		error_box(t, "could not read the outbox", err);
+		sl_console_error_box(t, "could not read the outbox", err);
 	} else {
 		put(t, "<div class=\"figures\">");
 		put(t, "<div class=\"figure\" id=\"outbox-depth\"><b>");
-		cell(t, json_object_get(o, "depth"));
+		sl_console_cell(t, json_object_get(o, "depth"));
 		put(t, "</b> rows waiting</div><div class=\"figure\" id=\"outbox-watermark\"><b>");
-		cell(t, json_object_get(o, "behind_watermark"));
+		sl_console_cell(t, json_object_get(o, "behind_watermark"));
 		put(t, "</b> behind the watermark</div><div class=\"figure\" id=\"outbox-lag\"><b>");
-		cell(t, json_object_get(o, "lag_seconds"));
+		sl_console_cell(t, json_object_get(o, "lag_seconds"));
 		put(t, "</b> oldest row, s (relay lag)</div><div class=\"figure\" id=\"outbox-delayed\"><b>");
-		cell(t, json_object_get(o, "delayed"));
+		sl_console_cell(t, json_object_get(o, "delayed"));
 		put(t, "</b> delayed jobs</div></div>\n<h3>Shard leases</h3>\n");
 		object_table(t, "leases", json_object_get(o, "leases"), lease_cols, sizeof(lease_cols) / sizeof(lease_cols[0]));
 		put(t, "<h3>Relays</h3>\n");
@@ -1143,15 +601,15 @@ sl_console_page_outbox(struct sl_console_request *rq, struct sl_console_reply *r
 		x = json_object_get(o, "oldest_transaction");
 		if (json_is_object(x)) {
 			put(t, "The oldest running transaction: pid ");
-			cell(t, json_object_get(x, "pid"));
+			sl_console_cell(t, json_object_get(x, "pid"));
 			put(t, ", database ");
-			cell(t, json_object_get(x, "database"));
+			sl_console_cell(t, json_object_get(x, "database"));
 			put(t, ", application ");
-			cell(t, json_object_get(x, "application_name"));
+			sl_console_cell(t, json_object_get(x, "application_name"));
 			put(t, ", ");
-			cell(t, json_object_get(x, "state"));
+			sl_console_cell(t, json_object_get(x, "state"));
 			put(t, ", open ");
-			cell(t, json_object_get(x, "age_seconds"));
+			sl_console_cell(t, json_object_get(x, "age_seconds"));
 			put(t, " s.");
 		} else {
 			put(t, "No transaction holds it back.");
@@ -1162,15 +620,15 @@ sl_console_page_outbox(struct sl_console_request *rq, struct sl_console_reply *r
 	put(t, "<h2>Recurring jobs</h2>\n");
 	a = sl_ctl_schedules_json(s.pg, err, sizeof(err));
 	if (a == NULL) {
-		error_box(t, "could not read the schedules", err);
+		sl_console_error_box(t, "could not read the schedules", err);
 	} else if (json_array_size(a) == 0) {
 		put(t, "<p id=\"no-schedules\">No schedules (sluice.schedule() adds one).</p>\n");
 	} else {
 		object_table(t, "schedules", a, sched_cols, sizeof(sched_cols) / sizeof(sched_cols[0]));
 	}
 	json_decref(a);
-	sources_close(&s);
-	page_end(r);
+	sl_console_sources_close(&s);
+	sl_console_page_end(r);
 }
 
 void
@@ -1178,7 +636,7 @@ sl_console_page_not_found(struct sl_console_request *rq, struct sl_console_reply
 {
 	(void)rq;
 	r->status = 404;
-	page_begin(r, "Not found", "", 0);
+	sl_console_page_begin(r, "Not found", "", 0);
 	put(&r->body, "<p>No such page. <a href=\"/\">The fleet</a>.</p>\n");
-	page_end(r);
+	sl_console_page_end(r);
 }
