@@ -21,5 +21,6 @@ int sl_ctl_status(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_check_config(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_outbox(int argc, char **argv) SL_CTL_WEAK;
 int sl_ctl_schedule(int argc, char **argv) SL_CTL_WEAK;
+int sl_ctl_console(int argc, char **argv) SL_CTL_WEAK;
 
 #endif

@@ -9,6 +9,7 @@
 #include "ctl_common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -28,7 +29,9 @@ static const struct sl_config *ctl_config;
 
 /* Client errors already printed. librdkafka repeats "all brokers down" and
  * transport errors on every reconnect attempt; one line each is enough for
- * a command-line user. Only touched from the polling (main) thread. */
+ * a command-line user. Touched from whichever thread polls a client: the
+ * console polls from several at once, hence the lock. */
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static rd_kafka_resp_err_t seen_errors[32];
 static size_t n_seen_errors;
 
@@ -201,11 +204,17 @@ kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	(void)rk;
 	(void)opaque;
+	pthread_mutex_lock(&seen_lock);
 	for (i = 0; i < n_seen_errors; i++)
 		if (seen_errors[i] == (rd_kafka_resp_err_t)err)
-			return;
+			break;
+	if (i < n_seen_errors) {
+		pthread_mutex_unlock(&seen_lock);
+		return;
+	}
 	if (n_seen_errors < sizeof(seen_errors) / sizeof(seen_errors[0]))
 		seen_errors[n_seen_errors++] = (rd_kafka_resp_err_t)err;
+	pthread_mutex_unlock(&seen_lock);
 	sl_ctl_error("kafka: %s", reason);
 }
 

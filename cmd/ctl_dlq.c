@@ -43,14 +43,15 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "ctl_sources.h"
 #include "text.h"
 
 #define DEFAULT_DLQ_TOPIC  "jobs.dlq"
 #define POLL_MS            200
-#define METADATA_MS        10000
-/* A partition that has more to give but sends nothing for this long means
- * the brokers are gone; say so rather than hang. */
-#define IDLE_TIMEOUT_MS    30000
+/* How long the command waits for metadata and offsets, and for a partition
+ * that has more to give but sends nothing: past that the brokers are gone;
+ * say so rather than hang. */
+#define METADATA_MS        30000
 #define MESSAGE_WIDTH      60
 /* The marker of a replayed letter (see the top of the file). */
 #define REPLAYED_OFFSET    "sluice-replayed-offset"
@@ -73,7 +74,15 @@ struct filter {
 	int64_t until_ms;          /* INT64_MAX: no upper bound */
 	long limit;                /* -1: no limit */
 	const struct marks *replayed; /* borrowed; not NULL: only letters without a marker (--pending) */
+	const char *id;            /* borrowed; NULL: any; else the value's "id" (console) */
+	const char *subject;       /* borrowed; NULL: any; else the value's "subject" (console) */
+	const char *key;           /* borrowed; NULL: any; else the message key (console) */
+	int32_t partition;         /* -1: any; else with offset, one letter (console) */
+	int64_t offset;
 };
+
+/* A filter that selects every letter. */
+#define FILTER_ALL { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1, NULL, NULL, NULL, NULL, -1, -1 }
 
 /* A header value: bytes borrowed from the message, not NUL-terminated. */
 struct hval {
@@ -247,6 +256,16 @@ selected(const struct filter *f, const struct letter *l)
 	}
 	if (f->type != NULL && strcmp(f->type, l->type) != 0)
 		return 0;
+	if (f->partition >= 0 && (l->m->partition != f->partition || l->m->offset != f->offset))
+		return 0;
+	if (f->id != NULL && (l->id == NULL || strcmp(f->id, l->id) != 0))
+		return 0;
+	if (f->subject != NULL && (l->value == NULL || !json_is_string(json_object_get(l->value, "subject")) ||
+	                           strcmp(f->subject, json_string_value(json_object_get(l->value, "subject"))) != 0))
+		return 0;
+	if (f->key != NULL && (l->m->key == NULL || l->m->key_len != strlen(f->key) ||
+	                       memcmp(l->m->key, f->key, l->m->key_len) != 0))
+		return 0;
 	/* A letter without a timestamp matches no time bound. */
 	if ((f->since_ms != INT64_MIN || f->until_ms != INT64_MAX) &&
 	    (l->ts_ms < 0 || l->ts_ms < f->since_ms || l->ts_ms > f->until_ms))
@@ -257,11 +276,16 @@ selected(const struct filter *f, const struct letter *l)
 /* Reads `topic` from its low to its high watermarks as they are now and calls
  * fn for each letter that passes f, up to f->limit. Markers of replayed
  * letters are not letters: they are added to `marks` when it is not NULL,
- * and otherwise skipped. Sets *n_read and *n_selected (OUT). Returns 0 (also
- * when interrupted), or -1 with the reason reported (sl_ctl_error). */
+ * and otherwise skipped. Metadata and offset requests wait up to
+ * timeout_ms, and so does a partition that has more to give but sends
+ * nothing; deadline_ms (0: none) bounds the whole read (sl_ctl_now_ms()
+ * time). Sets *n_read and *n_selected (OUT). Returns 0 (also when
+ * interrupted), or -1 with the reason in errbuf. Any thread: everything it
+ * touches is its own. */
 static int
 read_letters(const char *brokers, const char *topic, const struct filter *f, letter_fn fn, void *arg,
-             struct marks *marks, long *n_read, long *n_selected)
+             struct marks *marks, long *n_read, long *n_selected, int timeout_ms, int64_t deadline_ms,
+             char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_headers_t *hdrs;
 	struct hval replayed;
@@ -272,33 +296,33 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 	rd_kafka_t *rk = NULL;
 	struct letter l;
 	int64_t *ends = NULL, lo, hi, last = 0, now;
-	char *done = NULL, errbuf[1024];
+	char *done = NULL, why[512];
 	int partitions, i, remaining = 0, rc = -1;
 
 	*n_read = 0;
 	*n_selected = 0;
 	memset(&l, 0, sizeof(l));
-	rk = sl_ctl_reader_new(brokers, "dlq", SL_CTL_READER_EOF | SL_CTL_READER_EARLIEST, errbuf,
-	                       sizeof(errbuf));
+	rk = sl_ctl_reader_new(brokers, "dlq", SL_CTL_READER_EOF | SL_CTL_READER_EARLIEST, why, sizeof(why));
 	if (rk == NULL) {
-		sl_ctl_error("could not create the kafka consumer: %s", errbuf);
+		snprintf(errbuf, errbuf_size, "could not create the kafka consumer: %s", why);
 		goto out;
 	}
-	if (sl_ctl_topic_partitions(rk, topic, METADATA_MS, &partitions, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
+	if (sl_ctl_topic_partitions(rk, topic, timeout_ms, &partitions, why, sizeof(why)) != 0) {
+		snprintf(errbuf, errbuf_size, "%s (brokers \"%s\")", why, brokers);
 		goto out;
 	}
 	ends = calloc((size_t)partitions, sizeof(*ends));
 	done = calloc((size_t)partitions, 1);
 	parts = rd_kafka_topic_partition_list_new(partitions);
 	if (ends == NULL || done == NULL) {
-		sl_ctl_error("out of memory");
+		snprintf(errbuf, errbuf_size, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < partitions; i++) {
-		err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, METADATA_MS);
+		err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, timeout_ms);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			sl_ctl_error("could not read the offsets of \"%s\" [%d]: %s", topic, i, rd_kafka_err2str(err));
+			snprintf(errbuf, errbuf_size, "could not read the offsets of \"%s\" [%d]: %s", topic, i,
+			         rd_kafka_err2str(err));
 			goto out;
 		}
 		ends[i] = hi;
@@ -315,7 +339,8 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 	}
 	err = rd_kafka_assign(rk, parts);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		sl_ctl_error("could not assign the partitions of \"%s\": %s", topic, rd_kafka_err2str(err));
+		snprintf(errbuf, errbuf_size, "could not assign the partitions of \"%s\": %s", topic,
+		         rd_kafka_err2str(err));
 		goto out;
 	}
 	last = sl_ctl_now_ms();
@@ -323,11 +348,16 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 	while (remaining > 0 && !sl_ctl_interrupted() && (f->limit < 0 || *n_selected < f->limit)) {
 		m = rd_kafka_consumer_poll(rk, POLL_MS);
 		now = sl_ctl_now_ms();
+		if (deadline_ms > 0 && now > deadline_ms) {
+			snprintf(errbuf, errbuf_size, "reading \"%s\" took too long: %d partition%s still to read "
+			         "(brokers \"%s\")", topic, remaining, remaining == 1 ? "" : "s", brokers);
+			goto out;
+		}
 		if (m == NULL) {
-			if (now - last > IDLE_TIMEOUT_MS) {
-				sl_ctl_error("no message from \"%s\" for %d s with %d partition%s still to read "
-				             "(brokers \"%s\")", topic, IDLE_TIMEOUT_MS / 1000, remaining,
-				             remaining == 1 ? "" : "s", brokers);
+			if (now - last > timeout_ms) {
+				snprintf(errbuf, errbuf_size, "no message from \"%s\" for %d s with %d partition%s still "
+				         "to read (brokers \"%s\")", topic, timeout_ms / 1000, remaining,
+				         remaining == 1 ? "" : "s", brokers);
 				goto out;
 			}
 			continue;
@@ -340,8 +370,10 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 				remaining--;
 			}
 		} else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			if (sl_ctl_consumer_error(m) != 0)
+			if (sl_ctl_consumer_error(m) != 0) {
+				snprintf(errbuf, errbuf_size, "kafka: %s", rd_kafka_message_errstr(m));
 				goto out;
+			}
 		} else if (m->partition >= 0 && m->partition < partitions && !done[m->partition] &&
 		           m->offset < ends[m->partition]) {
 			/* Messages past the starting high watermark came in while
@@ -357,7 +389,7 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 				replayed_offset = header_number(&replayed);
 				if (marks != NULL && replayed_offset >= 0 &&
 				    marks_add(marks, m->partition, replayed_offset) != 0) {
-					sl_ctl_error("out of memory");
+					snprintf(errbuf, errbuf_size, "out of memory");
 					goto out;
 				}
 				goto next;
@@ -369,6 +401,8 @@ read_letters(const char *brokers, const char *topic, const struct filter *f, let
 			if (selected(f, &l)) {
 				(*n_selected)++;
 				if (fn(&l, arg) != 0) {
+					/* fn fails only when memory runs out. */
+					snprintf(errbuf, errbuf_size, "out of memory");
 					letter_clear(&l);
 					goto out;
 				}
@@ -782,8 +816,8 @@ sl_ctl_dlq(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct filter f = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1, NULL };
-	struct filter all = { NULL, 0, NULL, INT64_MIN, INT64_MAX, -1, NULL };
+	struct filter f = FILTER_ALL;
+	struct filter all = FILTER_ALL;
 	struct marks replayed = { NULL, 0, 0 };
 	struct replay r;
 	struct list ls = { 0, 0 };
@@ -876,13 +910,19 @@ sl_ctl_dlq(int argc, char **argv)
 
 	/* --pending: a first pass collects the marks of replayed letters. */
 	if (pending) {
-		if (read_letters(brokers, topic, &all, NULL, NULL, &replayed, &n_read, &n_selected) != 0)
+		if (read_letters(brokers, topic, &all, NULL, NULL, &replayed, &n_read, &n_selected, METADATA_MS, 0,
+		                 errbuf, sizeof(errbuf)) != 0) {
+			sl_ctl_error("%s", errbuf);
 			goto out;
+		}
 		f.replayed = &replayed;
 	}
 	if (!is_replay) {
-		if (read_letters(brokers, topic, &f, list_one, &ls, NULL, &n_read, &n_selected) != 0)
+		if (read_letters(brokers, topic, &f, list_one, &ls, NULL, &n_read, &n_selected, METADATA_MS, 0,
+		                 errbuf, sizeof(errbuf)) != 0) {
+			sl_ctl_error("%s", errbuf);
 			goto out;
+		}
 		fflush(stdout);
 		fprintf(stderr, "%ld of %ld dead letters in \"%s\" selected%s\n", n_selected, n_read, topic,
 		        sl_ctl_interrupted() ? " (interrupted)" : "");
@@ -898,7 +938,10 @@ sl_ctl_dlq(int argc, char **argv)
 	}
 	/* After a read error, what was produced is still delivered and counted. */
 	r.dlq = topic;
-	read_failed = read_letters(brokers, topic, &f, replay_one, &r, NULL, &n_read, &n_selected) != 0;
+	read_failed = read_letters(brokers, topic, &f, replay_one, &r, NULL, &n_read, &n_selected, METADATA_MS, 0,
+	                           errbuf, sizeof(errbuf)) != 0;
+	if (read_failed)
+		sl_ctl_error("%s", errbuf);
 	sl_ctl_producer_flush(r.rk);
 	for (i = 0; i < r.n_t; i++) {
 		const char *to = cell(r.t[i].topic, strlen(r.t[i].topic), 256, shown, sizeof(shown));
@@ -936,4 +979,179 @@ out:
 	free(replayed.v);
 	sl_ctl_config_release(cfg); /* after the clients that use its properties */
 	return rc;
+}
+
+/* ---- for the console (ctl_sources.h) ------------------------------------- */
+
+/* Fills *f (OUT) with the filter of a query; f->codes points at `code`,
+ * one slot the caller provides and keeps while f is used. */
+static void
+filter_of(const struct sl_ctl_dlq_query *q, struct filter *f, const char **code)
+{
+	struct filter all = FILTER_ALL;
+
+	*f = all;
+	if (q->code != NULL) {
+		*code = q->code;
+		f->codes = code;
+		f->n_codes = 1;
+	}
+	f->type = q->type;
+	f->id = q->id;
+	f->subject = q->subject;
+	f->key = q->key;
+	f->partition = q->partition;
+	f->offset = q->partition >= 0 ? q->offset : -1;
+	f->limit = q->limit;
+}
+
+struct collect {
+	json_t *letters;           /* borrowed */
+	int with_value;
+};
+
+static int
+collect_one(const struct letter *l, void *arg)
+{
+	struct collect *c = arg;
+	json_t *o = letter_json(l);
+
+	if (o == NULL)
+		return -1;
+	if (c->with_value && sl_ctl_json_set_bytes(o, "value", "value_base64", l->m->payload, l->m->len) != 0) {
+		json_decref(o);
+		return -1;
+	}
+	return json_array_append_new(c->letters, o);
+}
+
+json_t *
+sl_ctl_dlq_read_json(const char *brokers, const char *topic, const struct sl_ctl_dlq_query *q,
+                     int with_value, int timeout_ms, int64_t deadline_ms, char *errbuf, size_t errbuf_size)
+{
+	struct marks marks = { NULL, 0, 0 };
+	struct collect c = { NULL, with_value };
+	const char *code;
+	struct filter f;
+	json_t *out = NULL, *letters = NULL, *x;
+	long n_read = 0, n_selected = 0;
+	size_t i;
+
+	filter_of(q, &f, &code);
+	/* Markers follow their letters, so --pending (and the limit with it)
+	 * is applied once the whole topic is read. */
+	if (q->pending)
+		f.limit = -1;
+	letters = json_array();
+	if (letters == NULL) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		goto out;
+	}
+	c.letters = letters;
+	if (read_letters(brokers, topic, &f, collect_one, &c, &marks, &n_read, &n_selected, timeout_ms, deadline_ms,
+	                 errbuf, errbuf_size) != 0)
+		goto out;
+	out = json_object();
+	for (i = 0; out != NULL && i < json_array_size(letters);) {
+		x = json_array_get(letters, i);
+		if (marks_has(&marks, (int32_t)json_integer_value(json_object_get(x, "partition")),
+		              json_integer_value(json_object_get(x, "offset")))) {
+			if (q->pending) {
+				json_array_remove(letters, i);
+				n_selected--;
+				continue;
+			}
+			json_object_set_new(x, "replayed", json_true());
+		} else {
+			json_object_set_new(x, "replayed", json_false());
+		}
+		i++;
+	}
+	while (q->pending && q->limit >= 0 && json_array_size(letters) > (size_t)q->limit) {
+		json_array_remove(letters, json_array_size(letters) - 1);
+		n_selected--;
+	}
+	if (out == NULL || json_object_set_new(out, "read", json_integer(n_read)) != 0 ||
+	    json_object_set_new(out, "selected", json_integer(n_selected)) != 0 ||
+	    json_object_set(out, "letters", letters) != 0) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		json_decref(out);
+		out = NULL;
+	}
+out:
+	json_decref(letters);
+	free(marks.v);
+	return out;
+}
+
+json_t *
+sl_ctl_dlq_replay_json(const char *brokers, const char *topic, const struct sl_ctl_dlq_query *q,
+                       int timeout_ms, char *errbuf, size_t errbuf_size)
+{
+	struct marks replayed = { NULL, 0, 0 };
+	struct filter f, all = FILTER_ALL;
+	const char *code;
+	struct replay r;
+	json_t *out = NULL, *ids = NULL, *sel = NULL, *x;
+	long n_read = 0, n_selected = 0, delivered = 0, failed = 0;
+	char why[512];
+	size_t i;
+	int read_failed;
+
+	memset(&r, 0, sizeof(r));
+	filter_of(q, &f, &code);
+	if (q->pending) {
+		if (read_letters(brokers, topic, &all, NULL, NULL, &replayed, &n_read, &n_selected, timeout_ms, 0,
+		                 errbuf, errbuf_size) != 0)
+			goto out;
+		f.replayed = &replayed;
+	}
+	/* The job ids, to show what the replay sends: read first, from the
+	 * letters the replay selects (a replay adds markers, not letters). */
+	sel = sl_ctl_dlq_read_json(brokers, topic, q, 0, timeout_ms, 0, errbuf, errbuf_size);
+	if (sel == NULL)
+		goto out;
+	r.rk = sl_ctl_producer_new(brokers, dr_msg_cb, &r, why, sizeof(why));
+	if (r.rk == NULL) {
+		snprintf(errbuf, errbuf_size, "could not create the kafka producer: %s", why);
+		goto out;
+	}
+	r.dlq = topic;
+	read_failed = read_letters(brokers, topic, &f, replay_one, &r, NULL, &n_read, &n_selected, timeout_ms, 0,
+	                           errbuf, errbuf_size) != 0;
+	sl_ctl_producer_flush(r.rk);
+	for (i = 0; i < r.n_t; i++) {
+		delivered += r.t[i].delivered;
+		failed += r.t[i].failed;
+	}
+	ids = json_array();
+	out = json_object();
+	if (ids == NULL || out == NULL) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		json_decref(out);
+		out = NULL;
+		goto out;
+	}
+	json_array_foreach(json_object_get(sel, "letters"), i, x)
+		if (json_is_string(json_object_get(x, "id")) && !json_is_true(json_object_get(x, "value_omitted")))
+			json_array_append(ids, json_object_get(x, "id"));
+	json_object_set_new(out, "selected", json_integer(n_selected));
+	json_object_set_new(out, "replayed", json_integer(delivered));
+	json_object_set_new(out, "failed", json_integer(failed));
+	json_object_set_new(out, "skipped", json_integer(r.skipped));
+	json_object_set(out, "ids", ids);
+	if (r.first_failure[0] != '\0')
+		json_object_set_new(out, "error", json_string(r.first_failure));
+	else if (read_failed)
+		json_object_set_new(out, "error", json_string(errbuf));
+out:
+	if (r.rk != NULL)
+		rd_kafka_destroy(r.rk);
+	for (i = 0; i < r.n_t; i++)
+		free(r.t[i].topic);
+	free(r.t);
+	free(replayed.v);
+	json_decref(ids);
+	json_decref(sel);
+	return out;
 }

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "ctl_sources.h"
 
 #define DEFAULT_GROUP   "sluice"
 #define TIMEOUT_MS      10000
@@ -89,13 +90,14 @@ group_client(const char *brokers, const char *group, char *errbuf, size_t errbuf
 /* Adds every partition of every non-internal topic to parts. Returns 0, or
  * -1 with the reason in errbuf. */
 static int
-add_all_topics(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, char *errbuf, size_t errbuf_size)
+add_all_topics(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int timeout_ms, char *errbuf,
+               size_t errbuf_size)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t err;
 	int i, j;
 
-	err = rd_kafka_metadata(rk, 1, NULL, &md, TIMEOUT_MS);
+	err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(errbuf, errbuf_size, "could not read the cluster's metadata: %s", rd_kafka_err2str(err));
 		return -1;
@@ -134,7 +136,7 @@ committed_topics(const rd_kafka_topic_partition_list_t *parts)
  * and sets its lag_seconds from the message's timestamp. Rows it could not
  * read keep lag_seconds -1. Returns 0, or -1 with the reason in errbuf. */
 static int
-oldest_ages(const char *brokers, struct row *rows, size_t n, char *errbuf, size_t errbuf_size)
+oldest_ages(const char *brokers, struct row *rows, size_t n, int timeout_ms, char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
 	rd_kafka_message_t *m = NULL;
@@ -166,7 +168,7 @@ oldest_ages(const char *brokers, struct row *rows, size_t n, char *errbuf, size_
 		snprintf(errbuf, errbuf_size, "could not assign partitions: %s", rd_kafka_err2str(err));
 		goto out;
 	}
-	deadline = sl_ctl_now_ms() + TIMEOUT_MS;
+	deadline = sl_ctl_now_ms() + timeout_ms;
 	while (remaining > 0 && sl_ctl_now_ms() < deadline) {
 		m = rd_kafka_consumer_poll(rk, POLL_MS);
 		if (m == NULL)
@@ -210,54 +212,198 @@ row_cmp(const void *a, const void *b)
 	return c != 0 ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* Prints the rows. Returns 0, or -1 when out of memory. */
-static int
-print_rows(const char *group, const struct row *rows, size_t n, int as_json)
+/* Builds the JSON of the rows: a new object, or NULL when out of memory. */
+static json_t *
+rows_json(const char *group, const struct row *rows, size_t n)
 {
+	json_t *out, *parts, *o;
 	int64_t total = 0;
 	double oldest = 0;
 	size_t i;
-	json_t *o;
-	char *s, secs[32];
 
-	if (!as_json)
-		printf("%-40s %9s %12s %12s %10s %12s\n", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG",
-		       "LAG_SECONDS");
+	out = json_object();
+	parts = json_array();
+	if (out == NULL || parts == NULL)
+		goto err;
 	for (i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
 
 		total += r->lag;
 		if (r->lag_seconds > oldest)
 			oldest = r->lag_seconds;
+		o = json_pack("{s:s, s:s, s:i, s:o, s:I, s:I, s:o}", "group", group, "topic", r->topic,
+		              "partition", (int)r->partition, "committed",
+		              r->committed >= 0 ? json_integer(r->committed) : json_null(), "end",
+		              (json_int_t)r->high, "lag", (json_int_t)r->lag, "lag_seconds",
+		              r->lag_seconds >= 0 ? json_real(r->lag_seconds) : json_null());
+		if (json_array_append_new(parts, o) != 0)
+			goto err;
+	}
+	if (json_object_set_new(out, "group", json_string(group)) != 0 ||
+	    json_object_set_new(out, "total", json_integer(total)) != 0 ||
+	    json_object_set_new(out, "oldest_seconds", json_real(oldest)) != 0)
+		goto err;
+	if (json_object_set_new(out, "partitions", parts) != 0) {
+		parts = NULL; /* stolen, also on failure */
+		goto err;
+	}
+	return out;
+err:
+	json_decref(out);
+	json_decref(parts);
+	return NULL;
+}
+
+/* Prints the lag (sl_ctl_lag_json()). Returns 0, or -1 when out of memory. */
+static int
+print_lag(json_t *lag, int as_json)
+{
+	json_t *o, *c, *ls;
+	size_t i;
+	char *s, secs[32], committed[32];
+
+	if (!as_json)
+		printf("%-40s %9s %12s %12s %10s %12s\n", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG",
+		       "LAG_SECONDS");
+	json_array_foreach(json_object_get(lag, "partitions"), i, o) {
 		if (as_json) {
-			o = json_pack("{s:s, s:s, s:i, s:o, s:I, s:I, s:o}", "group", group, "topic", r->topic,
-			              "partition", (int)r->partition, "committed",
-			              r->committed >= 0 ? json_integer(r->committed) : json_null(), "end",
-			              (json_int_t)r->high, "lag", (json_int_t)r->lag, "lag_seconds",
-			              r->lag_seconds >= 0 ? json_real(r->lag_seconds) : json_null());
-			s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-			json_decref(o);
+			s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 			if (s == NULL)
 				return -1;
 			puts(s);
 			free(s);
 			continue;
 		}
-		if (r->lag_seconds >= 0)
-			snprintf(secs, sizeof(secs), "%.3f", r->lag_seconds);
+		ls = json_object_get(o, "lag_seconds");
+		if (json_is_number(ls))
+			snprintf(secs, sizeof(secs), "%.3f", json_number_value(ls));
 		else
 			snprintf(secs, sizeof(secs), "?");
-		if (r->committed >= 0)
-			printf("%-40s %9d %12" PRId64 " %12" PRId64 " %10" PRId64 " %12s\n", r->topic, (int)r->partition,
-			       r->committed, r->high, r->lag, secs);
+		c = json_object_get(o, "committed");
+		if (json_is_integer(c))
+			snprintf(committed, sizeof(committed), "%" JSON_INTEGER_FORMAT, json_integer_value(c));
 		else
-			printf("%-40s %9d %12s %12" PRId64 " %10" PRId64 " %12s\n", r->topic, (int)r->partition, "-",
-			       r->high, r->lag, secs);
+			snprintf(committed, sizeof(committed), "-");
+		printf("%-40s %9d %12s %12" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT " %12s\n",
+		       json_string_value(json_object_get(o, "topic")),
+		       (int)json_integer_value(json_object_get(o, "partition")), committed,
+		       json_integer_value(json_object_get(o, "end")), json_integer_value(json_object_get(o, "lag")),
+		       secs);
 	}
-	if (!as_json)
-		printf("group \"%s\": %" PRId64 " message%s behind, oldest unconsumed %.3f s old\n", group, total,
-		       total == 1 ? "" : "s", oldest);
+	if (!as_json) {
+		json_int_t total = json_integer_value(json_object_get(lag, "total"));
+
+		printf("group \"%s\": %" JSON_INTEGER_FORMAT " message%s behind, oldest unconsumed %.3f s old\n",
+		       json_string_value(json_object_get(lag, "group")), total, total == 1 ? "" : "s",
+		       json_number_value(json_object_get(lag, "oldest_seconds")));
+	}
 	return 0;
+}
+
+json_t *
+sl_ctl_lag_json(const char *brokers, const char *group, char *const *topics, size_t n_topics,
+                int timeout_ms, int *no_offsets, char *errbuf, size_t errbuf_size)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL, *kept = NULL;
+	rd_kafka_resp_err_t err;
+	rd_kafka_t *rk = NULL;
+	struct row *rows = NULL;
+	json_t *out = NULL;
+	char why[512];
+	size_t n = 0, k, j;
+	int i;
+
+	if (no_offsets != NULL)
+		*no_offsets = 0;
+	rk = group_client(brokers, group, why, sizeof(why));
+	if (rk == NULL) {
+		snprintf(errbuf, errbuf_size, "could not create the kafka consumer: %s", why);
+		goto out;
+	}
+
+	/* Expand each topic to its partitions, or take every topic. */
+	parts = rd_kafka_topic_partition_list_new(16);
+	if (n_topics > 0) {
+		for (k = 0; k < n_topics; k++) {
+			for (j = 0; j < k; j++)
+				if (strcmp(topics[j], topics[k]) == 0)
+					break;
+			if (j < k)
+				continue; /* named twice */
+			/* Offsets are left for rd_kafka_committed() to fill in. */
+			if (sl_ctl_topic_add_partitions(rk, topics[k], RD_KAFKA_OFFSET_INVALID, timeout_ms, parts, why,
+			                                sizeof(why)) != 0) {
+				snprintf(errbuf, errbuf_size, "%s (brokers \"%s\")", why, brokers);
+				goto out;
+			}
+		}
+	} else if (add_all_topics(rk, parts, timeout_ms, why, sizeof(why)) != 0) {
+		snprintf(errbuf, errbuf_size, "%s (brokers \"%s\")", why, brokers);
+		goto out;
+	}
+
+	if (parts->cnt > 0) {
+		err = rd_kafka_committed(rk, parts, timeout_ms);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			snprintf(errbuf, errbuf_size, "could not read the committed offsets of group \"%s\": %s "
+			         "(brokers \"%s\")", group, rd_kafka_err2str(err), brokers);
+			goto out;
+		}
+	}
+	if (n_topics == 0) {
+		kept = committed_topics(parts);
+		rd_kafka_topic_partition_list_destroy(parts);
+		parts = kept;
+		kept = NULL;
+		if (parts->cnt == 0) {
+			snprintf(errbuf, errbuf_size, "group \"%s\" has no committed offsets; name its topics with --topic",
+			         group);
+			if (no_offsets != NULL)
+				*no_offsets = 1;
+			goto out;
+		}
+	}
+
+	rows = calloc(parts->cnt > 0 ? (size_t)parts->cnt : 1, sizeof(*rows));
+	if (rows == NULL) {
+		snprintf(errbuf, errbuf_size, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < parts->cnt; i++) {
+		struct row *r = &rows[n++];
+		int64_t from;
+
+		r->topic = parts->elems[i].topic;
+		r->partition = parts->elems[i].partition;
+		/* A per-partition error (e.g. no offset) reads as "none". */
+		r->committed = parts->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ? parts->elems[i].offset : -1;
+		err = rd_kafka_query_watermark_offsets(rk, r->topic, r->partition, &r->low, &r->high, timeout_ms);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			snprintf(errbuf, errbuf_size, "could not read the offsets of \"%s\" [%d]: %s", r->topic,
+			         (int)r->partition, rd_kafka_err2str(err));
+			goto out;
+		}
+		/* Where the group resumes: its offset, or the oldest message
+		 * when it has none or retention deleted past it. */
+		from = r->committed > r->low ? r->committed : r->low;
+		r->lag = r->high > from ? r->high - from : 0;
+		r->lag_seconds = r->lag > 0 ? -1 : 0;
+	}
+	if (oldest_ages(brokers, rows, n, timeout_ms, why, sizeof(why)) != 0) {
+		snprintf(errbuf, errbuf_size, "could not read the oldest unconsumed messages: %s", why);
+		goto out;
+	}
+	qsort(rows, n, sizeof(*rows), row_cmp);
+	out = rows_json(group, rows, n);
+	if (out == NULL)
+		snprintf(errbuf, errbuf_size, "out of memory");
+out:
+	free(rows);
+	if (parts != NULL)
+		rd_kafka_topic_partition_list_destroy(parts);
+	/* Never subscribed: closing leaves no group membership behind. */
+	sl_ctl_consumer_destroy(rk);
+	return out;
 }
 
 int
@@ -274,17 +420,18 @@ sl_ctl_lag(int argc, char **argv)
 	};
 	const char *group = NULL, *brokers = NULL, *config_path = NULL;
 	struct sl_config *cfg = NULL;
-	size_t k;
-	rd_kafka_topic_partition_list_t *parts = NULL, *kept = NULL;
-	rd_kafka_resp_err_t err;
-	rd_kafka_t *rk = NULL;
-	struct row *rows = NULL;
+	char **topics = NULL, *const *use = NULL;
+	size_t n_topics = 0;
+	json_t *lag = NULL;
 	char errbuf[1024];
-	size_t n = 0;
-	int opt, as_json = 0, rc = 2, i, j, n_topics = 0;
+	int opt, as_json = 0, rc = 2, no_offsets = 0;
 
 	sl_ctl_set_command("lag");
-	parts = rd_kafka_topic_partition_list_new(16);
+	topics = calloc((size_t)argc + 1, sizeof(*topics));
+	if (topics == NULL) {
+		sl_ctl_error("out of memory");
+		return 2;
+	}
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":hc:", options, NULL)) != -1) {
 		switch (opt) {
@@ -292,11 +439,7 @@ sl_ctl_lag(int argc, char **argv)
 		case 'g': group = optarg; break;
 		case 'b': brokers = optarg; break;
 		case 'j': as_json = 1; break;
-		case 't':
-			/* Partitions are added once the topic is looked up. */
-			rd_kafka_topic_partition_list_add(parts, optarg, RD_KAFKA_PARTITION_UA);
-			n_topics++;
-			break;
+		case 't': topics[n_topics++] = optarg; break;
 		case 'h':
 			usage(stdout);
 			rc = 0;
@@ -310,14 +453,16 @@ sl_ctl_lag(int argc, char **argv)
 		sl_ctl_argument_error(argv[optind]);
 		goto out;
 	}
+	use = topics;
 	if (config_path != NULL) {
 		if ((cfg = sl_ctl_config_load(config_path)) == NULL)
 			goto out;
 		if (group == NULL)
 			group = cfg->group;
-		for (k = 0; n_topics == 0 && k < cfg->n_topics; k++)
-			rd_kafka_topic_partition_list_add(parts, cfg->topics[k], RD_KAFKA_PARTITION_UA);
-		n_topics = parts->cnt;
+		if (n_topics == 0) {
+			use = cfg->topics;
+			n_topics = cfg->n_topics;
+		}
 	}
 	if (group == NULL)
 		group = DEFAULT_GROUP;
@@ -326,100 +471,21 @@ sl_ctl_lag(int argc, char **argv)
 		goto out;
 	}
 	brokers = sl_ctl_brokers(brokers);
-	rk = group_client(brokers, group, errbuf, sizeof(errbuf));
-	if (rk == NULL) {
-		sl_ctl_error("could not create the kafka consumer: %s", errbuf);
+	lag = sl_ctl_lag_json(brokers, group, use, n_topics, TIMEOUT_MS, &no_offsets, errbuf, sizeof(errbuf));
+	if (lag == NULL) {
+		sl_ctl_error("%s", errbuf);
+		rc = no_offsets ? 1 : 2;
 		goto out;
 	}
-
-	/* Expand each --topic to its partitions, or take every topic. */
-	kept = rd_kafka_topic_partition_list_new(16);
-	if (n_topics > 0) {
-		for (i = 0; i < parts->cnt; i++) {
-			for (j = 0; j < i; j++)
-				if (strcmp(parts->elems[j].topic, parts->elems[i].topic) == 0)
-					break;
-			if (j < i)
-				continue; /* named twice */
-			/* Offsets are left for rd_kafka_committed() to fill in. */
-			if (sl_ctl_topic_add_partitions(rk, parts->elems[i].topic, RD_KAFKA_OFFSET_INVALID,
-			                                TIMEOUT_MS, kept, errbuf, sizeof(errbuf)) != 0) {
-				sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
-				goto out;
-			}
-		}
-	} else if (add_all_topics(rk, kept, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("%s (brokers \"%s\")", errbuf, brokers);
-		goto out;
-	}
-	rd_kafka_topic_partition_list_destroy(parts);
-	parts = kept;
-	kept = NULL;
-
-	if (parts->cnt > 0) {
-		err = rd_kafka_committed(rk, parts, TIMEOUT_MS);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			sl_ctl_error("could not read the committed offsets of group \"%s\": %s (brokers \"%s\")", group,
-			             rd_kafka_err2str(err), brokers);
-			goto out;
-		}
-	}
-	if (n_topics == 0) {
-		kept = committed_topics(parts);
-		rd_kafka_topic_partition_list_destroy(parts);
-		parts = kept;
-		kept = NULL;
-		if (parts->cnt == 0) {
-			sl_ctl_error("group \"%s\" has no committed offsets; name its topics with --topic", group);
-			rc = 1;
-			goto out;
-		}
-	}
-
-	rows = calloc(parts->cnt > 0 ? (size_t)parts->cnt : 1, sizeof(*rows));
-	if (rows == NULL) {
-		sl_ctl_error("out of memory");
-		goto out;
-	}
-	for (i = 0; i < parts->cnt; i++) {
-		struct row *r = &rows[n++];
-		int64_t from;
-
-		r->topic = parts->elems[i].topic;
-		r->partition = parts->elems[i].partition;
-		/* A per-partition error (e.g. no offset) reads as "none". */
-		r->committed = parts->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ? parts->elems[i].offset : -1;
-		err = rd_kafka_query_watermark_offsets(rk, r->topic, r->partition, &r->low, &r->high, TIMEOUT_MS);
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			sl_ctl_error("could not read the offsets of \"%s\" [%d]: %s", r->topic, (int)r->partition,
-			             rd_kafka_err2str(err));
-			goto out;
-		}
-		/* Where the group resumes: its offset, or the oldest message
-		 * when it has none or retention deleted past it. */
-		from = r->committed > r->low ? r->committed : r->low;
-		r->lag = r->high > from ? r->high - from : 0;
-		r->lag_seconds = r->lag > 0 ? -1 : 0;
-	}
-	if (oldest_ages(brokers, rows, n, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("could not read the oldest unconsumed messages: %s", errbuf);
-		goto out;
-	}
-	qsort(rows, n, sizeof(*rows), row_cmp);
-	if (print_rows(group, rows, n, as_json) != 0) {
+	if (print_lag(lag, as_json) != 0) {
 		sl_ctl_error("out of memory");
 		goto out;
 	}
 	rc = 0;
 out:
 	fflush(stdout);
-	free(rows);
-	if (kept != NULL)
-		rd_kafka_topic_partition_list_destroy(kept);
-	if (parts != NULL)
-		rd_kafka_topic_partition_list_destroy(parts);
-	/* Never subscribed: closing leaves no group membership behind. */
-	sl_ctl_consumer_destroy(rk);
+	json_decref(lag);
+	free(topics);
 	sl_ctl_config_release(cfg); /* after the clients that use its properties */
 	return rc;
 }

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "ctl_sources.h"
 #include "log.h"
 #include "pg.h"
 
@@ -135,133 +136,210 @@ add_columns(json_t *o, const PGresult *res, int row, const struct column *cols, 
 	return o;
 }
 
-static const char *
-text_or(const PGresult *res, int row, int col, const char *dflt)
-{
-	return PQgetisnull(res, row, col) ? dflt : PQgetvalue(res, row, col);
-}
-
+/* Runs a query; returns its result (the caller PQclear()s it), or NULL with
+ * the server's message in errbuf. */
 static PGresult *
-run(PGconn *conn, const char *sql)
+run(PGconn *conn, const char *sql, char *errbuf, size_t errbuf_size)
 {
 	PGresult *res = PQexec(conn, sql);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-		msg[strcspn(msg, "\n")] = '\0';
-		if (strcmp(sl_pg_sqlstate(res), "42P01") == 0)
-			sl_ctl_error("%s (run 'sluicectl migrate')", msg);
-		else
-			sl_ctl_error("%s", msg);
+		snprintf(errbuf, errbuf_size, "%s", PQresultErrorMessage(res));
+		errbuf[strcspn(errbuf, "\n")] = '\0';
+		if (strcmp(sl_pg_sqlstate(res), "42P01") == 0 && strlen(errbuf) + 30 < errbuf_size)
+			strcat(errbuf, " (run 'sluicectl migrate')");
 		PQclear(res);
 		return NULL;
 	}
 	return res;
 }
 
-static int
-show_outbox(PGconn *conn, int as_json)
+/* Returns a new array of one object per row of res. */
+static json_t *
+rows_of(const PGresult *res, const struct column *cols, size_t n)
+{
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; a != NULL && i < PQntuples(res); i++)
+		json_array_append_new(a, add_columns(json_object(), res, i, cols, n));
+	return a;
+}
+
+json_t *
+sl_ctl_outbox_json(PGconn *conn, char *errbuf, size_t errbuf_size)
 {
 	PGresult *sum = NULL, *leases = NULL, *oldest = NULL, *relays = NULL;
-	int rc = 2, i;
+	json_t *o = NULL;
 
-	if ((sum = run(conn, SUMMARY_SQL)) == NULL || (leases = run(conn, LEASES_SQL)) == NULL ||
-	    (oldest = run(conn, OLDEST_SQL)) == NULL || (relays = run(conn, RELAYS_SQL)) == NULL)
+	if ((sum = run(conn, SUMMARY_SQL, errbuf, errbuf_size)) == NULL ||
+	    (leases = run(conn, LEASES_SQL, errbuf, errbuf_size)) == NULL ||
+	    (oldest = run(conn, OLDEST_SQL, errbuf, errbuf_size)) == NULL ||
+	    (relays = run(conn, RELAYS_SQL, errbuf, errbuf_size)) == NULL)
 		goto out;
-	if (as_json) {
-		json_t *o = json_object(), *ls = json_array(), *x = json_null();
-		char *text;
-
-		add_columns(o, sum, 0, summary_cols, sizeof(summary_cols) / sizeof(summary_cols[0]));
-		for (i = 0; i < PQntuples(leases); i++)
-			json_array_append_new(ls, add_columns(json_object(), leases, i, lease_cols,
-			                                      sizeof(lease_cols) / sizeof(lease_cols[0])));
-		json_object_set_new(o, "leases", ls);
-		ls = json_array();
-		for (i = 0; i < PQntuples(relays); i++)
-			json_array_append_new(ls, add_columns(json_object(), relays, i, relay_cols,
-			                                      sizeof(relay_cols) / sizeof(relay_cols[0])));
-		json_object_set_new(o, "relays", ls);
-		if (PQntuples(oldest) > 0) {
-			json_decref(x);
-			x = add_columns(json_object(), oldest, 0, oldest_cols, sizeof(oldest_cols) / sizeof(oldest_cols[0]));
-		}
-		json_object_set_new(o, "oldest_transaction", x);
-		text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-		printf("%s\n", text);
-		free(text);
-		json_decref(o);
-	} else {
-		printf("outbox: %s rows (%s behind the watermark), oldest %s s; %s delayed (next due in %s s); "
-		       "%s shards\n",
-		       PQgetvalue(sum, 0, 0), PQgetvalue(sum, 0, 1), text_or(sum, 0, 2, "-"), PQgetvalue(sum, 0, 3),
-		       text_or(sum, 0, 4, "-"), PQgetvalue(sum, 0, 5));
-		for (i = 0; i < PQntuples(leases); i++) {
-			if (PQgetisnull(leases, i, 3))
-				printf("shard %s: free (epoch %s)", PQgetvalue(leases, i, 0), PQgetvalue(leases, i, 2));
-			else
-				printf("shard %s: held by %s (epoch %s, expires in %s s)", PQgetvalue(leases, i, 0),
-				       PQgetvalue(leases, i, 1), PQgetvalue(leases, i, 2), PQgetvalue(leases, i, 3));
-			printf(", %s rows relayed, last %s s ago\n", PQgetvalue(leases, i, 4), text_or(leases, i, 5, "-"));
-		}
-		for (i = 0; i < PQntuples(relays); i++)
-			printf("relay %s: seen %s s ago\n", PQgetvalue(relays, i, 0), PQgetvalue(relays, i, 1));
-		if (PQntuples(oldest) > 0)
-			printf("watermark: oldest running transaction: xid %s, pid %s, database \"%s\", user \"%s\", "
-			       "application \"%s\", %s, open %s s\n",
-			       PQgetvalue(oldest, 0, 4), PQgetvalue(oldest, 0, 0), text_or(oldest, 0, 1, ""),
-			       text_or(oldest, 0, 2, ""), text_or(oldest, 0, 3, ""), text_or(oldest, 0, 6, "?"),
-			       text_or(oldest, 0, 5, "-"));
-		else
-			printf("watermark: no transaction holds it back\n");
-	}
-	rc = 0;
+	o = json_object();
+	if (o == NULL)
+		goto oom;
+	add_columns(o, sum, 0, summary_cols, sizeof(summary_cols) / sizeof(summary_cols[0]));
+	json_object_set_new(o, "leases", rows_of(leases, lease_cols, sizeof(lease_cols) / sizeof(lease_cols[0])));
+	json_object_set_new(o, "relays", rows_of(relays, relay_cols, sizeof(relay_cols) / sizeof(relay_cols[0])));
+	json_object_set_new(o, "oldest_transaction",
+	                    PQntuples(oldest) > 0 ? add_columns(json_object(), oldest, 0, oldest_cols,
+	                                                        sizeof(oldest_cols) / sizeof(oldest_cols[0]))
+	                                          : json_null());
+	/* A member that could not be set (out of memory) is missing. */
+	if (json_object_size(o) != sizeof(summary_cols) / sizeof(summary_cols[0]) + 3)
+		goto oom;
+	goto out;
+oom:
+	snprintf(errbuf, errbuf_size, "out of memory");
+	json_decref(o);
+	o = NULL;
 out:
 	PQclear(sum);
 	PQclear(leases);
 	PQclear(oldest);
 	PQclear(relays);
-	return rc;
+	return o;
+}
+
+json_t *
+sl_ctl_schedules_json(PGconn *conn, char *errbuf, size_t errbuf_size)
+{
+	PGresult *res = run(conn, SCHEDULES_SQL, errbuf, errbuf_size);
+	json_t *a, *o, *data;
+	json_error_t jerr;
+	int i;
+
+	if (res == NULL)
+		return NULL;
+	a = json_array();
+	for (i = 0; a != NULL && i < PQntuples(res); i++) {
+		o = add_columns(json_object(), res, i, schedule_cols, sizeof(schedule_cols) / sizeof(schedule_cols[0]));
+		data = json_loads(PQgetvalue(res, i, 8), JSON_DECODE_ANY, &jerr);
+		json_object_set_new(o, "data", data ? data : json_null());
+		json_object_set_new(o, "last_error", value(res, i, 9, TEXT));
+		if (json_array_append_new(a, o) != 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	}
+	if (a == NULL)
+		snprintf(errbuf, errbuf_size, "out of memory");
+	PQclear(res);
+	return a;
+}
+
+/* A member as text for the table: its string, its number, or `dflt` for null. */
+static const char *
+text_or(json_t *o, const char *name, const char *dflt, char *buf, size_t buf_size)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v))
+		snprintf(buf, buf_size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(buf, buf_size, "%.3f", json_real_value(v));
+	else
+		return dflt;
+	return buf;
+}
+
+static int
+print_json(json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+
+	if (text == NULL) {
+		sl_ctl_error("out of memory");
+		return 2;
+	}
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
+static int
+show_outbox(PGconn *conn, int as_json)
+{
+	char errbuf[1024], b[8][64];
+	json_t *o = sl_ctl_outbox_json(conn, errbuf, sizeof(errbuf)), *x, *t;
+	size_t i;
+	int rc;
+
+	if (o == NULL) {
+		sl_ctl_error("%s", errbuf);
+		return 2;
+	}
+	if (as_json) {
+		rc = print_json(o);
+		json_decref(o);
+		return rc;
+	}
+	printf("outbox: %s rows (%s behind the watermark), oldest %s s; %s delayed (next due in %s s); "
+	       "%s shards\n",
+	       text_or(o, "depth", "-", b[0], 64), text_or(o, "behind_watermark", "-", b[1], 64),
+	       text_or(o, "lag_seconds", "-", b[2], 64), text_or(o, "delayed", "-", b[3], 64),
+	       text_or(o, "next_delayed_in_seconds", "-", b[4], 64), text_or(o, "shards", "-", b[5], 64));
+	json_array_foreach(json_object_get(o, "leases"), i, x) {
+		if (json_is_null(json_object_get(x, "expires_in_seconds")))
+			printf("shard %s: free (epoch %s)", text_or(x, "shard", "-", b[0], 64),
+			       text_or(x, "epoch", "-", b[1], 64));
+		else
+			printf("shard %s: held by %s (epoch %s, expires in %s s)", text_or(x, "shard", "-", b[0], 64),
+			       text_or(x, "holder", "-", b[1], 64), text_or(x, "epoch", "-", b[2], 64),
+			       text_or(x, "expires_in_seconds", "-", b[3], 64));
+		printf(", %s rows relayed, last %s s ago\n", text_or(x, "relayed", "-", b[0], 64),
+		       text_or(x, "last_relayed_seconds_ago", "-", b[1], 64));
+	}
+	json_array_foreach(json_object_get(o, "relays"), i, x)
+		printf("relay %s: seen %s s ago\n", text_or(x, "holder", "-", b[0], 64),
+		       text_or(x, "seen_seconds_ago", "-", b[1], 64));
+	t = json_object_get(o, "oldest_transaction");
+	if (json_is_object(t))
+		printf("watermark: oldest running transaction: xid %s, pid %s, database \"%s\", user \"%s\", "
+		       "application \"%s\", %s, open %s s\n",
+		       text_or(t, "xid", "", b[0], 64), text_or(t, "pid", "", b[1], 64), text_or(t, "database", "", b[2], 64),
+		       text_or(t, "user", "", b[3], 64), text_or(t, "application_name", "", b[4], 64),
+		       text_or(t, "state", "?", b[5], 64), text_or(t, "age_seconds", "-", b[6], 64));
+	else
+		printf("watermark: no transaction holds it back\n");
+	json_decref(o);
+	return 0;
 }
 
 static int
 list_schedules(PGconn *conn, int as_json)
 {
-	PGresult *res = run(conn, SCHEDULES_SQL);
-	int i;
+	char errbuf[1024], b[2][64];
+	json_t *a = sl_ctl_schedules_json(conn, errbuf, sizeof(errbuf)), *x;
+	size_t i;
 
-	if (res == NULL)
+	if (a == NULL) {
+		sl_ctl_error("%s", errbuf);
 		return 2;
-	if (!as_json && PQntuples(res) > 0)
+	}
+	if (!as_json && json_array_size(a) > 0)
 		printf("%-20s %-16s %-14s %-20s %-21s %-21s %s\n", "NAME", "CRON", "TZ", "TYPE", "NEXT", "LAST",
 		       "FIRES");
-	for (i = 0; i < PQntuples(res); i++) {
+	json_array_foreach(a, i, x) {
 		if (as_json) {
-			json_t *o = json_object(), *data;
-			json_error_t jerr;
-			char *text;
-
-			add_columns(o, res, i, schedule_cols, sizeof(schedule_cols) / sizeof(schedule_cols[0]));
-			data = json_loads(PQgetvalue(res, i, 8), JSON_DECODE_ANY, &jerr);
-			json_object_set_new(o, "data", data ? data : json_null());
-			json_object_set_new(o, "last_error", value(res, i, 9, TEXT));
-			text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-			printf("%s\n", text);
-			free(text);
-			json_decref(o);
-		} else {
-			printf("%-20s %-16s %-14s %-20s %-21s %-21s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-			       PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 5),
-			       text_or(res, i, 6, "-"), PQgetvalue(res, i, 7));
-			if (!PQgetisnull(res, i, 9))
-				printf("  cannot fire: %s\n", PQgetvalue(res, i, 9));
+			if (print_json(x) != 0)
+				break;
+			continue;
 		}
+		printf("%-20s %-16s %-14s %-20s %-21s %-21s %s\n", text_or(x, "name", "", b[0], 64),
+		       text_or(x, "cron", "", b[0], 64), text_or(x, "tz", "", b[0], 64), text_or(x, "type", "", b[0], 64),
+		       text_or(x, "next", "", b[0], 64), text_or(x, "last", "-", b[0], 64),
+		       text_or(x, "fires", "", b[1], 64));
+		if (json_is_string(json_object_get(x, "last_error")))
+			printf("  cannot fire: %s\n", json_string_value(json_object_get(x, "last_error")));
 	}
-	if (!as_json && PQntuples(res) == 0)
+	if (!as_json && json_array_size(a) == 0)
 		printf("no schedules\n");
-	PQclear(res);
+	json_decref(a);
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "ctl_common.h"
+#include "ctl_sources.h"
 
 #define DEFAULT_URL  "http://127.0.0.1:9187"
 #define TIMEOUT_MS   5000
@@ -123,10 +124,10 @@ connect_to(const char *host, const char *port, int64_t deadline, char *errbuf, s
 /* GETs `path` from host:port. Fills *resp (OUT: zeroed on failure; the caller
  * frees resp->body). Returns 0, or -1 with the reason in errbuf. */
 static int
-http_get(const char *host, const char *port, const char *path, struct response *resp, char *errbuf,
-         size_t errbuf_size)
+http_get(const char *host, const char *port, const char *path, int timeout_ms, struct response *resp,
+         char *errbuf, size_t errbuf_size)
 {
-	int64_t deadline = mono_ms() + TIMEOUT_MS;
+	int64_t deadline = mono_ms() + timeout_ms;
 	char req[1024], *buf = NULL, *p, *hdr_end;
 	size_t len = 0, cap = 0, off = 0, req_len;
 	ssize_t n;
@@ -588,8 +589,8 @@ err:
  * takes it, and a wildcard (0.0.0.0, [::]) is reached on loopback too.
  * Returns 0, or -1 with the reason in errbuf: the listener is off (""), or
  * its port is 0 (ephemeral: only the worker knows it). */
-static int
-listen_url(const char *listen, char *buf, size_t buf_size, char *errbuf, size_t errbuf_size)
+int
+sl_ctl_listen_url(const char *listen, char *buf, size_t buf_size, char *errbuf, size_t errbuf_size)
 {
 	const char *colon = strrchr(listen, ':');
 	char host[128];
@@ -639,6 +640,54 @@ print_summary(const char *url, json_t *sum)
 	print_tree("kafka errors", json_object_get(sum, "kafka_errors"));
 }
 
+json_t *
+sl_ctl_status_json(const char *url, int timeout_ms, char *errbuf, size_t errbuf_size)
+{
+	struct response metrics = { 0 }, ready = { 0 };
+	struct samples samples = { 0 };
+	char host[256], port[16];
+	json_t *sum = NULL;
+	char *nl;
+	int is_ready;
+
+	if (parse_url(url, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(errbuf, errbuf_size, "a worker URL must be http://HOST:PORT, not \"%s\"", url);
+		return NULL;
+	}
+	if (http_get(host, port, "/metrics", timeout_ms, &metrics, errbuf, errbuf_size) != 0)
+		goto out;
+	if (metrics.status != 200) {
+		snprintf(errbuf, errbuf_size, "%s/metrics answered HTTP %d", url, metrics.status);
+		goto out;
+	}
+	if (http_get(host, port, "/readyz", timeout_ms, &ready, errbuf, errbuf_size) != 0)
+		goto out;
+	if (parse_exposition(metrics.body, &samples) != 0 || (sum = summarise(&samples)) == NULL)
+		goto oom;
+	is_ready = ready.status == 200;
+	if (json_object_set_new(sum, "url", json_string(url)) != 0 ||
+	    json_object_set_new(sum, "ready", json_boolean(is_ready)) != 0)
+		goto oom;
+	if (!is_ready) {
+		/* The worker says why in one line ("not ready: no partitions assigned"). */
+		nl = strchr(ready.body, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		if (json_object_set_new(sum, "ready_reason", json_stringn(ready.body, strlen(ready.body))) != 0)
+			goto oom;
+	}
+	goto out;
+oom:
+	snprintf(errbuf, errbuf_size, "out of memory");
+	json_decref(sum);
+	sum = NULL;
+out:
+	samples_clear(&samples);
+	free(metrics.body);
+	free(ready.body);
+	return sum;
+}
+
 static void
 usage(FILE *out)
 {
@@ -672,9 +721,7 @@ sl_ctl_status(int argc, char **argv)
 	const char *url = NULL, *config_path = NULL;
 	struct sl_config *cfg = NULL;
 	char url_buf[256];
-	struct response metrics = { 0 }, ready = { 0 };
-	struct samples samples = { 0 };
-	char host[256], port[16], errbuf[1024], *s, *nl;
+	char host[256], port[16], errbuf[1024], *s;
 	json_t *sum = NULL;
 	int opt, as_json = 0, rc = 2, is_ready;
 
@@ -701,7 +748,7 @@ sl_ctl_status(int argc, char **argv)
 	if (config_path != NULL) {
 		if ((cfg = sl_ctl_config_load(config_path)) == NULL)
 			return 2;
-		rc = listen_url(cfg->http_listen, url_buf, sizeof(url_buf), errbuf, sizeof(errbuf));
+		rc = sl_ctl_listen_url(cfg->http_listen, url_buf, sizeof(url_buf), errbuf, sizeof(errbuf));
 		sl_ctl_config_release(cfg);
 		if (rc != 0) {
 			sl_ctl_error("%s: %s", config_path, errbuf);
@@ -717,35 +764,12 @@ sl_ctl_status(int argc, char **argv)
 		return 2;
 	}
 
-	if (http_get(host, port, "/metrics", &metrics, errbuf, sizeof(errbuf)) != 0) {
+	sum = sl_ctl_status_json(url, TIMEOUT_MS, errbuf, sizeof(errbuf));
+	if (sum == NULL) {
 		sl_ctl_error("%s", errbuf);
 		goto out;
 	}
-	if (metrics.status != 200) {
-		sl_ctl_error("%s/metrics answered HTTP %d", url, metrics.status);
-		goto out;
-	}
-	if (http_get(host, port, "/readyz", &ready, errbuf, sizeof(errbuf)) != 0) {
-		sl_ctl_error("%s", errbuf);
-		goto out;
-	}
-	if (parse_exposition(metrics.body, &samples) != 0 || (sum = summarise(&samples)) == NULL) {
-		sl_ctl_error("out of memory");
-		goto out;
-	}
-	is_ready = ready.status == 200;
-	if (json_object_set_new(sum, "url", json_string(url)) != 0 ||
-	    json_object_set_new(sum, "ready", json_boolean(is_ready)) != 0) {
-		sl_ctl_error("out of memory");
-		goto out;
-	}
-	if (!is_ready) {
-		/* The worker says why in one line ("not ready: no partitions assigned"). */
-		nl = strchr(ready.body, '\n');
-		if (nl != NULL)
-			*nl = '\0';
-		json_object_set_new(sum, "ready_reason", json_stringn(ready.body, strlen(ready.body)));
-	}
+	is_ready = json_is_true(json_object_get(sum, "ready"));
 	if (as_json) {
 		s = json_dumps(sum, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
 		if (s == NULL) {
@@ -761,8 +785,5 @@ sl_ctl_status(int argc, char **argv)
 out:
 	fflush(stdout);
 	json_decref(sum);
-	samples_clear(&samples);
-	free(metrics.body);
-	free(ready.body);
 	return rc;
 }

@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{ "check-config", sl_ctl_check_config, "check a worker configuration file and exit" },
 	{ "outbox", sl_ctl_outbox, "outbox depth, relay lag, leases and what holds the watermark" },
 	{ "schedule", sl_ctl_schedule, "list recurring jobs (sluice.schedule())" },
+	{ "console", sl_ctl_console, "serve an operator's console in the browser" },
 };
 
 static void

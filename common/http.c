@@ -146,6 +146,13 @@ sl_http_listen_check(const char *address, char *errbuf, size_t errbuf_size)
 	return parse_listen(address, &ss, &ss_len, errbuf, errbuf_size);
 }
 
+int
+sl_http_listen_addr(const char *address, struct sockaddr_storage *ss, socklen_t *ss_len, char *errbuf,
+                    size_t errbuf_size)
+{
+	return parse_listen(address, ss, ss_len, errbuf, errbuf_size);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* libmicrohttpd's own error messages, into our log, at most LOG_BURST per

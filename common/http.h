@@ -18,6 +18,7 @@
 #define SL_HTTP_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "metrics.h"
 
@@ -41,6 +42,13 @@ struct sl_http_handlers {
  * the check never waits for DNS. Returns 0, or -1 with the reason in errbuf.
  * For configuration checks (`sluice-worker -n`); any thread. */
 int sl_http_listen_check(const char *address, char *errbuf, size_t errbuf_size);
+
+/* Parses a listen address as sl_http_listen_check() does into *ss and
+ * *ss_len (OUT: zeroed on failure), for another listener that binds the
+ * same way (sluicectl console). Returns 0, or -1 with the reason in
+ * errbuf. Any thread. */
+int sl_http_listen_addr(const char *address, struct sockaddr_storage *ss, socklen_t *ss_len, char *errbuf,
+                        size_t errbuf_size);
 
 /* Binds `address` (see sl_http_listen_check), listens and starts serving
  * `handlers` (copied; what they point to is borrowed). Returns a new server

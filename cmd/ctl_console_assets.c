@@ -1,0 +1,82 @@
+/* ctl_console_assets.c -- the console's stylesheet and script, built into the binary.
+ *
+ * Hand-written and small: the pages are complete without them (server-side
+ * HTML, forms, inline SVG charts), the stylesheet makes them pleasant and the
+ * script only adds conveniences (auto-refresh of the fleet page, a second
+ * confirmation before a replay). Nothing is fetched from elsewhere: the
+ * operator's machine may be offline. The Content-Security-Policy of every
+ * page allows these two files and nothing inline.
+ */
+#include "ctl_console.h"
+
+const char sl_console_css[] =
+	":root{--fg:#1d2330;--mute:#5b6475;--bg:#f6f7f9;--card:#fff;--line:#dde1e8;--ok:#1f7a3a;--bad:#b42318;"
+	"--warn:#a15c00;--accent:#2454c5}\n"
+	"*{box-sizing:border-box}\n"
+	"body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--fg);background:var(--bg)}\n"
+	"header{background:#1d2330;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}\n"
+	"header b{font-size:1.1em;letter-spacing:.02em}\n"
+	"header a{color:#cfd6e4;text-decoration:none;padding:.2em .5em;border-radius:4px}\n"
+	"header a.on,header a:hover{background:#39425a;color:#fff}\n"
+	"main{padding:1em 1.2em;max-width:1400px}\n"
+	"h1{font-size:1.35em;margin:.2em 0 .6em}h2{font-size:1.1em;margin:1.4em 0 .5em}\n"
+	"section,.card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.8em 1em;margin:.8em 0}\n"
+	"table{border-collapse:collapse;width:100%;background:var(--card)}\n"
+	"th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid var(--line);vertical-align:top}\n"
+	"th{color:var(--mute);font-weight:600;font-size:.92em}\n"
+	"td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+	"pre{background:#f0f2f5;border:1px solid var(--line);padding:.6em;overflow:auto;max-height:24em;"
+	"white-space:pre-wrap;word-break:break-all}\n"
+	"code,.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;word-break:break-all}\n"
+	".sources{display:flex;gap:.8em;flex-wrap:wrap;margin:.2em 0 .8em}\n"
+	".src{padding:.3em .7em;border-radius:4px;border:1px solid var(--line);background:var(--card)}\n"
+	".up{color:var(--ok)}.down{color:var(--bad);font-weight:600}.warn{color:var(--warn)}\n"
+	".src.down{border-color:var(--bad);background:#fdecea}\n"
+	".figures{display:flex;gap:1em;flex-wrap:wrap}\n"
+	".figure{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5em 1em;min-width:9em}\n"
+	".figure b{display:block;font-size:1.5em}\n"
+	".charts{display:flex;gap:1em;flex-wrap:wrap}.charts figure{margin:0;background:var(--card);"
+	"border:1px solid var(--line);border-radius:6px;padding:.5em}\n"
+	"figcaption{color:var(--mute);font-size:.9em}\n"
+	"svg .bar{fill:var(--accent)}svg .fail{fill:var(--bad)}svg .axis{stroke:var(--line)}svg text{fill:var(--mute);font-size:10px}\n"
+	"svg .line{fill:none;stroke:var(--accent);stroke-width:1.5}\n"
+	"form.inline{display:inline}\n"
+	"input,select,button{font:inherit;padding:.25em .5em}\n"
+	"button{border:1px solid var(--accent);background:var(--accent);color:#fff;border-radius:4px;cursor:pointer}\n"
+	"button.quiet{background:#fff;color:var(--accent)}\n"
+	".notice{padding:.6em 1em;border-radius:6px;background:#eef3ff;border:1px solid #c9d7ff}\n"
+	".error{padding:.6em 1em;border-radius:6px;background:#fdecea;border:1px solid #f5c2bd}\n"
+	"footer{color:var(--mute);font-size:.85em;padding:1em 1.2em}\n";
+
+const char sl_console_js[] =
+	"/* sluice console: conveniences only; every page works without this file. */\n"
+	"(function () {\n"
+	"  'use strict';\n"
+	"  // A second confirmation before a replay (the server asks once already).\n"
+	"  document.querySelectorAll('form[data-confirm]').forEach(function (f) {\n"
+	"    f.addEventListener('submit', function (e) {\n"
+	"      if (!window.confirm(f.getAttribute('data-confirm'))) e.preventDefault();\n"
+	"    });\n"
+	"  });\n"
+	"  // Auto-refresh of pages that ask for it, unless the operator unticks the box.\n"
+	"  var box = document.getElementById('autorefresh');\n"
+	"  if (box) {\n"
+	"    var key = 'sluice-autorefresh';\n"
+	"    box.checked = window.localStorage.getItem(key) !== 'off';\n"
+	"    box.parentNode.hidden = false;\n"
+	"    box.addEventListener('change', function () {\n"
+	"      window.localStorage.setItem(key, box.checked ? 'on' : 'off');\n"
+	"    });\n"
+	"    window.setInterval(function () {\n"
+	"      if (!box.checked) return;\n"
+	"      fetch(window.location.href, { credentials: 'same-origin' }).then(function (r) {\n"
+	"        return r.ok ? r.text() : null;\n"
+	"      }).then(function (html) {\n"
+	"        if (!html) return;\n"
+	"        var doc = new DOMParser().parseFromString(html, 'text/html');\n"
+	"        var fresh = doc.querySelector('main'), old = document.querySelector('main');\n"
+	"        if (fresh && old) old.replaceWith(fresh);\n"
+	"      }).catch(function () {});\n"
+	"    }, 10000);\n"
+	"  }\n"
+	"})();\n";
