@@ -102,6 +102,10 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	if (type == RD_KAFKA_CONSUMER) {
 		rc |= sl_kafka_conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size);
 		rc |= sl_kafka_conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size);
+		/* A member learns of a rebalance at its next heartbeat: at
+		 * librdkafka's 3 s, a process joining a group waited that long
+		 * for its partitions while the first member held them all. */
+		rc |= sl_kafka_conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errbuf_size);
 		rc |= sl_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errbuf_size);
 		rc |= sl_kafka_conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf, errbuf_size);
 		/* The prefetch queue only has to cover a fetch round trip at full
