@@ -4,8 +4,9 @@
  * thread, so partitions, offsets and delivery reports need no locks:
  *
  *   fetch    rd_kafka_consumer_poll(); the message becomes a job in its
- *            partition's list and tracker (partition.c) and goes to the
- *            executor its key hashes to (executor.c)
+ *            partition's list and tracker (partition.c) and goes to an
+ *            executor: the one its key's jobs are at, else the least
+ *            loaded (dispatch.c)
  *   publish  finished jobs come back from the executors; their results,
  *            and dead letters, are produced (publish.c)
  *   store    when every record of a job is acknowledged, its partition's
@@ -41,8 +42,7 @@
  * its partitions (see the loop). */
 #define FULL_BEFORE_PAUSE 1.0
 
-/* FNV-1a over len bytes, continuing from h: cheap, and the same in every
- * process, so a key maps to the same executor index everywhere. */
+/* FNV-1a over len bytes, continuing from h: cheap. */
 static uint64_t
 fnv1a(const void *data, size_t len, uint64_t h)
 {
@@ -56,20 +56,17 @@ fnv1a(const void *data, size_t len, uint64_t h)
 	return h;
 }
 
-/* The executor of a message: by key, so one key always runs on one
- * executor in order; keyless messages keep their partition's order. */
-static unsigned
-executor_for(const struct sl_worker *w, const rd_kafka_message_t *m, const struct sl_partition *p)
+/* What orders a message's job (dispatch.c): its key, so that one key's
+ * jobs run in offset order; a keyless message, its partition. */
+static uint64_t
+order_hash(const rd_kafka_message_t *m, const struct sl_partition *p)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
 
 	if (m->key != NULL)
-		h = fnv1a(m->key, m->key_len, h);
-	else {
-		h = fnv1a(p->topic, strlen(p->topic), h);
-		h = fnv1a(&p->partition, sizeof(p->partition), h);
-	}
-	return (unsigned)(h % w->n_executors);
+		return fnv1a(m->key, m->key_len, h);
+	h = fnv1a(p->topic, strlen(p->topic), h);
+	return fnv1a(&p->partition, sizeof(p->partition), h);
 }
 
 void
@@ -115,7 +112,9 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 	}
 	atomic_fetch_add(&w->n_fetched, 1);
 	w->at_executors++;
-	sl_executors_submit(w, executor_for(w, m, job->part), job);
+	job->key_hash = order_hash(m, job->part);
+	job->executor = sl_dispatch_take(&w->dispatch, job->key_hash);
+	sl_executors_submit(w, job->executor, job);
 }
 
 void

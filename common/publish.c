@@ -209,6 +209,7 @@ sl_publish_done(struct sl_worker *w)
 		next = job->next;
 		job->next = NULL;
 		w->at_executors--;
+		sl_dispatch_done(&w->dispatch, job->key_hash, job->executor);
 		if (job->end == SL_JOB_END_SKIPPED) {
 			atomic_fetch_add(&w->n_skipped, 1);
 			sl_partition_release_job(w, job);

@@ -142,6 +142,8 @@ sl_worker_run(struct sl_config *cfg)
 		sl_log_error("%s", errbuf);
 		goto out;
 	}
+	if (sl_dispatch_init(&w->dispatch, w->n_executors, (size_t)cfg->max_in_flight) < 0)
+		abort();
 	topics = rd_kafka_topic_partition_list_new((int)cfg->n_topics);
 	for (i = 0; i < cfg->n_topics; i++)
 		rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);
@@ -215,6 +217,7 @@ out:
 		w->parts = p->next;
 		sl_partition_free(p);
 	}
+	sl_dispatch_free(&w->dispatch);
 	sl_ops_stop(w);
 	sl_jobtypes_release(w->types, w->n_types);
 	return status;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dispatch.h"
 #include "metrics.h"
 #include "offsets.h"
 #include "pgpipe.h"
@@ -89,6 +90,8 @@ struct sl_job {
 	double run_seconds;            /* time the executor spent on it */
 
 	/* Consumer thread only. */
+	uint64_t key_hash;             /* its key's (or keyless, its partition's), for dispatch.c */
+	unsigned executor;             /* the executor it was handed to */
 	int pending_acks;
 	int result_acked;
 	int dlq_acked;
@@ -182,6 +185,7 @@ struct sl_worker {
 	int paused;                    /* consumer thread */
 	int abandoning;                /* consumer thread: stopping without waiting for jobs */
 	long at_executors;             /* consumer thread: jobs submitted and not yet taken back */
+	struct sl_dispatch dispatch;   /* consumer thread: the executor each job goes to */
 	struct sl_retry_rec *retries;  /* consumer thread: records to produce again (publish.c) */
 
 	/* What SIGHUP may change (consumer thread, except retry policies). */

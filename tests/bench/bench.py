@@ -389,8 +389,11 @@ def fnv1a_executor(key, executors):
 
 def key_skew(keys, executors):
     """Jobs of the busiest executor / jobs per executor on average, for one
-    worker process with `executors` executors: per-key order keeps a key on
-    one executor, so a preloaded run ends when its busiest executor does."""
+    worker process with `executors` executors, if each key kept one executor
+    (a fixed hash of the key, the worker's dispatch before 2026-12-07): then
+    a preloaded run ends when its busiest executor does. The worker now
+    keeps a key on its executor only while the key has jobs there, so this
+    is the bound the old dispatch had, kept for comparison."""
     per = [0] * executors
     for key, n in keys.items():
         per[fnv1a_executor(key, executors)] += n
@@ -1262,7 +1265,8 @@ def main():
               "result (rebal s: from the first assignment to then), bal ratio: balanced / ideal; ceiling: pgbench "
               "running tests/bench/wait_job.sql with as many clients; others busy: the machine's share used by "
               "processes other than the worker, PostgreSQL, Kafka and this driver; ideal: executors x processes / wait; skew: the busiest "
-              "executor's jobs / the mean (one key, one executor), keyed ratio: jobs/s / (ideal / skew); "
+              "executor's jobs / the mean if each key kept one executor (a fixed hash, as before 2026-12-07; "
+              "now a key keeps its executor only while it has jobs there), keyed ratio: jobs/s / (ideal / skew); "
               "pg conns: most sessions seen at once in the run's database (pg_stat_activity every 0.2 s)")
     return 1 if any("error" in r for r in rows + lb_rows) else 0
 
