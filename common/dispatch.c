@@ -130,11 +130,12 @@ sl_dispatch_take(struct sl_dispatch *d, uint64_t hash)
 void
 sl_dispatch_done(struct sl_dispatch *d, uint64_t hash, unsigned executor)
 {
-	struct sl_dispatch_slot *s = find(d, hash);
+	struct sl_dispatch_slot *s;
 	size_t i, j, home;
 
 	if (d->slots == NULL)
 		return; /* never set up: a test's worker */
+	s = find(d, hash);
 	if (executor < d->n_executors)
 		d->load[executor]--;
 	if (s->count == 0 || --s->count > 0)
