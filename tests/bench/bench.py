@@ -99,6 +99,7 @@ SQL_TRANSFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_tra
 SQL_WAIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_wait.sql")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBJECT = re.compile(rb'"subject":"([^"]+)"')
+JOB_ID = re.compile(rb'"id":"([^"]+)"')
 
 
 def log(msg):
@@ -442,6 +443,20 @@ def preload(env, topic, n, prefix, job="transfer"):
     return keys
 
 
+def take(c, timeout):
+    """The messages c has, waiting up to timeout seconds for the first.
+
+    Consumer.consume(n, timeout) of confluent-kafka 2.6 returns only when it
+    has n messages or the timeout is over: a result that arrived early in the
+    wait was stamped at its end, which added up to the whole timeout (10 ms
+    in the latency phase) to the latency measured. poll() returns as soon as
+    one message is there; what else is queued then comes without waiting."""
+    first = c.poll(timeout)
+    if first is None:
+        return []
+    return [first] + c.consume(1000, 0)
+
+
 def results_consumer(brokers, topic, partitions):
     c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -705,7 +720,7 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
             deadline = time.time() + timeout
             last_check = 0
             while count < n:
-                batch = c.consume(1000, 0.02)
+                batch = take(c, 0.02)
                 now = time.time()
                 for m in batch:
                     if m.error():
@@ -799,31 +814,44 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
         run.close()
 
 
-def latency_phase(env, name, settings, rate, seconds, executors):
-    """Offers `rate` jobs/s for `seconds` to a fresh worker; returns latency figures."""
-    run = Run(env, name + "-lat", settings, executors, 1)
+def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
+    """Offers `rate` jobs/s for `seconds` to a fresh worker; returns latency figures.
+
+    bus: no worker; the driver's consumer reads the jobs themselves, offered
+    the same way, so the figures are what the bus alone gives (--bus-baseline)."""
+    run = Run(env, name + ("-bus" if bus else "-lat"), settings, executors, 1)
+    found_id = JOB_ID if bus else SUBJECT
     try:
-        c = results_consumer(env.brokers, run.results_topic, run.partitions)
+        c = results_consumer(env.brokers, run.jobs_topic if bus else run.results_topic, run.partitions)
         p = new_producer(env.brokers, env.args.driver_linger_ms)
         rnd = random.Random(2)
         prefix = f"{slug(name)}-lat-{uuid.uuid4().hex[:6]}"
         sent = {}
         lat = []
+        # Where the time goes: the result's timestamp is when the worker
+        # produced it (CreateTime), so a job's latency splits into job time
+        # -> result produced (the job's hop, the worker's work, its wait to
+        # be published) and result produced -> received (the result's hop).
+        to_produced, result_hop = [], []
         try:
-            run.start()
-            run.wait_assigned()
+            if not bus:
+                run.start()
+                run.wait_assigned()
 
             def receive(timeout):
-                batch = c.consume(1000, timeout)
+                batch = take(c, timeout)
                 now = time.time()
                 for m in batch:
                     if m.error():
                         raise KafkaException(m.error())
-                    found = SUBJECT.search(m.value())
+                    found = found_id.search(m.value())
                     job = found.group(1).decode() if found else None
                     t_sent = sent.pop(job, None)
                     if t_sent is not None:
                         lat.append(now * 1000.0 - t_sent)
+                        ts = m.timestamp()[1]
+                        to_produced.append(ts - t_sent)
+                        result_hop.append(now * 1000.0 - ts)
                     elif job is not None and job.startswith("warm-"):
                         warm.discard(job)
 
@@ -838,7 +866,8 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             deadline = time.time() + 60
             while warm and time.time() < deadline:
                 receive(0.05)
-                run.check_alive()
+                if not bus:
+                    run.check_alive()
             if warm:
                 raise BenchError("the warm-up jobs got no results within 60 s")
 
@@ -864,7 +893,7 @@ def latency_phase(env, name, settings, rate, seconds, executors):
                 if t_measured is None and i >= unmeasured:
                     sys0, me0 = system_cpu(), os.times()
                     services0, jit0, t_measured = env.services_cpu(), env.kafka_jit_seconds(), time.time()
-                    worker0, _ = run.figures()
+                    worker0, _ = run.figures() if not bus else (0.0, None)
                 now = time.time()
                 tick = now
                 due = min(total, int((now - t0) * rate) + 1)
@@ -890,17 +919,24 @@ def latency_phase(env, name, settings, rate, seconds, executors):
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
-            worker1, rss = run.figures()
+            worker1, rss = run.figures() if not bus else (0.0, None)
             missing = len(sent)
         finally:
             c.close()
-        run.stop()
+        if not bus:
+            run.stop()
         lat.sort()
+        to_produced.sort()
+        result_hop.sort()
         r = lambda v: round(v, 1) if v is not None else None  # noqa: E731
         return {"offered_per_s": round(offered, 1), "latency_jobs": len(lat), "latency_missing": missing,
                 "p50_ms": r(percentile(lat, 0.50)), "p95_ms": r(percentile(lat, 0.95)),
                 "p99_ms": r(percentile(lat, 0.99)), "max_ms": r(lat[-1] if lat else None),
-                "latency_phase_peak_rss_mib": round(rss, 1),
+                "produced_p50_ms": r(percentile(to_produced, 0.50)),
+                "produced_p99_ms": r(percentile(to_produced, 0.99)),
+                "result_hop_p50_ms": r(percentile(result_hop, 0.50)),
+                "result_hop_p99_ms": r(percentile(result_hop, 0.99)),
+                "latency_phase_peak_rss_mib": round(rss, 1) if rss is not None else None,
                 "latency_cpu_us_per_job": round((worker1 - worker0) * 1e6 / measured, 1),
                 "latency_machine_busy": round((sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]), 2),
                 "latency_driver_cpu_us_per_job": round((me1.user + me1.system - me0.user - me0.system) * 1e6 / measured, 1),
@@ -982,7 +1018,8 @@ COLUMNS = [("mode", "mode", "{}"), ("jobs", "jobs", "{}"), ("ex x w", None, "{}"
            ("pg us/job", "pg_cpu_us_per_job", "{:.0f}"), ("kafka us/job", "kafka_cpu_us_per_job", "{:.0f}"),
            ("busy", "machine_busy", "{:.2f}"), ("ex busy", "executor_utilisation", "{:.2f}"),
            ("rss MiB", "peak_rss_mib", "{:.1f}"), ("p50 ms", "p50_ms", "{:.1f}"),
-           ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"), ("max ms", "max_ms", "{:.1f}")]
+           ("p95 ms", "p95_ms", "{:.1f}"), ("p99 ms", "p99_ms", "{:.1f}"), ("max ms", "max_ms", "{:.1f}"),
+           ("bus p50", "bus_p50_ms", "{:.1f}"), ("bus p99", "bus_p99_ms", "{:.1f}")]
 
 
 LB_COLUMNS = [("mode", "mode", "{}"), ("parts", "partitions", "{}"), ("ex x w", None, "{}"),
@@ -1054,9 +1091,18 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
             f"{row['pg_cpu_us_per_job']} us/job, Kafka {row['kafka_cpu_us_per_job']} us/job, machine busy "
             f"{row['machine_busy']}, executors busy {row['executor_utilisation']}"
             + (f", most jobs in flight seen {row['max_in_flight_sampled']}" if watch_in_flight else ""))
+        if latency and args.bus_baseline:
+            bus = latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
+                                args.latency_seconds, executors, bus=True)
+            row.update({"bus_p50_ms": bus["p50_ms"], "bus_p99_ms": bus["p99_ms"], "bus_max_ms": bus["max_ms"]})
+            log(f"{mode}: the bus alone (jobs read back by the driver, no worker): p50 {bus['p50_ms']} ms, "
+                f"p99 {bus['p99_ms']} ms, max {bus['max_ms']} ms at {bus['offered_per_s']} jobs/s offered")
         if latency:
             row.update(latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
                                      args.latency_seconds, executors))
+            log(f"{mode}: job time -> result produced p50 {row['produced_p50_ms']} / p99 "
+                f"{row['produced_p99_ms']} ms, result produced -> received p50 {row['result_hop_p50_ms']} / "
+                f"p99 {row['result_hop_p99_ms']} ms")
             log(f"{mode}: latency p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms at "
                 f"{row['offered_per_s']} jobs/s offered; machine busy {row['latency_machine_busy']}; CPU per job: "
                 f"the worker {row['latency_cpu_us_per_job']} us, this driver {row['latency_driver_cpu_us_per_job']} us, PostgreSQL {row['latency_pg_cpu_us_per_job']}"
@@ -1151,6 +1197,9 @@ def main():
                          "job=transfer|wait:partitions=N:producer=PROP=V:consumer=PROP=V (default "
                          "per-job,grouped,grouped-sql,grouped-pgbouncer; none with --latency-bound)")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--bus-baseline", action="store_true",
+                    help="before each latency phase, offer the same jobs the same way to the driver's own "
+                         "consumer, without a worker: the latency of the bus alone (bus_p50_ms, bus_p99_ms)")
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="jobs/s offered in the latency phase (default: half the measured throughput)")
     ap.add_argument("--warm-up", type=int, default=None,
