@@ -482,6 +482,7 @@ set_defaults(struct sl_config *cfg)
 	cfg->executors = 4;
 	cfg->max_in_flight = 1000;
 	cfg->max_job_bytes = 256 * 1024;
+	cfg->max_result_bytes = 1000000;
 	cfg->max_batch = 32;
 	cfg->shutdown_timeout = 30.0;
 	cfg->revoke_timeout = 20.0;
@@ -550,7 +551,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 		                                   "properties", "consumer_properties", "producer_properties",
 		                                   NULL };
 	static const char *const pg_known[] = { "conninfo", "pooling", NULL };
-	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_batch",
+	static const char *const limits_known[] = { "max_in_flight", "max_job_bytes", "max_result_bytes", "max_batch",
 		                                    "shutdown_timeout", "revoke_timeout", "stall_timeout",
 		                                    "lock_timeout", "idle_in_transaction_timeout", NULL };
 	static const char *const results_known[] = { "source", NULL };
@@ -606,6 +607,7 @@ read_all(struct reader *r, const config_setting_t *root, struct sl_config *cfg)
 	if (get_int(r, root, "executors", 1, 256, &cfg->executors) < 0 ||
 	    get_int(r, limits, "max_in_flight", 1, 1000000, &cfg->max_in_flight) < 0 ||
 	    get_int(r, limits, "max_job_bytes", 64, 64 * 1024 * 1024, &cfg->max_job_bytes) < 0 ||
+	    get_int(r, limits, "max_result_bytes", 1024, 16 * 1000 * 1000, &cfg->max_result_bytes) < 0 ||
 	    get_int(r, limits, "max_batch", 1, 1000, &cfg->max_batch) < 0 ||
 	    get_double(r, limits, "shutdown_timeout", 0, 3600, &cfg->shutdown_timeout) < 0 ||
 	    get_double(r, limits, "revoke_timeout", 0, 3600, &cfg->revoke_timeout) < 0 ||

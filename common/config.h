@@ -75,6 +75,10 @@ struct sl_config {
 	int executors;
 	int max_in_flight;
 	int max_job_bytes;
+	/* A result event longer than this fails its job ("result_too_large")
+	 * instead of reaching the ledger: a result the result topic refuses
+	 * could never be published, and its partition would stop there. */
+	int max_result_bytes;
 	int max_batch;
 	double shutdown_timeout;
 	double revoke_timeout;

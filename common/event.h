@@ -34,6 +34,7 @@
 #define SL_ERR_INVALID_OUTPUT        "invalid_output"        /* a SQL handler returned no JSON object or NULL */
 #define SL_ERR_RETRY_REQUESTED       "retry_requested"       /* sluice.retry() in a SQL handler */
 #define SL_ERR_HANDLER_UNAVAILABLE   "handler_unavailable"   /* a SQL handler's function missing or not permitted */
+#define SL_ERR_RESULT_TOO_LARGE      "result_too_large"      /* result event above limits.max_result_bytes */
 
 /* A decoded job. Strings point into `root` (borrowed from it). */
 struct sl_event {

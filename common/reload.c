@@ -76,6 +76,7 @@ sl_reload(struct sl_worker *w)
 	CHANGED(cfg->pg_pooled != old->pg_pooled, "postgres.pooling");
 	CHANGED(cfg->executors != old->executors, "executors");
 	CHANGED(cfg->max_job_bytes != old->max_job_bytes, "limits.max_job_bytes");
+	CHANGED(cfg->max_result_bytes != old->max_result_bytes, "limits.max_result_bytes");
 	CHANGED(cfg->max_batch != old->max_batch, "limits.max_batch");
 	same = cfg->n_jobs == old->n_jobs;
 	for (i = 0; same && i < cfg->n_jobs; i++) {

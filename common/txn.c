@@ -179,6 +179,8 @@ run_handler(struct sl_executor *ex, struct sl_group *g, size_t index)
 	const struct sl_handler *h = it->jt->handler;
 	struct sl_job_ctx ctx = { 0 };
 	enum sl_outcome outcome;
+	char *result = NULL;
+	size_t len;
 	int sent_ahead;
 
 	sl_group_item_ctx(it, &ctx);
@@ -191,18 +193,32 @@ run_handler(struct sl_executor *ex, struct sl_group *g, size_t index)
 	outcome = h->run(&ctx);
 	if (it->ahead == SL_AHEAD_SENT && g->failed < 0 && !g->pipe.lost)
 		sl_group_plan_broken(g, it); /* it did not send what it said */
+	if (outcome == SL_OUTCOME_SUCCEEDED) {
+		/* A result the result topic would refuse could never be
+		 * published once the ledger held it: its partition would stop
+		 * there for good. Such a job fails instead, its effects undone. */
+		result = sl_outcome_result(ex, &it->ev, "succeeded", ctx.output, NULL, NULL);
+		if ((len = strlen(result)) > (size_t)ex->w->cfg->max_result_bytes) {
+			outcome = sl_job_fail(&ctx, SL_OUTCOME_FAILED, SL_ERR_RESULT_TOO_LARGE,
+			                      "its result event is %zu bytes, more than limits.max_result_bytes (%d)",
+			                      len, ex->w->cfg->max_result_bytes);
+			free(result);
+			result = NULL;
+		}
+	}
 	if (outcome != SL_OUTCOME_SUCCEEDED && g->failed < 0 && !g->pipe.lost && !g->replay &&
 	    !alone_so_far(g, index))
 		g->replay = SL_TXN_SAVEPOINTS; /* it cannot be undone alone */
 	if (g->failed >= 0 || g->replay) {
 		json_decref(ctx.output);
+		free(result);
 		return ITEM_DONE;
 	}
 
 	switch (outcome) {
 	case SL_OUTCOME_SUCCEEDED:
 		it->pending_status = SL_JOB_SUCCEEDED;
-		it->pending = sl_outcome_result(ex, &it->ev, "succeeded", ctx.output, NULL, NULL);
+		it->pending = result;
 		json_decref(ctx.output);
 		if (!sent_ahead)
 			sl_group_queue_leave(g, index);

@@ -180,11 +180,12 @@ import subprocess
 
 def conf_text(brokers, conninfo, topics, results, dlq, group, executors=4, max_in_flight=1000,
               max_batch=1, shutdown_timeout=30.0, revoke_timeout=20.0, retry=None, extra="",
-              consumer_properties=(), producer_properties=(), http_listen=""):
+              consumer_properties=(), producer_properties=(), http_listen="", max_result_bytes=None):
     """A worker.conf for a test: the ledger job types, with schemas from the
     repository."""
     retry = retry or {"max_attempts": 8, "initial_backoff": 0.05, "max_backoff": 1.0}
     q = json.dumps
+    more_limits = f"\n  max_result_bytes = {max_result_bytes};" if max_result_bytes else ""
     return f"""
 kafka: {{
   brokers = {q(brokers)};
@@ -201,7 +202,7 @@ limits: {{
   max_in_flight = {max_in_flight};
   max_batch = {max_batch};
   shutdown_timeout = {float(shutdown_timeout)};
-  revoke_timeout = {float(revoke_timeout)};
+  revoke_timeout = {float(revoke_timeout)};{more_limits}
 }};
 retry: {{ max_attempts = {retry["max_attempts"]}; initial_backoff = {float(retry["initial_backoff"])}; max_backoff = {float(retry["max_backoff"])}; }};
 jobs = (

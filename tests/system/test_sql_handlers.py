@@ -144,6 +144,37 @@ def test_every_outcome(senv, max_batch):
         assert stored.encode() == res.by_job[ev["id"]][0][0]
 
 
+@batch_modes
+def test_result_too_large_fails_the_job(senv, max_batch):
+    """A result event above limits.max_result_bytes is one the result topic
+    could refuse for good, and the ledger must never hold an outcome that
+    cannot be published: the job fails (result_too_large) with its effects
+    undone and its dead letter sent, and the jobs after it on its partition
+    go on. Grouped, the big job sits between two others of its group."""
+    senv.pg.query("create function app.big(job jsonb) returns jsonb language plpgsql as $$ begin "
+                  "insert into app.seen values (job->>'id', 1); "
+                  "return jsonb_build_object('pad', repeat('x', (job->'data'->>'n')::int)); end $$")
+    senv.types = dict(senv.types, **{"t.big": "sql:app.big"})
+    w = senv.worker(max_batch=max_batch, max_result_bytes=4096).start()
+    small = send(senv, "t.big", {"n": 100}, key=b"one")
+    big = send(senv, "t.big", {"n": 10000}, key=b"one")
+    after = send(senv, "t.big", {"n": 10}, key=b"one")
+    res = read_results(senv.kafka, senv.results, 3, timeout=60)
+    assert w.stop(30) == 0, w.log()[-3000:]
+    assert res.first(small["id"])["data"]["status"] == "succeeded"
+    assert res.first(after["id"])["data"]["status"] == "succeeded"
+    out = res.first(big["id"])["data"]
+    assert out["status"] == "failed" and out["error"]["code"] == "result_too_large", out
+    assert "more than limits.max_result_bytes (4096)" in out["error"]["message"], out
+    assert senv.pg.scalar("select count(*) from app.seen where job_id = %s", big["id"]) == 0
+    assert senv.pg.scalar("select count(*) from app.seen where job_id in (%s, %s)", small["id"], after["id"]) == 2
+    letters = senv.kafka.consume(senv.dlq, count=1, timeout=30)
+    assert [json.loads(m.value())["id"] for m in letters] == [big["id"]]
+    for ev in (small, big, after):
+        stored = senv.pg.scalar("select result from sluice.jobs where id = %s", ev["id"])
+        assert stored.encode() == res.by_job[ev["id"]][0][0]
+
+
 def test_missing_function_waits_until_it_is_created(senv):
     w = senv.worker(http_listen="127.0.0.1:0", retry={"max_attempts": 2, "initial_backoff": 0.05,
                                                       "max_backoff": 0.1}).start()

@@ -86,6 +86,7 @@ test_session_bounds_follow_the_session_timeout(void **state)
 	unlink(path);
 	assert_non_null(cfg);
 	assert_true(cfg->lock_timeout == 5.0 && cfg->idle_in_transaction_timeout == 5.0);
+	assert_int_equal(cfg->max_result_bytes, 1000000);
 	sl_config_destroy(cfg);
 
 	cfg = sl_config_load(write_conf("kafka: { properties = [ \"session.timeout.ms=30000\" ];\n"
@@ -102,6 +103,8 @@ test_session_bounds_follow_the_session_timeout(void **state)
 
 	expect_error("limits: { lock_timeout = 0; };\n" "jobs = ( { type = \"t\"; } );\n",
 	             "\"limits.lock_timeout\" must be between");
+	expect_error("limits: { max_result_bytes = 100; };\n" "jobs = ( { type = \"t\"; } );\n",
+	             "\"limits.max_result_bytes\" must be between 1024 and 16000000, not 100");
 }
 
 static void
