@@ -140,10 +140,70 @@ void
 sl_group_queue_record(struct sl_group *g, size_t index)
 {
 	struct sl_item *it = &g->items[index];
+	struct sl_pipe_step *last = g->pipe.n > 0 ? &g->pipe.steps[g->pipe.n - 1] : NULL;
 	const char *params[6] = { it->ev.source, it->ev.id,  it->ev.type, sl_job_status_name(it->pending_status),
 		                  it->pending,   it->attempts };
 
+	/* After a window the ledger writes follow each other: one statement
+	 * writes them all (its arrays are built when it is sent). If it fails,
+	 * they all did, and the group runs again without plans (txn.c), as
+	 * after any failed ledger write in a window. */
+	if (g->windowed && last != NULL && last->kind == SL_STEP_RECORD && last->item_last + 1 == index) {
+		last->item_last = index;
+		last->sql = sl_sql_record_many_or_raise;
+		return;
+	}
 	sl_group_add(g, sl_sql_record_or_raise, index, SL_STEP_RECORD, 6, params);
+}
+
+/* Appends `s` to a PostgreSQL array literal as a quoted element. */
+static char *
+array_element(char *out, const char *s, int first)
+{
+	if (!first)
+		*out++ = ',';
+	*out++ = '"';
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			*out++ = '\\';
+		*out++ = *s;
+	}
+	*out++ = '"';
+	return out;
+}
+
+/* Gives a step for several items' ledger writes its parameters: an array
+ * literal per column, in one allocation that s->ext points to. */
+static void
+build_records(const struct sl_group *g, struct sl_pipe_step *s)
+{
+	size_t i, need = 6 * sizeof(char *) + 6 * 3;
+	const char **params;
+	char *out;
+	int col;
+
+	for (i = s->item; i <= s->item_last; i++) {
+		const struct sl_item *it = &g->items[i];
+		need += 2 * (strlen(it->ev.source) + strlen(it->ev.id) + strlen(it->ev.type) + strlen(it->pending)) +
+		        strlen(sl_job_status_name(it->pending_status)) + strlen(it->attempts) + 6 * 3;
+	}
+	if ((params = malloc(need)) == NULL)
+		abort();
+	out = (char *)(params + 6);
+	for (col = 0; col < 6; col++) {
+		params[col] = out;
+		*out++ = '{';
+		for (i = s->item; i <= s->item_last; i++) {
+			const struct sl_item *it = &g->items[i];
+			const char *v[6] = { it->ev.source, it->ev.id, it->ev.type,
+				             sl_job_status_name(it->pending_status), it->pending, it->attempts };
+			out = array_element(out, v[col], i == s->item);
+		}
+		*out++ = '}';
+		*out++ = '\0';
+	}
+	s->ext = params;
+	s->n = 6;
 }
 
 /* Notes the first failure of the group's current stretch. */
@@ -187,9 +247,11 @@ apply(struct sl_executor *ex, struct sl_group *g, int k, int *bad)
 			fail(g, k, s->item, kind, cls, strcmp(sl_pg_sqlstate(res), SL_SQLSTATE_FINAL) == 0, error);
 		}
 	} else if (cls == SL_PG_OK && kind == SL_STEP_RECORD) {
-		if (g->items[s->item].pg_error)
-			sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
-		sl_outcome_take_pending(&g->items[s->item]);
+		for (size_t i = s->item; i <= s->item_last; i++) {
+			if (g->items[i].pg_error)
+				sl_metrics_counter_inc(ex->w->ops.m_pg[1]);
+			sl_outcome_take_pending(&g->items[i]);
+		}
 	} else if (cls == SL_PG_OK && s->sql == sl_sql_lock_timeout) {
 		g->timeout_set = 1;
 		g->timeout_item = s->item;
@@ -205,12 +267,19 @@ apply(struct sl_executor *ex, struct sl_group *g, int k, int *bad)
 void
 sl_group_flush(struct sl_executor *ex, struct sl_group *g)
 {
-	int k, n_read = sl_pipe_run(&ex->pg, &g->pipe), bad = 0;
+	int k, n_read, bad = 0;
 
+	for (k = 0; k < g->pipe.n; k++)
+		if (g->pipe.steps[k].kind == SL_STEP_RECORD && g->pipe.steps[k].item_last > g->pipe.steps[k].item)
+			build_records(g, &g->pipe.steps[k]);
+	n_read = sl_pipe_run(&ex->pg, &g->pipe);
 	for (k = 0; k < n_read; k++)
 		apply(ex, g, k, &bad);
 	if (g->pipe.lost)
 		fail(g, g->pipe.n, SL_NO_ITEM, SL_STEP_PLAIN, SL_PG_TRANSIENT, 0, g->pipe.lost_error);
+	for (k = 0; k < g->pipe.n; k++)
+		if (g->pipe.steps[k].kind == SL_STEP_RECORD && g->pipe.steps[k].item_last > g->pipe.steps[k].item)
+			free((void *)g->pipe.steps[k].ext);
 	sl_pipe_clear(&g->pipe);
 }
 

@@ -16,10 +16,13 @@ extern const char sl_sql_leave_role[], sl_sql_leave_timeout[]; /* after a handle
  * attempts), which returns no row when the job is final already, or, the
  * _or_raise form, raises SQLSTATE SL_SQLSTATE_FINAL then. */
 extern const char sl_sql_stored[], sl_sql_record[], sl_sql_record_or_raise[];
+/* sl_sql_record_or_raise for several jobs: each parameter an array literal
+ * with an element per job. */
+extern const char sl_sql_record_many_or_raise[];
 #define SL_SQLSTATE_FINAL "SL001"
 
 /* Prepared on every new connection, before any transaction. */
-#define SL_SQL_N_FRAMEWORK 7
+#define SL_SQL_N_FRAMEWORK 8
 extern const char *const sl_sql_framework[SL_SQL_N_FRAMEWORK];
 
 /* Checks that the ledger on conn has the shape the statements need (its

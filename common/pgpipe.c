@@ -201,7 +201,7 @@ sl_pipe_insert(struct sl_pipe *p, int at, const char *sql, size_t item, int kind
 	s->n = n;
 	if (n > 0)
 		memcpy(s->own, params, (size_t)n * sizeof(*params));
-	s->item = item;
+	s->item = s->item_last = item;
 	s->kind = kind;
 	return s;
 }

@@ -72,6 +72,7 @@ struct sl_pipe_step {
 	const char *const *ext;        /* params owned by the caller (live during the run), or NULL: own */
 	const char *own[6];
 	size_t item;                   /* the caller's */
+	size_t item_last;              /* the caller's: a step for items item..item_last (= item) */
 	int kind;                      /* the caller's */
 	PGresult *res;                 /* after a run: its result (the step's own until taken), or NULL */
 	int prepare;                   /* private: the run prepares it first... */

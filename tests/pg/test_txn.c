@@ -216,6 +216,7 @@ setup(void **state)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.pg_conninfo = conninfo;
 	cfg.max_batch = 32;
+	cfg.max_result_bytes = 1000000;
 	cfg.result_source = result_source;
 	cfg.lock_timeout = 5;
 	cfg.idle_in_transaction_timeout = 5;
@@ -645,6 +646,111 @@ test_pooled_per_job(void **state)
 	pooled_lock_timeout(1);
 }
 
+/* Counts the ledger writes the pipelines send, one job's and several's. */
+static int records_one, records_many;
+
+static void
+count_records(struct sl_pgconn *c, struct sl_pipe *p)
+{
+	(void)c;
+	for (int k = 0; k < p->n; k++) {
+		records_one += p->steps[k].sql == sl_sql_record_or_raise;
+		records_many += p->steps[k].sql == sl_sql_record_many_or_raise;
+	}
+}
+
+/* Gives job i another id (a JSON string's inside, escapes and all). */
+static void
+set_id(size_t i, const char *json_id)
+{
+	char text[512], code[64], errbuf[256];
+
+	sl_event_clear(&items[i].ev);
+	snprintf(text, sizeof(text),
+	         "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"pgtest\",\"type\":\"t.job\","
+	         "\"data\":{\"n\":\"%zu\",\"do\":\"ok\"}}", json_id, i);
+	if (sl_event_decode(text, strlen(text), 0, &items[i].ev, code, errbuf, sizeof(errbuf)) < 0)
+		fail_msg("decode: %s", errbuf);
+}
+
+/* After a window, the group's ledger rows go in one statement, each job's
+ * row holding what it publishes, quotes and backslashes included. */
+static void
+test_group_writes_its_ledger_rows_at_once(void **state)
+{
+	int lost, replay;
+	char sql[256];
+	PGresult *res;
+
+	(void)state;
+	handler.plan = test_plan;
+	make_jobs(5, "ok", "ok", "ok", "ok", "ok");
+	set_id(3, "j\\\\3\\\"q{x,y}");
+	records_one = records_many = 0;
+	sl_pipe_test_hook = count_records;
+	assert_int_equal(run(&lost, &replay), 5);
+	assert_false(lost);
+	assert_false(replay);
+	assert_int_equal(records_many, 1);
+	assert_int_equal(records_one, 0);
+	assert_int_equal(ledger_rows("succeeded"), 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_status(i, "succeeded");
+		snprintf(sql, sizeof(sql), "select result, attempts from sluice.jobs where id = $1");
+		res = PQexecParams(admin, sql, 1, NULL, (const char *const[]){ items[i].ev.id }, NULL, NULL, 0);
+		assert_int_equal(PQntuples(res), 1);
+		assert_string_equal(PQgetvalue(res, 0, 0), jobs[i].result);
+		assert_string_equal(PQgetvalue(res, 0, 1), "1");
+		PQclear(res);
+	}
+	assert_string_equal(items[3].ev.id, "j\\3\"q{x,y}");
+}
+
+/* A job final already inside a window fails the group's one ledger
+ * statement: the group runs again without plans, that job takes its
+ * stored result and the others apply once. */
+static void
+test_group_final_inside_a_window(void **state)
+{
+	int lost, replay;
+
+	(void)state;
+	exec_ok("insert into sluice.jobs (source, id, type, status, result, attempts, finished_at) "
+	        "values ('pgtest', 'j2', 't.job', 'rejected', '{\"stored\":2}', 1, now())");
+	handler.plan = test_plan;
+	make_jobs(4, "ok", "ok", "ok", "ok");
+	assert_int_equal(run(&lost, &replay), 4);
+	assert_false(lost);
+	assert_int_equal(replay, 1);
+	assert_true(jobs[2].duplicate);
+	assert_string_equal(jobs[2].result, "{\"stored\":2}");
+	assert_int_equal(effects("j2"), 0);
+	assert_int_equal(effects("j0") + effects("j1") + effects("j3"), 3);
+	assert_int_equal(ledger_rows("succeeded"), 3);
+}
+
+/* The same job twice in one window (a duplicate message): the one ledger
+ * statement cannot write a row twice, the group runs again without plans,
+ * and the second copy takes the first's result. */
+static void
+test_group_same_job_twice_in_a_window(void **state)
+{
+	int lost, replay;
+
+	(void)state;
+	handler.plan = test_plan;
+	make_jobs(4, "ok", "ok", "ok", "ok");
+	set_id(2, "j1");
+	assert_int_equal(run(&lost, &replay), 4);
+	assert_false(lost);
+	assert_int_equal(replay, 1);
+	assert_false(jobs[1].duplicate);
+	assert_true(jobs[2].duplicate);
+	assert_string_equal(jobs[2].result, jobs[1].result);
+	assert_int_equal(effects("j1"), 1);
+	assert_int_equal(query_long("select count(*) from sluice.jobs"), 3);
+}
+
 /* ledger refusal: a job final already (another delivery finished it) rolls
  * back its effects and takes the stored result, byte for byte. */
 static void
@@ -1028,6 +1134,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_splits_at_a_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_lock_timeout_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_takes_the_stored_result, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_writes_its_ledger_rows_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_final_inside_a_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_same_job_twice_in_a_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_lost_before_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_lost_after_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_replays_a_broken_plan, setup, teardown),
