@@ -132,6 +132,9 @@ def main():
                                     str(args.clients), "-T", str(args.seconds), "--max-tries=20", "-f", path,
                                     args.conninfo], capture_output=True, text=True)
                 wall = time.time() - t0
+                # pgbench's sessions end with it: once the postmaster has
+                # reaped their backends, their CPU is in its children's.
+                time.sleep(1)
                 cpu1 = proc_tree_cpu_seconds(pm)
                 tx = [line for line in p.stdout.splitlines() if line.startswith("number of transactions actually processed")]
                 if p.returncode != 0 or not tx:
