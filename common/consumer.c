@@ -171,8 +171,11 @@ sl_consumer_run(struct sl_worker *w)
 		 * in batches while every executor is busy; while one is idle the
 		 * worker has capacity to spare, a batch would fill only slowly,
 		 * and what was published goes now. At saturation the executors
-		 * are never idle, and results batch. */
-		if (sl_publish_done(w) > 0 && w->at_executors < (long)w->n_executors)
+		 * are never idle, and results batch. Idle is an executor with no
+		 * job at all: jobs in flight fewer than executors (the test
+		 * before) missed an idle executor beside a busy one with a queue,
+		 * and results waited for linger (a 5 ms median at 3,200 jobs/s). */
+		if (sl_publish_done(w) > 0 && sl_dispatch_any_idle(&w->dispatch))
 			sl_publish_flush(w);
 		sl_publish_retry_due(w);
 		if (!draining && w->paused && w->in_flight <= w->max_in_flight / 2)

@@ -155,3 +155,14 @@ sl_dispatch_done(struct sl_dispatch *d, uint64_t hash, unsigned executor)
 	}
 	d->slots[i].count = 0;
 }
+
+int
+sl_dispatch_any_idle(const struct sl_dispatch *d)
+{
+	unsigned i;
+
+	for (i = 0; i < d->n_executors; i++)
+		if (d->load[i] == 0)
+			return 1;
+	return 0;
+}

@@ -35,4 +35,9 @@ unsigned sl_dispatch_take(struct sl_dispatch *d, uint64_t hash);
 /* Takes back a job that sl_dispatch_take() gave `executor`. */
 void sl_dispatch_done(struct sl_dispatch *d, uint64_t hash, unsigned executor);
 
+/* Returns 1 when some executor has no job: the worker has capacity to
+ * spare, so what is waiting to be published will not be joined by more
+ * soon. */
+int sl_dispatch_any_idle(const struct sl_dispatch *d);
+
 #endif

@@ -1,7 +1,8 @@
 /* test_dispatch.c -- unit tests for dispatch.c: a key's jobs stay on one
  * executor while any is there, new keys go to the least loaded, a key
  * with nothing there may move, colliding slots survive removals, the table
- * grows, and a long randomised run against a naive model.
+ * grows, a long randomised run against a naive model, and when an executor
+ * is idle.
  *
  * The file includes dispatch.c itself, to reach the table's slots; the
  * linker then takes no dispatch.o from libsluice.a.
@@ -64,6 +65,31 @@ test_new_keys_go_to_the_least_loaded(void **state)
 	sl_dispatch_done(&d, 1, busy);
 	d.load[busy] += 10; /* its executor is busy with other keys */
 	assert_int_not_equal(sl_dispatch_take(&d, 1), busy);
+	sl_dispatch_free(&d);
+}
+
+/* Idle: some executor holds no job, however many the others hold. */
+static void
+test_any_idle(void **state)
+{
+	struct sl_dispatch d;
+	unsigned e[3];
+	int i;
+
+	(void)state;
+	assert_int_equal(sl_dispatch_init(&d, 3, 16), 0);
+	assert_true(sl_dispatch_any_idle(&d));
+	for (i = 0; i < 40; i++)
+		sl_dispatch_take(&d, 100); /* one key: one executor, 40 jobs */
+	assert_true(sl_dispatch_any_idle(&d));
+	e[0] = sl_dispatch_take(&d, 100);
+	e[1] = sl_dispatch_take(&d, 1);
+	e[2] = sl_dispatch_take(&d, 2);
+	assert_false(sl_dispatch_any_idle(&d));
+	sl_dispatch_done(&d, 2, e[2]);
+	assert_true(sl_dispatch_any_idle(&d));
+	(void)e[0];
+	(void)e[1];
 	sl_dispatch_free(&d);
 }
 
@@ -150,6 +176,7 @@ main(void)
 		cmocka_unit_test(test_new_keys_go_to_the_least_loaded),
 		cmocka_unit_test(test_collisions_survive_removal),
 		cmocka_unit_test(test_random_against_a_model),
+		cmocka_unit_test(test_any_idle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
