@@ -9,7 +9,8 @@
  * ahead (sl_handler.plan) costs less still: the group's statements go out
  * together, each in its own savepoint, and a group costs two round trips,
  * [begin, savepoint, statement, savepoint, statement, ...] and [records,
- * commit]. After a failed step the server skips the rest up to the sync
+ * commit], the records one statement for all the jobs. After a failed step
+ * the server skips the rest up to the sync
  * point: the first failure names the item to settle (txn.c), and what came
  * after it runs again.
  *
