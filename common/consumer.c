@@ -111,7 +111,6 @@ handle_message(struct sl_worker *w, rd_kafka_message_t *m, int draining)
 		return;
 	}
 	atomic_fetch_add(&w->n_fetched, 1);
-	w->at_executors++;
 	job->key_hash = order_hash(m, job->part);
 	job->executor = sl_dispatch_take(&w->dispatch, job->key_hash);
 	sl_executors_submit(w, job->executor, job);

@@ -208,7 +208,6 @@ sl_publish_done(struct sl_worker *w)
 	for (job = sl_executors_take_done(w); job != NULL; job = next) {
 		next = job->next;
 		job->next = NULL;
-		w->at_executors--;
 		sl_dispatch_done(&w->dispatch, job->key_hash, job->executor);
 		if (job->end == SL_JOB_END_SKIPPED) {
 			atomic_fetch_add(&w->n_skipped, 1);

@@ -184,7 +184,6 @@ struct sl_worker {
 	long in_flight;                /* consumer thread: jobs fetched, not yet released */
 	int paused;                    /* consumer thread */
 	int abandoning;                /* consumer thread: stopping without waiting for jobs */
-	long at_executors;             /* consumer thread: jobs submitted and not yet taken back */
 	struct sl_dispatch dispatch;   /* consumer thread: the executor each job goes to */
 	struct sl_retry_rec *retries;  /* consumer thread: records to produce again (publish.c) */
 
