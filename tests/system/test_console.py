@@ -164,11 +164,14 @@ def no_alert(driver):
 
 def text_of(driver, css):
     """The text of the element `css` selects; a missing one fails with the page's text."""
-    from selenium.common.exceptions import NoSuchElementException
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
     try:
-        return driver.find_element(By.CSS_SELECTOR, css).text
-    except NoSuchElementException:
+        # A page that a form's POST loads may still be loading (ASan).
+        return WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, css))).text
+    except TimeoutException:
         body = driver.find_elements(By.CSS_SELECTOR, "body")
         raise AssertionError(f"no {css} in {driver.current_url}:\n" + (body[0].text if body else driver.page_source))
 
