@@ -137,6 +137,12 @@ $(BUILD)/tests/ledger_probe: tests/tools/ledger_probe.c $(BUILD)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsluice.a $(ALL_LDFLAGS) $(PC_LIBS) -lm
 
+# The latency bench's --echo-baseline: librdkafka consuming and producing as
+# the worker does, and nothing else.
+$(BUILD)/tests/kafka_echo: tests/bench/kafka_echo.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(shell $(PKG_CONFIG) --libs rdkafka)
+
 # Unit tests: no services; each binary is one module's cmocka suite.
 unit: check-deps $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)
@@ -208,7 +214,7 @@ bench-schema: check-deps $(BUILD)/bench/bench_schema
 # CPU and RSS per job beside pgbench's ceiling. BENCH_ARGS go to
 # tests/bench/bench.py (e.g. BENCH_ARGS="--jobs 20000 --scaling").
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/kafka_echo
 	@tests/bench/run $(BENCH_ARGS)
 
 # Latency-bound scaling (issue 16): jobs that wait 5 ms on the server, jobs/s

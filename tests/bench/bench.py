@@ -56,6 +56,7 @@ import glob
 import json
 import math
 import os
+import pathlib
 import platform
 import random
 import re
@@ -97,6 +98,7 @@ SETTING_KEYS = ("max_batch", "max_in_flight", "executors", "workers", "producer"
                 "pgbouncer", "job", "partitions")
 SQL_TRANSFER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_transfer.sql")
 SQL_WAIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql_wait.sql")
+KAFKA_ECHO = pathlib.Path(os.environ.get("SLUICE_KAFKA_ECHO") or ROOT / "build" / "tests" / "kafka_echo")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUBJECT = re.compile(rb'"subject":"([^"]+)"')
 JOB_ID = re.compile(rb'"id":"([^"]+)"')
@@ -814,13 +816,17 @@ def throughput_phase(env, name, settings, n, executors, workers, watch_in_flight
         run.close()
 
 
-def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
+def latency_phase(env, name, settings, rate, seconds, executors, bus=False, echo=False):
     """Offers `rate` jobs/s for `seconds` to a fresh worker; returns latency figures.
 
     bus: no worker; the driver's consumer reads the jobs themselves, offered
-    the same way, so the figures are what the bus alone gives (--bus-baseline)."""
-    run = Run(env, name + ("-bus" if bus else "-lat"), settings, executors, 1)
-    found_id = JOB_ID if bus else SUBJECT
+    the same way, so the figures are what the bus alone gives (--bus-baseline).
+    echo: instead of the worker, kafka_echo (tests/bench/kafka_echo.c) copies
+    each job to the results topic with the worker's client settings: the
+    latency and CPU per job of librdkafka alone (--echo-baseline)."""
+    run = Run(env, name + ("-bus" if bus else "-echo" if echo else "-lat"), settings, executors, 1)
+    found_id = JOB_ID if bus or echo else SUBJECT
+    echo_proc = None
     try:
         c = results_consumer(env.brokers, run.jobs_topic if bus else run.results_topic, run.partitions)
         p = new_producer(env.brokers, env.args.driver_linger_ms)
@@ -834,7 +840,10 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
         # be published) and result produced -> received (the result's hop).
         to_produced, result_hop = [], []
         try:
-            if not bus:
+            if echo:
+                echo_proc = subprocess.Popen([str(KAFKA_ECHO), env.brokers, run.group, run.jobs_topic,
+                                              run.results_topic], stdin=subprocess.DEVNULL)
+            elif not bus:
                 run.start()
                 run.wait_assigned()
 
@@ -866,7 +875,9 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
             deadline = time.time() + 60
             while warm and time.time() < deadline:
                 receive(0.05)
-                if not bus:
+                if echo and echo_proc.poll() is not None:
+                    raise BenchError(f"kafka_echo exited with {echo_proc.returncode}")
+                if not bus and not echo:
                     run.check_alive()
             if warm:
                 raise BenchError("the warm-up jobs got no results within 60 s")
@@ -893,7 +904,8 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
                 if t_measured is None and i >= unmeasured:
                     sys0, me0 = system_cpu(), os.times()
                     services0, jit0, t_measured = env.services_cpu(), env.kafka_jit_seconds(), time.time()
-                    worker0, _ = run.figures() if not bus else (0.0, None)
+                    worker0, _ = (proc_cpu_seconds(echo_proc.pid), None) if echo else \
+                        run.figures() if not bus else (0.0, None)
                 now = time.time()
                 tick = now
                 due = min(total, int((now - t0) * rate) + 1)
@@ -919,11 +931,19 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False):
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
-            worker1, rss = run.figures() if not bus else (0.0, None)
+            worker1, rss = (proc_cpu_seconds(echo_proc.pid), proc_hwm_mib(echo_proc.pid)) if echo else \
+                run.figures() if not bus else (0.0, None)
             missing = len(sent)
         finally:
             c.close()
-        if not bus:
+            if echo_proc is not None:
+                echo_proc.terminate()
+                try:
+                    echo_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    echo_proc.kill()
+                    echo_proc.wait()
+        if not bus and not echo:
             run.stop()
         lat.sort()
         to_produced.sort()
@@ -1097,6 +1117,16 @@ def measure(env, mode, settings, n, executors, workers, latency=True, with_ceili
             row.update({"bus_p50_ms": bus["p50_ms"], "bus_p99_ms": bus["p99_ms"], "bus_max_ms": bus["max_ms"]})
             log(f"{mode}: the bus alone (jobs read back by the driver, no worker): p50 {bus['p50_ms']} ms, "
                 f"p99 {bus['p99_ms']} ms, max {bus['max_ms']} ms at {bus['offered_per_s']} jobs/s offered")
+        if latency and args.echo_baseline:
+            echo = latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
+                                 args.latency_seconds, executors, echo=True)
+            row.update({"echo_p50_ms": echo["p50_ms"], "echo_p99_ms": echo["p99_ms"],
+                        "echo_cpu_us_per_job": echo["latency_cpu_us_per_job"],
+                        "echo_result_hop_p50_ms": echo["result_hop_p50_ms"]})
+            log(f"{mode}: librdkafka alone (kafka_echo copies each job to the results topic with the worker's "
+                f"client settings): p50 {echo['p50_ms']} ms, p99 {echo['p99_ms']} ms, result hop p50 "
+                f"{echo['result_hop_p50_ms']} ms, {echo['latency_cpu_us_per_job']} us CPU/job at "
+                f"{echo['offered_per_s']} jobs/s offered")
         if latency:
             row.update(latency_phase(env, mode, settings, args.latency_rate or row["jobs_per_s"] / 2,
                                      args.latency_seconds, executors))
@@ -1200,6 +1230,10 @@ def main():
     ap.add_argument("--bus-baseline", action="store_true",
                     help="before each latency phase, offer the same jobs the same way to the driver's own "
                          "consumer, without a worker: the latency of the bus alone (bus_p50_ms, bus_p99_ms)")
+    ap.add_argument("--echo-baseline", action="store_true",
+                    help="before each latency phase, the same jobs through kafka_echo (librdkafka consuming "
+                         "and producing with the worker's settings, nothing else): its latency and CPU per job "
+                         "(echo_p50_ms, echo_p99_ms, echo_cpu_us_per_job)")
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="jobs/s offered in the latency phase (default: half the measured throughput)")
     ap.add_argument("--warm-up", type=int, default=None,
@@ -1257,6 +1291,8 @@ def main():
     for w in ("sluice-worker", "sluicectl"):
         if not (BIN / w).exists():
             raise SystemExit(f"bench: {BIN / w} is missing; run make")
+    if args.echo_baseline and not KAFKA_ECHO.exists():
+        raise SystemExit(f"bench: {KAFKA_ECHO} is missing; run make {os.path.relpath(KAFKA_ECHO, ROOT)}")
 
     env = Env(args)
     env.machine = machine()
