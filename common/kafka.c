@@ -4,7 +4,10 @@
  * (partition.c) and committed by librdkafka's auto-commit; the producer
  * publishes results and dead letters, idempotent with acks=all
  * (publish.c). Both report errors and log lines here, in our log's voice;
- * a fatal error (the idempotent producer's) stops the worker.
+ * a fatal error (the idempotent producer's) stops the worker. At start the
+ * result and dead-letter topics' max.message.bytes are asked of the brokers:
+ * the producer's batches stay under them, and a result too large for its
+ * topic fails its job (txn.c).
  *
  * Not for: what the clients do once made (consumer.c, publish.c,
  * rebalance.c).
@@ -12,12 +15,19 @@
 #include "kafka.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "ops.h"
 #include "publish.h"
 #include "rebalance.h"
+#include "signals.h"
+
+/* librdkafka's batch.size when nobody sets it. */
+#define DEFAULT_BATCH_SIZE 1000000
+/* How long the worker waits at start for the topics' limits. */
+#define LIMITS_TIMEOUT_MS 5000
 
 /* Both clients' error callback: a fatal error stops the worker; a lost
  * broker is counted and named for /readyz until the next assignment or
@@ -86,6 +96,136 @@ sl_kafka_conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, c
 	return 0;
 }
 
+/* A result topic's broker compares each record batch, not each record,
+ * with the topic's max.message.bytes: batches of results each small enough
+ * for it, but together above it, are refused whole, on every retry. The
+ * producer's batches (batch.size, librdkafka's 1,000,000 bytes unless set)
+ * stay under the smallest limit of the topics it writes. */
+static int
+cap_batches(const struct sl_worker *w, rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+{
+	long set = DEFAULT_BATCH_SIZE;
+	char value[32];
+	size_t i;
+
+	if (w->batch_max <= 0)
+		return 0;
+	for (i = 0; i < w->cfg->n_producer_props; i++)
+		if (strcmp(w->cfg->producer_props[i].key, "batch.size") == 0)
+			set = strtol(w->cfg->producer_props[i].value, NULL, 10);
+	for (i = 0; i < w->cfg->n_kafka_props; i++)
+		if (strcmp(w->cfg->kafka_props[i].key, "batch.size") == 0)
+			set = strtol(w->cfg->kafka_props[i].value, NULL, 10);
+	if (set <= w->batch_max - SL_RECORD_OVERHEAD)
+		return 0;
+	snprintf(value, sizeof(value), "%d",
+	         w->batch_max > 2 * SL_RECORD_OVERHEAD ? w->batch_max - SL_RECORD_OVERHEAD : w->batch_max / 2);
+	sl_log_info("batches of results and dead letters kept under %d bytes (batch.size %s, was %ld): the smallest "
+	            "max.message.bytes of the topics they go to", w->batch_max, value, set);
+	return sl_kafka_conf_set(conf, "batch.size", value, errbuf, errbuf_size);
+}
+
+/* Each topic's max.message.bytes into max[i] (0 where it cannot be read),
+ * asked of the brokers through rk with DescribeConfigs. Waits at most
+ * LIMITS_TIMEOUT_MS, less on a stop signal. */
+static void
+describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max)
+{
+	rd_kafka_ConfigResource_t **res = calloc(n, sizeof(*res));
+	rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	const rd_kafka_ConfigResource_t **out;
+	const rd_kafka_ConfigEntry_t **entries;
+	rd_kafka_event_t *ev = NULL;
+	size_t i, j, k, n_out, n_entries;
+	char kerr[256];
+	int waited;
+
+	if (res == NULL)
+		abort();
+	for (i = 0; i < n; i++) {
+		max[i] = 0;
+		res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
+	}
+	(void)rd_kafka_AdminOptions_set_request_timeout(opt, LIMITS_TIMEOUT_MS, kerr, sizeof(kerr));
+	rd_kafka_DescribeConfigs(rk, res, n, opt, q);
+	for (waited = 0; ev == NULL && waited < LIMITS_TIMEOUT_MS + 1000 && !sl_signals_stop(); waited += 200)
+		ev = rd_kafka_queue_poll(q, 200);
+	if (ev == NULL) {
+		if (!sl_signals_stop())
+			sl_log_warn("no answer about the result and dead-letter topics' max.message.bytes within %d s; "
+			            "results are bounded by limits.max_result_bytes only", LIMITS_TIMEOUT_MS / 1000);
+		goto out;
+	}
+	if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		sl_log_warn("could not read the result and dead-letter topics' max.message.bytes: %s; results are "
+		            "bounded by limits.max_result_bytes only", rd_kafka_event_error_string(ev));
+		goto out;
+	}
+	out = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n_out);
+	for (j = 0; j < n_out; j++) {
+		for (i = 0; i < n && strcmp(topics[i], rd_kafka_ConfigResource_name(out[j])) != 0; i++)
+			;
+		if (i == n)
+			continue;
+		if (rd_kafka_ConfigResource_error(out[j]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+			sl_log_info("topic \"%s\" does not exist yet: its max.message.bytes is not known", topics[i]);
+			continue;
+		}
+		if (rd_kafka_ConfigResource_error(out[j]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			const char *why = rd_kafka_ConfigResource_error_string(out[j]);
+			sl_log_warn("could not read the max.message.bytes of topic \"%s\": %s", topics[i],
+			            why != NULL ? why : rd_kafka_err2str(rd_kafka_ConfigResource_error(out[j])));
+			continue;
+		}
+		entries = rd_kafka_ConfigResource_configs(out[j], &n_entries);
+		for (k = 0; k < n_entries; k++)
+			if (strcmp(rd_kafka_ConfigEntry_name(entries[k]), "max.message.bytes") == 0 &&
+			    rd_kafka_ConfigEntry_value(entries[k]) != NULL)
+				max[i] = (int)strtol(rd_kafka_ConfigEntry_value(entries[k]), NULL, 10);
+	}
+out:
+	if (ev != NULL)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_ConfigResource_destroy_array(res, n);
+	free(res);
+	rd_kafka_AdminOptions_destroy(opt);
+	rd_kafka_queue_destroy(q);
+}
+
+void
+sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
+{
+	const char **topics = calloc(w->n_types + 1, sizeof(*topics));
+	int *max = calloc(w->n_types + 1, sizeof(*max));
+	size_t i, j, n = 0;
+
+	if (topics == NULL || max == NULL)
+		abort();
+	topics[n++] = w->cfg->dlq_topic;
+	for (i = 0; i < w->n_types; i++) {
+		for (j = 0; j < n && strcmp(topics[j], w->types[i].conf->result_topic) != 0; j++)
+			;
+		if (j == n)
+			topics[n++] = w->types[i].conf->result_topic;
+	}
+	describe_limits(rk, topics, n, max);
+	w->batch_max = 0;
+	for (j = 0; j < n; j++) {
+		if (max[j] <= 0)
+			continue;
+		sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[j], max[j]);
+		if (w->batch_max == 0 || max[j] < w->batch_max)
+			w->batch_max = max[j];
+	}
+	for (i = 0; i < w->n_types; i++)
+		for (j = 0; j < n; j++)
+			if (strcmp(topics[j], w->types[i].conf->result_topic) == 0)
+				w->types[i].result_topic_max = max[j];
+	free(topics);
+	free(max);
+}
+
 /* Our defaults, then the user's properties, then the properties our
  * guarantees rest on (config.c refuses user values for them). */
 rd_kafka_t *
@@ -125,6 +265,8 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	     sl_kafka_conf_set_all(conf, cfg->consumer_props, cfg->n_consumer_props, errbuf, errbuf_size) < 0) ||
 	    (type == RD_KAFKA_PRODUCER &&
 	     sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
+		goto err;
+	if (type == RD_KAFKA_PRODUCER && cap_batches(w, conf, errbuf, errbuf_size) < 0)
 		goto err;
 	if (type == RD_KAFKA_CONSUMER) {
 		if (sl_kafka_conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||

@@ -13,6 +13,14 @@
  * opaque; or NULL with the reason in errbuf. The caller destroys it. */
 rd_kafka_t *sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size);
 
+/* Reads, through rk, the max.message.bytes of the dead-letter topic and of
+ * every job type's result topic (Kafka's DescribeConfigs, at most 5 s):
+ * into w->batch_max, the smallest, which sl_kafka_client_new() keeps the
+ * producer's batches under, and each type's result_topic_max, which its
+ * results are checked against (txn.c). A limit that cannot be read is 0 and
+ * logged. Call before the producer is made. */
+void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
+
 /* Sets one property on conf; returns 0, or -1 with `kafka property "KEY":
  * why` in errbuf. */
 int sl_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf, size_t errbuf_size);

@@ -185,9 +185,18 @@ sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 			return;
 		}
 		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
-		sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
-		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
-		             job->offset, rd_kafka_err2str(m->err));
+		/* The ledger holds this result (the job is finished): nothing else
+		 * may be published for it, so its partition waits for the topic. */
+		if (rec == REC_RESULT && m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+			sl_log_error("topic \"%s\" refused the result of %s [%d] offset %" PRId64 " (%zu bytes) as too large "
+			             "(max.message.bytes, which counts a batch of results whole); retrying: the ledger "
+			             "holds this result, so while the topic's limit is below it the partition waits",
+			             rd_kafka_topic_name(m->rkt), job->part->topic, (int)job->part->partition, job->offset,
+			             m->len);
+		else
+			sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
+			             rec == REC_RESULT ? "result" : "dead letter", job->part->topic,
+			             (int)job->part->partition, job->offset, rd_kafka_err2str(m->err));
 		retry_later(w, job, rec, NULL);
 		return;
 	}

@@ -166,6 +166,13 @@ alone_so_far(const struct sl_group *g, size_t index)
 	return !g->grouped || g->savepoints || index == g->start;
 }
 
+/* The length of the item's Kafka key, which its result carries too. */
+static size_t
+key_len(const struct sl_item *it)
+{
+	return it->job != NULL && it->job->msg != NULL ? it->job->msg->key_len : 0;
+}
+
 /* Runs the handler of items[index] and queues its ledger write (ITEM_DONE),
  * or undoes it and says why not. A rejected or failed job is undone whole
  * and its outcome written after that, so that its partial writes vanish
@@ -202,6 +209,14 @@ run_handler(struct sl_executor *ex, struct sl_group *g, size_t index)
 			outcome = sl_job_fail(&ctx, SL_OUTCOME_FAILED, SL_ERR_RESULT_TOO_LARGE,
 			                      "its result event is %zu bytes, more than limits.max_result_bytes (%d)",
 			                      len, ex->w->cfg->max_result_bytes);
+		} else if (it->jt->result_topic_max > 0 &&
+		           len + key_len(it) + SL_RECORD_OVERHEAD > (size_t)it->jt->result_topic_max) {
+			outcome = sl_job_fail(&ctx, SL_OUTCOME_FAILED, SL_ERR_RESULT_TOO_LARGE,
+			                      "its result event is %zu bytes, more than its result topic \"%s\" takes "
+			                      "(max.message.bytes %d)",
+			                      len, it->jt->conf->result_topic, it->jt->result_topic_max);
+		}
+		if (outcome != SL_OUTCOME_SUCCEEDED) {
 			free(result);
 			result = NULL;
 		}

@@ -131,8 +131,13 @@ sl_worker_run(struct sl_config *cfg)
 		status = sl_signals_stop() ? 0 : 1;
 		goto out;
 	}
-	if ((w->producer = sl_kafka_client_new(w, RD_KAFKA_PRODUCER, errbuf, sizeof(errbuf))) == NULL ||
-	    (w->consumer = sl_kafka_client_new(w, RD_KAFKA_CONSUMER, errbuf, sizeof(errbuf))) == NULL) {
+	if ((w->consumer = sl_kafka_client_new(w, RD_KAFKA_CONSUMER, errbuf, sizeof(errbuf))) == NULL) {
+		sl_log_error("%s", errbuf);
+		goto out;
+	}
+	/* The producer's batch size depends on the topics' limits. */
+	sl_kafka_learn_limits(w, w->consumer);
+	if ((w->producer = sl_kafka_client_new(w, RD_KAFKA_PRODUCER, errbuf, sizeof(errbuf))) == NULL) {
 		sl_log_error("%s", errbuf);
 		goto out;
 	}

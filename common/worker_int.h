@@ -135,7 +135,15 @@ struct sl_job_type_rt {
 	 * addresses name prepared statements); NULL: none. */
 	char *enter_role, *enter_timeout;
 	sl_metrics_series_t *m_ok, *m_rejected, *m_failed, *m_retries, *m_duration;
+	/* The largest record batch its result topic takes (max.message.bytes),
+	 * read at start (kafka.c); 0: not known. */
+	int result_topic_max;
 };
+
+/* What a one-record batch adds to its record's key and value (batch header,
+ * record framing), with room to spare: the broker compares the batch with
+ * the topic's max.message.bytes. */
+#define SL_RECORD_OVERHEAD 512
 
 /* The worker's operations surface (ops.c): metrics, HTTP, systemd. */
 struct sl_ops {
@@ -173,6 +181,10 @@ struct sl_worker {
 
 	struct sl_job_type_rt *types;
 	size_t n_types;
+	/* The smallest max.message.bytes of the result and dead-letter topics,
+	 * read at start (kafka.c), which the producer's batches stay under; 0:
+	 * not known. */
+	int batch_max;
 
 	struct sl_executor *executors;
 	unsigned n_executors;

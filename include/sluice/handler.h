@@ -208,8 +208,9 @@ PGresult *sluice_job_exec(sluice_job_t *job, const char *sql, int n_params, cons
  * releases it and returns SLUICE_FAILED with code "handler_error". The
  * output must not point into the job's data (json_pack's "O" would share
  * it; copy with "s" or json_deep_copy). An output that makes the result
- * event larger than limits.max_result_bytes fails the job once the handler
- * returns ("result_too_large"), its effects undone. */
+ * event larger than limits.max_result_bytes, or than its result topic's
+ * max.message.bytes takes, fails the job once the handler returns
+ * ("result_too_large"), its effects undone. */
 enum sluice_outcome sluice_job_succeed(sluice_job_t *job, json_t *output);
 
 /* Set the job's error: `code` (a short stable word such as

@@ -321,3 +321,31 @@ def test_a_key_that_is_no_text_is_null(senv):
     assert w.stop(30) == 0, w.log()[-3000:]
     keys = [res.first(ev["id"])["data"]["output"]["job"]["key"] for ev in jobs]
     assert keys == [None, None, "plain"], keys
+
+
+def test_result_topic_with_a_small_message_limit(senv):
+    """A result topic whose max.message.bytes is below what the producer
+    batches (librdkafka's batch.size, 1,000,000 bytes) refuses whole batches
+    of results each small enough for it, on every retry: the worker learns
+    the topic's limit at start, keeps its batches under it, and fails a job
+    whose result alone is above it (result_too_large) instead of retrying a
+    result the topic can never take."""
+    senv.results = senv.kafka.create_topic("small-results", partitions=1, config={"max.message.bytes": "8192"})
+    senv.pg.query("create function app.big(job jsonb) returns jsonb language plpgsql as $$ begin "
+                  "insert into app.seen values (job->>'id', 1); "
+                  "return jsonb_build_object('pad', repeat('x', (job->'data'->>'n')::int)); end $$")
+    senv.types = dict(senv.types, **{"t.big": "sql:app.big"})
+    jobs = [cloudevent("t.big", {"n": 600}) for _ in range(120)]
+    big = cloudevent("t.big", {"n": 9000})
+    senv.produce_jobs(jobs[:60] + [big] + jobs[60:], lambda ev: f"k{hash(ev['id']) % 7}".encode())
+    w = senv.worker(max_batch=32).start()
+    w.wait_for_log("max.message.bytes 8192")
+    res = read_results(senv.kafka, senv.results, len(jobs) + 1, timeout=60)
+    assert w.stop(30) == 0, w.log()[-3000:]
+    for ev in jobs:
+        assert res.first(ev["id"])["data"]["status"] == "succeeded", res.first(ev["id"])
+    out = res.first(big["id"])["data"]
+    assert out["status"] == "failed" and out["error"]["code"] == "result_too_large", out
+    assert "max.message.bytes" in out["error"]["message"], out
+    assert senv.pg.scalar("select count(*) from app.seen where job_id = %s", big["id"]) == 0
+    assert "too large" not in w.log().replace("result_too_large", ""), w.log()[-3000:]
