@@ -153,9 +153,9 @@ pg: all $(PG_BIN)
 
 # System tests: the real binaries against a throwaway PostgreSQL and Kafka.
 # SYSTEM_ARGS go to pytest (e.g. SYSTEM_ARGS="-k dlq -x").
-system: all $(BUILD)/tests/ledger_probe
+system: all $(BUILD)/tests/ledger_probe $(BUILD)/tests/kafka_echo
 	@SLUICE_BIN_DIR=$(abspath $(BUILD)) SLUICE_LEDGER_PROBE=$(abspath $(BUILD)/tests/ledger_probe) \
-		tests/run-system $(SYSTEM_ARGS)
+		SLUICE_KAFKA_ECHO=$(abspath $(BUILD)/tests/kafka_echo) tests/run-system $(SYSTEM_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory all

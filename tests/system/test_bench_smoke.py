@@ -18,7 +18,8 @@ def test_bench_smoke(brokers, admin_conninfo, bin_dir, tmp_path):
     env.setdefault("SLUICE_SERVICES_DIR", str(tmp_path))
     tag = "smoke_" + uuid.uuid4().hex[:8]
     r = subprocess.run([sys.executable, "-u", str(ROOT / "tests/bench/bench.py"), "--jobs", "500",
-                        "--latency-seconds", "2", "--modes", "per-job", "--tag", tag, "--warm-up", "200"],
+                        "--latency-seconds", "2", "--modes", "per-job", "--tag", tag, "--warm-up", "200",
+                        "--bus-baseline", "--echo-baseline"],
                        capture_output=True, text=True, timeout=600, env=env)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
@@ -47,6 +48,10 @@ def test_bench_smoke(brokers, admin_conninfo, bin_dir, tmp_path):
     assert "broker warm-up: 200 messages through" in out
     assert 0 <= b["p50_ms"] <= b["p95_ms"] <= b["p99_ms"] <= b["max_ms"]
     assert b["latency_jobs"] > 0 and b["latency_missing"] == 0
+    # The baselines: the bus alone, and librdkafka alone (kafka_echo) with its CPU.
+    assert 0 <= b["bus_p50_ms"] <= b["bus_p99_ms"]
+    assert 0 <= b["echo_p50_ms"] <= b["echo_p99_ms"] and b["echo_cpu_us_per_job"] > 0
+    assert "librdkafka alone (kafka_echo" in out
     assert b["machine"]["nproc"] >= 1 and b["machine"]["cpu"]
     # The table is printed too.
     assert "jobs/s" in r.stdout and "ceiling" in r.stdout
