@@ -101,27 +101,27 @@ sl_kafka_conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, c
  * for it, but together above it, are refused whole, on every retry. The
  * producer's batches (batch.size, librdkafka's 1,000,000 bytes unless set)
  * stay under the smallest limit of the topics it writes. */
-static int
-cap_batches(const struct sl_worker *w, rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+int
+sl_kafka_cap_batches(const struct sl_config *cfg, int limit, const char *what, rd_kafka_conf_t *conf, char *errbuf,
+                     size_t errbuf_size)
 {
 	long set = DEFAULT_BATCH_SIZE;
 	char value[32];
 	size_t i;
 
-	if (w->batch_max <= 0)
+	if (limit <= 0)
 		return 0;
-	for (i = 0; i < w->cfg->n_producer_props; i++)
-		if (strcmp(w->cfg->producer_props[i].key, "batch.size") == 0)
-			set = strtol(w->cfg->producer_props[i].value, NULL, 10);
-	for (i = 0; i < w->cfg->n_kafka_props; i++)
-		if (strcmp(w->cfg->kafka_props[i].key, "batch.size") == 0)
-			set = strtol(w->cfg->kafka_props[i].value, NULL, 10);
-	if (set <= w->batch_max - SL_RECORD_OVERHEAD)
+	for (i = 0; i < cfg->n_kafka_props; i++)
+		if (strcmp(cfg->kafka_props[i].key, "batch.size") == 0)
+			set = strtol(cfg->kafka_props[i].value, NULL, 10);
+	for (i = 0; i < cfg->n_producer_props; i++)
+		if (strcmp(cfg->producer_props[i].key, "batch.size") == 0)
+			set = strtol(cfg->producer_props[i].value, NULL, 10);
+	if (set <= limit - SL_RECORD_OVERHEAD)
 		return 0;
-	snprintf(value, sizeof(value), "%d",
-	         w->batch_max > 2 * SL_RECORD_OVERHEAD ? w->batch_max - SL_RECORD_OVERHEAD : w->batch_max / 2);
-	sl_log_info("batches of results and dead letters kept under %d bytes (batch.size %s, was %ld): the smallest "
-	            "max.message.bytes of the topics they go to", w->batch_max, value, set);
+	snprintf(value, sizeof(value), "%d", limit > 2 * SL_RECORD_OVERHEAD ? limit - SL_RECORD_OVERHEAD : limit / 2);
+	sl_log_info("batches of %s kept under %d bytes (batch.size %s, was %ld): the smallest max.message.bytes of "
+	            "the topics they go to", what, limit, value, set);
 	return sl_kafka_conf_set(conf, "batch.size", value, errbuf, errbuf_size);
 }
 
@@ -193,35 +193,53 @@ out:
 	rd_kafka_queue_destroy(q);
 }
 
+/* Adds topic to topics[0..*n) unless it is there; returns its index. */
+static size_t
+add_topic(const char **topics, size_t *n, const char *topic)
+{
+	size_t j;
+
+	for (j = 0; j < *n && strcmp(topics[j], topic) != 0; j++)
+		;
+	if (j == *n)
+		topics[(*n)++] = topic;
+	return j;
+}
+
+/* The smaller of a known limit and another (0: not known). */
+static int
+smaller(int limit, int other)
+{
+	return other > 0 && (limit == 0 || other < limit) ? other : limit;
+}
+
 void
 sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 {
-	const char **topics = calloc(w->n_types + 1, sizeof(*topics));
-	int *max = calloc(w->n_types + 1, sizeof(*max));
-	size_t i, j, n = 0;
+	const struct sl_config *cfg = w->cfg;
+	const char **topics = calloc(1 + w->n_types + cfg->n_topics, sizeof(*topics));
+	int *max = calloc(1 + w->n_types + cfg->n_topics, sizeof(*max));
+	size_t i, n = 0;
 
 	if (topics == NULL || max == NULL)
 		abort();
-	topics[n++] = w->cfg->dlq_topic;
-	for (i = 0; i < w->n_types; i++) {
-		for (j = 0; j < n && strcmp(topics[j], w->types[i].conf->result_topic) != 0; j++)
-			;
-		if (j == n)
-			topics[n++] = w->types[i].conf->result_topic;
-	}
-	describe_limits(rk, topics, n, max);
-	w->batch_max = 0;
-	for (j = 0; j < n; j++) {
-		if (max[j] <= 0)
-			continue;
-		sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[j], max[j]);
-		if (w->batch_max == 0 || max[j] < w->batch_max)
-			w->batch_max = max[j];
-	}
+	add_topic(topics, &n, cfg->dlq_topic);
 	for (i = 0; i < w->n_types; i++)
-		for (j = 0; j < n; j++)
-			if (strcmp(topics[j], w->types[i].conf->result_topic) == 0)
-				w->types[i].result_topic_max = max[j];
+		add_topic(topics, &n, w->types[i].conf->result_topic);
+	for (i = 0; i < cfg->n_topics; i++)
+		add_topic(topics, &n, cfg->topics[i]);
+	describe_limits(rk, topics, n, max);
+	for (i = 0; i < n; i++)
+		if (max[i] > 0)
+			sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[i], max[i]);
+	/* Results and dead letters; the relay's jobs and dead letters. */
+	w->batch_max = w->relay_batch_max = max[0];
+	for (i = 0; i < w->n_types; i++) {
+		w->types[i].result_topic_max = max[add_topic(topics, &n, w->types[i].conf->result_topic)];
+		w->batch_max = smaller(w->batch_max, w->types[i].result_topic_max);
+	}
+	for (i = 0; i < cfg->n_topics; i++)
+		w->relay_batch_max = smaller(w->relay_batch_max, max[add_topic(topics, &n, cfg->topics[i])]);
 	free(topics);
 	free(max);
 }
@@ -266,7 +284,8 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	    (type == RD_KAFKA_PRODUCER &&
 	     sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
 		goto err;
-	if (type == RD_KAFKA_PRODUCER && cap_batches(w, conf, errbuf, errbuf_size) < 0)
+	if (type == RD_KAFKA_PRODUCER &&
+	    sl_kafka_cap_batches(cfg, w->batch_max, "results and dead letters", conf, errbuf, errbuf_size) < 0)
 		goto err;
 	if (type == RD_KAFKA_CONSUMER) {
 		if (sl_kafka_conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||

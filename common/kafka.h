@@ -13,13 +13,24 @@
  * opaque; or NULL with the reason in errbuf. The caller destroys it. */
 rd_kafka_t *sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size);
 
-/* Reads, through rk, the max.message.bytes of the dead-letter topic and of
- * every job type's result topic (Kafka's DescribeConfigs, at most 5 s):
- * into w->batch_max, the smallest, which sl_kafka_client_new() keeps the
- * producer's batches under, and each type's result_topic_max, which its
- * results are checked against (txn.c). A limit that cannot be read is 0 and
- * logged. Call before the producer is made. */
+/* Reads, through rk, the max.message.bytes of the dead-letter topic, of
+ * every job type's result topic and of the job topics (Kafka's
+ * DescribeConfigs, at most 5 s): into w->batch_max, the smallest of the
+ * dead-letter and result topics', which sl_kafka_client_new() keeps the
+ * producer's batches under; w->relay_batch_max, the smallest of the
+ * dead-letter and job topics', for the outbox relay's producer; and each
+ * type's result_topic_max, which its results are checked against (txn.c).
+ * A limit that cannot be read is 0 and logged. Call before the producers
+ * are made. */
 void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
+
+/* Sets batch.size on a producer's conf under limit, the smallest
+ * max.message.bytes of the topics it writes (`what` it writes, for the log
+ * line), unless cfg's properties or librdkafka's default already keep it
+ * there; the broker refuses a whole batch above a topic's limit. limit 0:
+ * nothing. Returns 0, or -1 with the reason in errbuf. */
+int sl_kafka_cap_batches(const struct sl_config *cfg, int limit, const char *what, rd_kafka_conf_t *conf,
+                         char *errbuf, size_t errbuf_size);
 
 /* Sets one property on conf; returns 0, or -1 with `kafka property "KEY":
  * why` in errbuf. */

@@ -185,6 +185,9 @@ struct sl_worker {
 	 * read at start (kafka.c), which the producer's batches stay under; 0:
 	 * not known. */
 	int batch_max;
+	/* The same for the outbox relay's producer: the dead-letter and job
+	 * topics, where outbox rows go. */
+	int relay_batch_max;
 
 	struct sl_executor *executors;
 	unsigned n_executors;

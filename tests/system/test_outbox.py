@@ -498,6 +498,31 @@ def test_data_failing_the_schema_is_a_dead_letter(kafka, pg, tmp_path):
         env.kill_all()
 
 
+def test_job_topic_with_a_small_message_limit(kafka, pg, tmp_path):
+    """A job topic whose max.message.bytes is below what the relay's producer
+    batches refuses whole batches of outbox rows each small enough for it, on
+    every retry: the relay keeps its batches under the job and dead-letter
+    topics' limits, read at start, and every row arrives."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
+    env.jobs = kafka.create_topic("small-jobs", partitions=1, config={"max.message.bytes": "8192"})
+    try:
+        pg.query(FUNCTIONS)
+        pad = "x" * 500
+        with psycopg.connect(pg.conninfo, autocommit=False) as conn:
+            for i in range(300):
+                conn.execute("select sluice.enqueue('o.rec', %s::jsonb, %s)",
+                             (json.dumps({"n": i, "pad": pad}), f"k{i % 5}"))
+        w = start_worker(env)
+        w.wait_for_log("batches of outbox jobs kept under 8192 bytes")
+        wait_until(lambda: pg.scalar("select count(*) from app.done") == 300, 60, "300 jobs relayed and run")
+        assert pg.scalar("select count(*) from sluice.outbox") == 0
+        assert len(topic_messages(kafka, env.jobs, expected=300, timeout=30)) == 300
+        assert w.stop(30) == 0
+        assert "could not relay" not in w.log(), w.log()[-3000:]
+    finally:
+        env.kill_all()
+
+
 # ---- SQL-level contracts ------------------------------------------------------------------
 
 @pytest.mark.parametrize("call,message", [
