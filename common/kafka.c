@@ -5,9 +5,9 @@
  * publishes results and dead letters, idempotent with acks=all
  * (publish.c). Both report errors and log lines here, in our log's voice;
  * a fatal error (the idempotent producer's) stops the worker. At start the
- * result and dead-letter topics' max.message.bytes are asked of the brokers:
- * the producer's batches stay under them, and a result too large for its
- * topic fails its job (txn.c).
+ * result, dead-letter and job topics' max.message.bytes are asked of the
+ * brokers: the producer's batches (and the outbox relay's) stay under them,
+ * and a result too large for its topic fails its job (txn.c).
  *
  * Not for: what the clients do once made (consumer.c, publish.c,
  * rebalance.c).
@@ -153,13 +153,13 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max)
 		ev = rd_kafka_queue_poll(q, 200);
 	if (ev == NULL) {
 		if (!sl_signals_stop())
-			sl_log_warn("no answer about the result and dead-letter topics' max.message.bytes within %d s; "
-			            "results are bounded by limits.max_result_bytes only", LIMITS_TIMEOUT_MS / 1000);
+			sl_log_warn("no answer about the topics' max.message.bytes within %d s; batches and results are "
+			            "bounded by batch.size and limits.max_result_bytes only", LIMITS_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		sl_log_warn("could not read the result and dead-letter topics' max.message.bytes: %s; results are "
-		            "bounded by limits.max_result_bytes only", rd_kafka_event_error_string(ev));
+		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
+		            "batch.size and limits.max_result_bytes only", rd_kafka_event_error_string(ev));
 		goto out;
 	}
 	out = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n_out);
@@ -227,7 +227,8 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	for (i = 0; i < w->n_types; i++)
 		add_topic(topics, &n, w->types[i].conf->result_topic);
 	for (i = 0; i < cfg->n_topics; i++)
-		add_topic(topics, &n, cfg->topics[i]);
+		if (cfg->topics[i][0] != '^') /* a pattern (librdkafka's), not a topic */
+			add_topic(topics, &n, cfg->topics[i]);
 	describe_limits(rk, topics, n, max);
 	for (i = 0; i < n; i++)
 		if (max[i] > 0)
@@ -239,7 +240,8 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 		w->batch_max = smaller(w->batch_max, w->types[i].result_topic_max);
 	}
 	for (i = 0; i < cfg->n_topics; i++)
-		w->relay_batch_max = smaller(w->relay_batch_max, max[add_topic(topics, &n, cfg->topics[i])]);
+		if (cfg->topics[i][0] != '^')
+			w->relay_batch_max = smaller(w->relay_batch_max, max[add_topic(topics, &n, cfg->topics[i])]);
 	free(topics);
 	free(max);
 }
