@@ -24,8 +24,6 @@
 #include "rebalance.h"
 #include "signals.h"
 
-/* librdkafka's batch.size when nobody sets it. */
-#define DEFAULT_BATCH_SIZE 1000000
 /* How long the worker waits at start for the topics' limits. */
 #define LIMITS_TIMEOUT_MS 5000
 
@@ -102,21 +100,15 @@ sl_kafka_conf_set_all(rd_kafka_conf_t *conf, const struct sl_kv *kv, size_t n, c
  * producer's batches (batch.size, librdkafka's 1,000,000 bytes unless set)
  * stay under the smallest limit of the topics it writes. */
 int
-sl_kafka_cap_batches(const struct sl_config *cfg, int limit, const char *what, rd_kafka_conf_t *conf, char *errbuf,
-                     size_t errbuf_size)
+sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
 {
-	long set = DEFAULT_BATCH_SIZE;
 	char value[32];
-	size_t i;
+	size_t size = sizeof(value);
+	long set;
 
-	if (limit <= 0)
+	if (limit <= 0 || rd_kafka_conf_get(conf, "batch.size", value, &size) != RD_KAFKA_CONF_OK)
 		return 0;
-	for (i = 0; i < cfg->n_kafka_props; i++)
-		if (strcmp(cfg->kafka_props[i].key, "batch.size") == 0)
-			set = strtol(cfg->kafka_props[i].value, NULL, 10);
-	for (i = 0; i < cfg->n_producer_props; i++)
-		if (strcmp(cfg->producer_props[i].key, "batch.size") == 0)
-			set = strtol(cfg->producer_props[i].value, NULL, 10);
+	set = strtol(value, NULL, 10); /* the user's, or librdkafka's default */
 	if (set <= limit - SL_RECORD_OVERHEAD)
 		return 0;
 	snprintf(value, sizeof(value), "%d", limit > 2 * SL_RECORD_OVERHEAD ? limit - SL_RECORD_OVERHEAD : limit / 2);
@@ -287,7 +279,7 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	     sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
 		goto err;
 	if (type == RD_KAFKA_PRODUCER &&
-	    sl_kafka_cap_batches(cfg, w->batch_max, "results and dead letters", conf, errbuf, errbuf_size) < 0)
+	    sl_kafka_cap_batches(w->batch_max, "results and dead letters", conf, errbuf, errbuf_size) < 0)
 		goto err;
 	if (type == RD_KAFKA_CONSUMER) {
 		if (sl_kafka_conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||

@@ -26,11 +26,10 @@ void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
 
 /* Sets batch.size on a producer's conf under limit, the smallest
  * max.message.bytes of the topics it writes (`what` it writes, for the log
- * line), unless cfg's properties or librdkafka's default already keep it
- * there; the broker refuses a whole batch above a topic's limit. limit 0:
- * nothing. Returns 0, or -1 with the reason in errbuf. */
-int sl_kafka_cap_batches(const struct sl_config *cfg, int limit, const char *what, rd_kafka_conf_t *conf,
-                         char *errbuf, size_t errbuf_size);
+ * line), unless the value conf holds (the user's, or librdkafka's default)
+ * is under it already; the broker refuses a whole batch above a topic's
+ * limit. limit 0: nothing. Returns 0, or -1 with the reason in errbuf. */
+int sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size);
 
 /* Sets one property on conf; returns 0, or -1 with `kafka property "KEY":
  * why` in errbuf. */

@@ -349,7 +349,7 @@ producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 		goto err;
 	if (sl_kafka_conf_set_all(conf, cfg->kafka_props, cfg->n_kafka_props, errbuf, errbuf_size) < 0 ||
 	    sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0 ||
-	    sl_kafka_cap_batches(cfg, r->w->relay_batch_max, "outbox jobs", conf, errbuf, errbuf_size) < 0)
+	    sl_kafka_cap_batches(r->w->relay_batch_max, "outbox jobs", conf, errbuf, errbuf_size) < 0)
 		goto err;
 	if (sl_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
 	    sl_kafka_conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||

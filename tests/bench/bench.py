@@ -827,6 +827,13 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False, echo
     run = Run(env, name + ("-bus" if bus else "-echo" if echo else "-lat"), settings, executors, 1)
     found_id = JOB_ID if bus or echo else SUBJECT
     echo_proc = None
+
+    def figures():
+        """CPU seconds and peak RSS of what runs the jobs: kafka_echo, the worker, or nothing (bus)."""
+        if echo:
+            return proc_cpu_seconds(echo_proc.pid), proc_hwm_mib(echo_proc.pid)
+        return run.figures() if not bus else (0.0, None)
+
     try:
         c = results_consumer(env.brokers, run.jobs_topic if bus else run.results_topic, run.partitions)
         p = new_producer(env.brokers, env.args.driver_linger_ms)
@@ -904,8 +911,7 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False, echo
                 if t_measured is None and i >= unmeasured:
                     sys0, me0 = system_cpu(), os.times()
                     services0, jit0, t_measured = env.services_cpu(), env.kafka_jit_seconds(), time.time()
-                    worker0, _ = (proc_cpu_seconds(echo_proc.pid), None) if echo else \
-                        run.figures() if not bus else (0.0, None)
+                    worker0, _ = figures()
                 now = time.time()
                 tick = now
                 due = min(total, int((now - t0) * rate) + 1)
@@ -931,8 +937,7 @@ def latency_phase(env, name, settings, rate, seconds, executors, bus=False, echo
             deadline = time.time() + 60
             while sent and time.time() < deadline:
                 receive(0.01)
-            worker1, rss = (proc_cpu_seconds(echo_proc.pid), proc_hwm_mib(echo_proc.pid)) if echo else \
-                run.figures() if not bus else (0.0, None)
+            worker1, rss = figures()
             missing = len(sent)
         finally:
             c.close()

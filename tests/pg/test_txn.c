@@ -695,7 +695,8 @@ test_group_writes_its_ledger_rows_at_once(void **state)
 	assert_int_equal(ledger_rows("succeeded"), 5);
 	for (size_t i = 0; i < 5; i++) {
 		assert_status(i, "succeeded");
-		res = PQexecParams(admin, "select result, attempts from sluice.jobs where id = $1", 1, NULL, (const char *const[]){ items[i].ev.id }, NULL, NULL, 0);
+		res = PQexecParams(admin, "select result, attempts from sluice.jobs where id = $1", 1, NULL,
+		                   (const char *const[]){ items[i].ev.id }, NULL, NULL, 0);
 		assert_int_equal(PQntuples(res), 1);
 		assert_string_equal(PQgetvalue(res, 0, 0), jobs[i].result);
 		assert_string_equal(PQgetvalue(res, 0, 1), "1");

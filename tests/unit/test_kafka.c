@@ -6,31 +6,23 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <string.h>
 #include <cmocka.h>
 
 #include "kafka.h"
 
-/* batch.size of conf after sl_kafka_cap_batches(limit), with `user` as the
- * config's producer property (NULL: none) and set on conf as
- * sl_kafka_client_new() would have. */
+/* batch.size of conf after sl_kafka_cap_batches(limit), with `user` set on
+ * conf first as the user's producer property (NULL: none). */
 static long
 capped(int limit, const char *user)
 {
-	struct sl_kv prop = { (char *)"batch.size", (char *)user };
-	struct sl_config cfg;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char errbuf[256], value[64];
 	size_t size = sizeof(value);
 	long out;
 
-	memset(&cfg, 0, sizeof(cfg));
-	if (user != NULL) {
-		cfg.producer_props = &prop;
-		cfg.n_producer_props = 1;
+	if (user != NULL)
 		assert_int_equal(rd_kafka_conf_set(conf, "batch.size", user, errbuf, sizeof(errbuf)), RD_KAFKA_CONF_OK);
-	}
-	assert_int_equal(sl_kafka_cap_batches(&cfg, limit, "results", conf, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(sl_kafka_cap_batches(limit, "results", conf, errbuf, sizeof(errbuf)), 0);
 	assert_int_equal(rd_kafka_conf_get(conf, "batch.size", value, &size), RD_KAFKA_CONF_OK);
 	out = strtol(value, NULL, 10);
 	rd_kafka_conf_destroy(conf);
