@@ -35,14 +35,18 @@ class NotifySocket:
                 return
             self.messages.append((time.monotonic(), data.decode()))
 
-    def wait_for(self, text, timeout=60):
+    def wait_for(self, text, start=0, timeout=60):
+        """The index of the first message at or after start holding text.
+
+        The reader thread appends what the worker sent a moment later, so
+        a test waits for a message even when the worker has sent it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for i, (_, m) in enumerate(self.messages):
-                if text in m.split("\n"):
-                    return i
+            i = self.index_of(text, start)
+            if i >= 0:
+                return i
             time.sleep(0.05)
-        raise AssertionError(f"no {text!r} within {timeout}s: {self.messages}")
+        raise AssertionError(f"no {text!r} within {timeout}s: {self.messages[start:]}")
 
     def close(self):
         self._stop = True
@@ -81,14 +85,12 @@ def test_notify_sequence_and_reload(kafka, env, tmp_path):
         n = len(ns.messages)
         w.signal(signal.SIGHUP)
         w.wait_for_log("not applied until a restart: executors, outbox")
-        reloading = ns.index_of("RELOADING=1", n)
-        assert reloading >= 0
-        assert ns.index_of("READY=1", reloading) > reloading
+        reloading = ns.wait_for("RELOADING=1", n, timeout=10)
+        assert ns.wait_for("READY=1", reloading, timeout=10) > reloading
 
         n = len(ns.messages)
         assert w.stop(60) == 0
-        stopping = ns.index_of("STOPPING=1", n)
-        assert stopping >= 0, ns.messages[n:]
+        stopping = ns.wait_for("STOPPING=1", n, timeout=10)
         order = [m for _, m in ns.messages]
         assert order.index(next(m for m in order if "READY=1" in m.split("\n"))) < stopping
     finally:
