@@ -706,6 +706,15 @@ sl_config_load(const char *path, char *errbuf, size_t errbuf_size)
 		free(cfg->pg_conninfo);
 		cfg->pg_conninfo = xstrdup(env);
 	}
+	/* With the conninfo: pointing it at a PgBouncer needs this too. */
+	if ((env = getenv("SLUICE_PG_POOLING")) != NULL && *env) {
+		if (strcmp(env, "none") != 0 && strcmp(env, "transaction") != 0) {
+			snprintf(errbuf, errbuf_size, "%s: SLUICE_PG_POOLING: unknown value \"%s\" (none, transaction)", path,
+			         env);
+			goto err;
+		}
+		cfg->pg_pooled = strcmp(env, "transaction") == 0;
+	}
 	if (*cfg->brokers == '\0') {
 		snprintf(errbuf, errbuf_size, "%s: kafka.brokers is empty (set it or SLUICE_KAFKA_BROKERS)", path);
 		goto err;

@@ -161,6 +161,24 @@ test_pooling(void **state)
 	             ":3: unknown postgres.pooling \"session\" (none, transaction)");
 	expect_error("jobs = ( { type = \"a\"; } );\npostgres: { pooling = true; };\n",
 	             ":2: \"postgres.pooling\" must be a string");
+
+	/* SLUICE_PG_POOLING overrides the file either way; a bad value is an error. */
+	setenv("SLUICE_PG_POOLING", "none", 1);
+	cfg = sl_config_load(write_conf("postgres: { pooling = \"transaction\"; };\njobs = ( { type = \"t\"; } );\n"),
+	                     err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->pg_pooled, 0);
+	sl_config_destroy(cfg);
+	setenv("SLUICE_PG_POOLING", "transaction", 1);
+	cfg = sl_config_load(path, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->pg_pooled, 1);
+	sl_config_destroy(cfg);
+	setenv("SLUICE_PG_POOLING", "session", 1);
+	assert_null(sl_config_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "SLUICE_PG_POOLING: unknown value \"session\" (none, transaction)"));
+	unsetenv("SLUICE_PG_POOLING");
+	unlink(path);
 }
 
 static void
