@@ -207,7 +207,8 @@ def test_dlq_list_fix_replay_exactly_once(kafka, pg, tmp_path, bin_dir):
     r = ctl(bin_dir, "dlq", "replay", "--topic", env.dlq, "--code", "unknown_type")
     assert r.returncode == 0, r.stderr
     assert "20 replayed, 0 failed, 0 skipped" in r.stdout
-    results = read_all(kafka, env.results, lambda ms: all(len(v) >= 2 for v in finals(ms).values()))
+    results = read_all(kafka, env.results,
+                       lambda ms: len(finals(ms)) == 20 and all(len(v) >= 2 for v in finals(ms).values()))
     again = finals(results)
     assert all(len(ms) == 2 for ms in again.values()), {k: len(v) for k, v in again.items()}
     for job, ms in again.items():

@@ -156,9 +156,18 @@ def test_metrics_match_the_run(kafka, env, tmp_path):
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
     samples(text)
     res = read_results(kafka, env.results, len(opens) + len(transfers) + 2, timeout=120)
-    time.sleep(1.5)  # one snapshot interval for the gauges
-    status, _, text = scrape(port)
-    s = samples(text)
+    # The gauges come from a snapshot taken each second, and a job leaves
+    # the in-flight count when its result is acknowledged, a moment after
+    # the result can be read: wait for a snapshot with every job done.
+    deadline = time.time() + 30
+    while True:
+        status, _, text = scrape(port)
+        s = samples(text)
+        lag = [v for k, v in s.items() if k[0] == "sluice_consumer_lag_messages"]
+        if s.get(("sluice_jobs_in_flight", ())) == 0 and len(lag) == 6 and all(v == 0 for v in lag) \
+                or time.time() > deadline:
+            break
+        time.sleep(0.2)
 
     def count(type_, status_):
         return s.get(("sluice_jobs_total", (("status", status_), ("type", type_))), 0)

@@ -153,6 +153,11 @@ def test_redelivered_success_meets_an_outage(kafka, pg, tmp_path):
             during = watch.between(t_down, time.time())
             outage.start()
         assert during == [], f"published during the outage: {during[:2]}\n" + w2.log()[-3000:]
+        # j1's second copy comes after j0's result, which is all that
+        # read_results waits for (plus a second): wait for it here.
+        deadline = time.time() + 60
+        while sum(j1["id"].encode() in v for _, v in watch.got) < 2 and time.time() < deadline:
+            time.sleep(0.1)
         res = read_results(kafka, env.results, 4 + 2, timeout=120)
         assert w2.stop(60) == 0, w2.log()[-3000:]
         watch.close()
@@ -180,6 +185,13 @@ def test_commit_whose_answer_is_lost_then_an_outage(kafka, pg, tmp_path):
         w = opened(env, ["a", "b"], executors=1, retry=FAST_RETRIES)
         pg.query("alter system set synchronous_standby_names = 'nobody'")
         pg.query("select pg_reload_conf()")
+        # The server reloads a moment later; once this session sees the
+        # setting, every process (the worker's sessions, the checkpointer
+        # that tells COMMITs to wait) has been told: give them a moment too.
+        deadline = time.time() + 30
+        while pg.scalar("show synchronous_standby_names") != "nobody":
+            assert time.time() < deadline, "the server did not reload its configuration"
+            time.sleep(0.05)
         time.sleep(0.5)
         j = transfer("a", "b", 5)
         env.produce_jobs([j], lambda ev: b"a")

@@ -60,11 +60,16 @@ def test_json_logs_never_show_the_password_and_sigterm_stops_a_waiting_worker(tm
     conf = write_conf(tmp_path)
     conf.write_text(conf.read_text().replace('level = "info"; }', 'level = "info"; format = "json"; }')
                     .replace("dbname=x", "dbname=x password=hunter2"))
-    p = subprocess.Popen([str(BIN / "sluice-worker"), "-c", str(conf)], stderr=subprocess.PIPE, text=True,
-                         env=CLEAN_ENV)
-    time.sleep(2.0)
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as f:
+        p = subprocess.Popen([str(BIN / "sluice-worker"), "-c", str(conf)], stderr=f, env=CLEAN_ENV)
+    # Its first attempt, however slowly the worker starts (ASan).
+    deadline = time.time() + 30
+    while "could not connect to postgresql" not in log.read_text(errors="replace") and time.time() < deadline:
+        time.sleep(0.1)
     p.terminate()
-    _, err = p.communicate(timeout=30)
+    p.wait(timeout=30)
+    err = log.read_text(errors="replace")
     assert p.returncode == 0
     assert "hunter2" not in err
     lines = [json.loads(line) for line in err.strip().splitlines()]
