@@ -117,11 +117,12 @@ sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *e
 	return sl_kafka_conf_set(conf, "batch.size", value, errbuf, errbuf_size);
 }
 
-/* Each topic's max.message.bytes into max[i] (0 where it cannot be read),
- * asked of the brokers through rk with DescribeConfigs. Waits at most
- * LIMITS_TIMEOUT_MS, less on a stop signal. */
-static void
-describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max)
+/* Each topic's max.message.bytes into max[i] (0 where it cannot be read:
+ * logged here), asked of the brokers through rk with DescribeConfigs.
+ * Waits at most LIMITS_TIMEOUT_MS, less on a stop signal. Returns 0, or -1
+ * with why no topic's limit is known in errbuf (empty on a stop). */
+static int
+describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_ConfigResource_t **res = calloc(n, sizeof(*res));
 	rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
@@ -131,8 +132,9 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max)
 	rd_kafka_event_t *ev = NULL;
 	size_t i, j, k, n_out, n_entries;
 	char kerr[256];
-	int waited;
+	int waited, rc = -1;
 
+	errbuf[0] = '\0';
 	if (res == NULL)
 		abort();
 	for (i = 0; i < n; i++) {
@@ -145,15 +147,14 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max)
 		ev = rd_kafka_queue_poll(q, 200);
 	if (ev == NULL) {
 		if (!sl_signals_stop())
-			sl_log_warn("no answer about the topics' max.message.bytes within %d s; batches and results are "
-			            "bounded by batch.size and limits.max_result_bytes only", LIMITS_TIMEOUT_MS / 1000);
+			snprintf(errbuf, errbuf_size, "no answer from the brokers within %d s", LIMITS_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
-		            "batch.size and limits.max_result_bytes only", rd_kafka_event_error_string(ev));
+		snprintf(errbuf, errbuf_size, "%s", rd_kafka_event_error_string(ev));
 		goto out;
 	}
+	rc = 0;
 	out = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n_out);
 	for (j = 0; j < n_out; j++) {
 		for (i = 0; i < n && strcmp(topics[i], rd_kafka_ConfigResource_name(out[j])) != 0; i++)
@@ -183,6 +184,17 @@ out:
 	free(res);
 	rd_kafka_AdminOptions_destroy(opt);
 	rd_kafka_queue_destroy(q);
+	return rc;
+}
+
+int
+sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t errbuf_size)
+{
+	int max = 0;
+
+	if (describe_limits(rk, &topic, 1, &max, errbuf, errbuf_size) == 0 && max <= 0)
+		snprintf(errbuf, errbuf_size, "the brokers did not say");
+	return max;
 }
 
 /* Adds topic to topics[0..*n) unless it is there; returns its index. */
@@ -211,6 +223,7 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	const struct sl_config *cfg = w->cfg;
 	const char **topics = calloc(1 + w->n_types + cfg->n_topics, sizeof(*topics));
 	int *max = calloc(1 + w->n_types + cfg->n_topics, sizeof(*max));
+	char errbuf[256];
 	size_t i, n = 0;
 
 	if (topics == NULL || max == NULL)
@@ -221,7 +234,9 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	for (i = 0; i < cfg->n_topics; i++)
 		if (cfg->topics[i][0] != '^') /* a pattern (librdkafka's), not a topic */
 			add_topic(topics, &n, cfg->topics[i]);
-	describe_limits(rk, topics, n, max);
+	if (describe_limits(rk, topics, n, max, errbuf, sizeof(errbuf)) < 0 && *errbuf)
+		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
+		            "batch.size and limits.max_result_bytes only", errbuf);
 	for (i = 0; i < n; i++)
 		if (max[i] > 0)
 			sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[i], max[i]);

@@ -17,7 +17,9 @@
  * crash at any instant resends, never loses; a lost lease (SQLSTATE SL004)
  * drops the shard; PostgreSQL trouble drops the connection and the leases
  * and tries again; a fatal idempotence error stops the relay for good and
- * sets the worker's fatal flag, so the worker exits non-zero.
+ * sets the worker's fatal flag, so the worker exits non-zero; a topic that
+ * refuses a batch as too large has its limit asked and kept under from the
+ * next round (learn_limit()), and a row above it alone is a dead letter.
  *
  * Leases are relay_lease.c's, the CloudEvents and dead letters
  * relay_event.c's; relay_int.h holds what the three share. Not for:
@@ -54,12 +56,18 @@
 #define VACUUM_ROWS 50000
 #define VACUUM_SECONDS 30.0
 
+/* A topic's limit learnt after a refusal is asked again after this long: an
+ * operator may raise it meanwhile. */
+#define LIMIT_TTL 60.0
+
 /* One outbox row of a batch; strings borrowed from the batch's PGresult. */
 struct row {
 	const char *xid, *seq, *id;
+	const char *topic;         /* where it was produced: its own, or the dead-letter topic */
 	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
 	rd_kafka_resp_err_t err;
 	int dead_letter;           /* produced to the dead-letter topic */
+	int kept;                  /* too large for its topic and the dead-letter topic: not produced */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -349,7 +357,7 @@ producer_new(struct sl_relay *r, char *errbuf, size_t errbuf_size)
 		goto err;
 	if (sl_kafka_conf_set_all(conf, cfg->kafka_props, cfg->n_kafka_props, errbuf, errbuf_size) < 0 ||
 	    sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0 ||
-	    sl_kafka_cap_batches(r->w->relay_batch_max, "outbox jobs", conf, errbuf, errbuf_size) < 0)
+	    sl_kafka_cap_batches(r->batch_cap, "outbox jobs", conf, errbuf, errbuf_size) < 0)
 		goto err;
 	if (sl_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
 	    sl_kafka_conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
@@ -397,6 +405,76 @@ produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *
 	return 0;
 }
 
+/* The limit of topic learnt after a refusal: > 0, 0 when it could not be
+ * read, -1 when it was not asked (or long ago). */
+static int
+known_limit(const struct sl_relay *r, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_limits; i++)
+		if (strcmp(r->limits[i].topic, topic) == 0)
+			return sl_now() - r->limits[i].asked_at < LIMIT_TTL ? r->limits[i].max : -1;
+	return -1;
+}
+
+/* A batch for topic was refused as too large. Its limit is asked of the
+ * brokers (at most once a LIMIT_TTL), and when the producer's batches may
+ * be above it the producer is made again with batches under it: the broker
+ * refuses a whole batch above a topic's max.message.bytes, on every retry.
+ * From the next round a row above the limit goes to the dead-letter topic
+ * (too_large_for()). Called with nothing in flight. */
+static void
+learn_limit(struct sl_relay *r, const char *topic)
+{
+	char errbuf[512];
+	rd_kafka_t *p;
+	int max;
+	size_t i;
+
+	if (known_limit(r, topic) >= 0)
+		return;
+	max = sl_kafka_topic_limit(r->producer, topic, errbuf, sizeof(errbuf));
+	for (i = 0; i < r->n_limits && strcmp(r->limits[i].topic, topic) != 0; i++)
+		;
+	if (i == r->n_limits) {
+		if ((r->limits = realloc(r->limits, (r->n_limits + 1) * sizeof(*r->limits))) == NULL)
+			abort();
+		if ((r->limits[r->n_limits].topic = strdup(topic)) == NULL)
+			abort();
+		r->n_limits++;
+	}
+	r->limits[i].max = max;
+	r->limits[i].asked_at = sl_now();
+	if (max <= 0) {
+		if (*errbuf)
+			sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large and its max.message.bytes "
+			            "could not be read: %s; its rows are sent again each second", topic, errbuf);
+		return;
+	}
+	sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large; it takes up to max.message.bytes %d",
+	            topic, max);
+	if (r->batch_cap > 0 && r->batch_cap <= max)
+		return;
+	r->batch_cap = max;
+	if ((p = producer_new(r, errbuf, sizeof(errbuf))) == NULL) {
+		sl_log_error("outbox relay: could not make its producer again with smaller batches: %s", errbuf);
+		return;
+	}
+	rd_kafka_destroy(r->producer);
+	r->producer = p;
+}
+
+/* Returns topic's limit, as learnt by learn_limit(), when a record of
+ * `size` bytes (key and event) with its framing is above it; else 0. */
+static int
+too_large_for(const struct sl_relay *r, const char *topic, size_t size)
+{
+	int max = known_limit(r, topic);
+
+	return max > 0 && size + SL_RECORD_OVERHEAD > (size_t)max ? max : 0;
+}
+
 /* Builds "{a,b,c}" from the column `col` of the acknowledged rows. New
  * malloc'ed string. */
 static char *
@@ -425,7 +503,7 @@ array_literal(const struct row *rows, int n, int col)
 static long
 relay_shard(struct sl_relay *r, size_t i)
 {
-	char shard[16], epoch[24], limit[16], errbuf[512], state[6], code[32], msg[768];
+	char shard[16], epoch[24], limit[16], errbuf[512], state[6], code[32], msg[768], refused[256] = "";
 	const char *values[4];
 	struct row *rows = NULL;
 	PGresult *res = NULL;
@@ -462,20 +540,39 @@ relay_shard(struct sl_relay *r, size_t i)
 		const char *key = PQgetisnull(res, k, 5) || PQgetlength(res, k, 5) == 0 ? NULL : PQgetvalue(res, k, 5);
 		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
 		const char *data = PQgetvalue(res, k, 7);
+		size_t key_size = key ? strlen(key) : 0, size;
 		char *value;
+		int max;
 
 		row->xid = PQgetvalue(res, k, 0);
 		row->seq = PQgetvalue(res, k, 1);
 		row->id = PQgetvalue(res, k, 2);
+		row->topic = topic;
 		value = sl__relay_event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
-		if (sl__relay_check_data(r->w, type, data, code, msg, sizeof(msg)) < 0) {
-			sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
-			            row->id, type, code, msg);
+		size = key_size + strlen(value);
+		if ((max = too_large_for(r, topic, size)) > 0) {
+			snprintf(code, sizeof(code), "message_too_large");
+			snprintf(msg, sizeof(msg), "the event and key are %zu bytes; topic \"%s\" takes up to %d "
+			         "(max.message.bytes, %d of them for framing)", size, topic, max, SL_RECORD_OVERHEAD);
+		}
+		if (max > 0 || sl__relay_check_data(r->w, type, data, code, msg, sizeof(msg)) < 0) {
 			row->dead_letter = 1;
-			produce_row(r, row, r->cfg->dlq_topic, key, key ? strlen(key) : 0, value,
-			            sl__relay_dead_letter_headers(code, msg, topic));
+			row->topic = r->cfg->dlq_topic;
+			if ((max = too_large_for(r, r->cfg->dlq_topic, size + strlen(msg) + strlen(topic))) > 0) {
+				/* Kept: nothing takes it, and deleting it would lose it. */
+				sl_log_error("outbox relay: job \"%s\" (type \"%s\") stays in sluice.outbox: %s, and the "
+				             "dead-letter topic \"%s\" takes up to %d; raise a limit, or delete the row",
+				             row->id, type, msg, r->cfg->dlq_topic, max);
+				row->state = -1;
+				row->kept = 1;
+			} else {
+				sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
+				            row->id, type, code, msg);
+				produce_row(r, row, r->cfg->dlq_topic, key, key_size, value,
+				            sl__relay_dead_letter_headers(code, msg, topic));
+			}
 		} else {
-			produce_row(r, row, topic, key, key ? strlen(key) : 0, value, NULL);
+			produce_row(r, row, topic, key, key_size, value, NULL);
 		}
 		free(value);
 	}
@@ -505,9 +602,14 @@ relay_shard(struct sl_relay *r, size_t i)
 			acked++;
 			if (rows[k].dead_letter)
 				sl_metrics_counter_inc(r->m_dead_letters);
-		} else if (rows[k].state == -1 && failed++ == 0) {
-			sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,
-			            rd_kafka_err2str(rows[k].err));
+		} else if (rows[k].state == -1 && rows[k].kept) {
+			failed++; /* logged above */
+		} else if (rows[k].state == -1) {
+			if (failed++ == 0)
+				sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,
+				            rd_kafka_err2str(rows[k].err));
+			if (rows[k].err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && rows[k].topic != NULL && !*refused)
+				snprintf(refused, sizeof(refused), "%s", rows[k].topic);
 		}
 	}
 	if (acked > 0) {
@@ -546,6 +648,8 @@ out:
 		while (r->pending > 0)
 			rd_kafka_poll(r->producer, 10);
 	}
+	if (*refused && !atomic_load(&r->fatal))
+		learn_limit(r, refused);
 	free(xids);
 	free(seqs);
 	free(rows);
@@ -705,10 +809,12 @@ sl_relay_start(struct sl_worker *w, char *errbuf, size_t errbuf_size)
 	                                 NULL);
 	r->m_dead_letters = sl_metrics_series(
 		sl_metrics_counter(m, "sluice_outbox_dead_letters_total",
-	                           "Outbox rows this worker sent to the dead-letter topic (bad data)", NULL),
+	                           "Outbox rows this worker sent to the dead-letter topic (bad data, or too large "
+	                           "for their topic)", NULL),
 		NULL);
 	r->m_held = sl_metrics_series(sl_metrics_gauge(m, "sluice_outbox_shards_held",
 	                                               "Outbox shards whose lease this worker holds", NULL), NULL);
+	r->batch_cap = w->relay_batch_max;
 	if ((r->producer = producer_new(r, errbuf, errbuf_size)) == NULL)
 		goto err;
 	if ((err = pthread_create(&r->thread, NULL, relay_main, r)) != 0) {
@@ -746,6 +852,9 @@ sl_relay_stop(sl_relay_t *r)
 	if (r->conn != NULL)
 		sl__relay_disconnect(r, NULL);
 	free(r->held);
+	while (r->n_limits > 0)
+		free(r->limits[--r->n_limits].topic);
+	free(r->limits);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r);

@@ -49,6 +49,16 @@ struct sl_relay {
 	int waiting_logged;        /* "waiting for the migration" said once */
 	double pg_warned_at;
 	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
+	/* The max.message.bytes of topics that refused a batch as too large
+	 * (0: could not be read), asked when it happened; batch_cap, the limit
+	 * the producer's batches are kept under (0: none). */
+	struct topic_limit {
+		char *topic;
+		int max;
+		double asked_at;
+	} *limits;
+	size_t n_limits;
+	int batch_cap;
 	/* Tests only (SLUICE_TEST_RELAY_FATAL_AFTER=N): once N rows were
 	 * produced, librdkafka is told to raise a fatal idempotence error. */
 	long test_fatal_after, produced;

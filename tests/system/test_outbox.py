@@ -527,6 +527,52 @@ def test_job_topic_with_a_small_message_limit(kafka, pg, tmp_path):
         env.kill_all()
 
 
+def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path):
+    """Rows enqueued for a topic the worker knows nothing of at start, whose
+    max.message.bytes is below the relay's batches: the first refused batch
+    makes the relay read that topic's limit and keep its batches under it, so
+    every row arrives, in order per key; a row whose event alone is above
+    the limit goes to the dead-letter topic (message_too_large) instead of
+    being refused on every round; one the dead-letter topic cannot take
+    either stays in the outbox."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
+    env.dlq = kafka.create_topic("dlq", partitions=1, config={"max.message.bytes": "65536"})
+    side = kafka.create_topic("side", partitions=1, config={"max.message.bytes": "8192"})
+    try:
+        pg.query(FUNCTIONS)
+        pad = "x" * 500
+        with psycopg.connect(pg.conninfo, autocommit=False) as conn:
+            for i in range(120):
+                conn.execute("select sluice.enqueue('side.event', %s::jsonb, %s, topic => %s)",
+                             (json.dumps({"n": i, "pad": pad}), f"k{i % 5}", side))
+                if i == 60:
+                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'big', id => 'big-1', "
+                                 "topic => %s)", (json.dumps({"n": i, "pad": "y" * 20000}), side))
+                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'huge', id => 'huge-1', "
+                                 "topic => %s)", (json.dumps({"n": i, "pad": "z" * 100000}), side))
+        w = start_worker(env)
+        got = topic_messages(kafka, side, expected=120, timeout=60)
+        assert len(got) == 120, f"{len(got)} of 120 rows relayed: {w.log()[-3000:]}"
+        per_key = {}
+        for m in got:
+            per_key.setdefault(m.key().decode(), []).append(json.loads(m.value())["data"]["n"])
+        assert per_key == {f"k{k}": list(range(k, 120, 5)) for k in range(5)}
+        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 1, 30, "one row left")
+        assert pg.scalar("select id from sluice.outbox") == "huge-1"
+        w.wait_for_log('job \\"huge-1\\" (type \\"side.event\\") stays in sluice.outbox')
+        dl = topic_messages(kafka, env.dlq)
+        assert len(dl) == 1
+        h = dict(dl[0].headers())
+        assert h["sluice-error-code"] == b"message_too_large"
+        assert side.encode() in h["sluice-error-message"] and b"8192" in h["sluice-error-message"]
+        assert h["sluice-source-topic"] == side.encode()
+        ev = json.loads(dl[0].value())
+        assert ev["id"] == "big-1" and len(ev["data"]["pad"]) == 20000 and dl[0].key() == b"big"
+        w.wait_for_log("batches of outbox jobs kept under 8192 bytes")
+        assert w.stop(30) == 0
+    finally:
+        env.kill_all()
+
 # ---- SQL-level contracts ------------------------------------------------------------------
 
 @pytest.mark.parametrize("call,message", [
