@@ -13,6 +13,7 @@
  * Not for: the metrics registry or the HTTP server (metrics.c, http.c).
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,20 +240,48 @@ snapshot(struct sl_worker *w, double now)
 	sl_metrics_gauge_set(o->m_assigned, (double)n);
 }
 
-/* Consumer thread: is anything stuck? Names the first stuck thing in why. */
+/* Adds one reason to why (`; ` between reasons); counts a later one that
+ * does not fit in *more. */
+static void
+add_reason(char *why, size_t why_size, int *more, const char *fmt, ...)
+{
+	size_t len = strlen(why);
+	va_list ap;
+	int n;
+
+	if (len > 0) {
+		if (len + 2 >= why_size) {
+			(*more)++;
+			return;
+		}
+		memcpy(why + len, "; ", 3);
+		len += 2;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(why + len, why_size - len, fmt, ap);
+	va_end(ap);
+	if (len > 0 && (n < 0 || (size_t)n >= why_size - len)) {
+		why[len - 2] = '\0'; /* a later reason is counted, not cut (the first is) */
+		(*more)++;
+	}
+}
+
+/* Consumer thread: is anything stuck? Names what is in why: every stuck
+ * executor and partition that fits, then how many more. */
 static int
 stuck(struct sl_worker *w, double now, char *why, size_t why_size)
 {
 	struct sl_partition *p;
 	unsigned e;
+	int more = 0;
+	char tail[32];
 
+	why[0] = '\0';
 	for (e = 0; e < w->n_executors; e++) {
 		struct sl_executor *ex = &w->executors[e];
 		double since = now - (double)atomic_load(&ex->progress_at) / 1000.0;
-		if (atomic_load(&ex->busy) && !atomic_load(&ex->waiting) && since > w->stall_timeout) {
-			snprintf(why, why_size, "executor %u has run one job for %.0f s", e, since);
-			return 1;
-		}
+		if (atomic_load(&ex->busy) && !atomic_load(&ex->waiting) && since > w->stall_timeout)
+			add_reason(why, why_size - sizeof(tail), &more, "executor %u has run one job for %.0f s", e, since);
 	}
 	for (p = w->parts; p != NULL; p = p->next) {
 		/* Partitions do not move while jobs wait for PostgreSQL; a
@@ -261,13 +290,15 @@ stuck(struct sl_worker *w, double now, char *why, size_t why_size)
 			p->progress_at = now;
 			continue;
 		}
-		if (now - p->progress_at > w->stall_timeout) {
-			snprintf(why, why_size, "partition %s [%d] has not moved for %.0f s", p->topic, (int)p->partition,
-			         now - p->progress_at);
-			return 1;
-		}
+		if (now - p->progress_at > w->stall_timeout)
+			add_reason(why, why_size - sizeof(tail), &more, "partition %s [%d] has not moved for %.0f s",
+			           p->topic, (int)p->partition, now - p->progress_at);
 	}
-	return 0;
+	if (more > 0) {
+		snprintf(tail, sizeof(tail), "; and %d more", more);
+		strcat(why, tail);
+	}
+	return why[0] != '\0';
 }
 
 void
@@ -276,7 +307,7 @@ sl_ops_tick(struct sl_worker *w, int draining)
 	struct sl_ops *o = &w->ops;
 	double now = sl_now();
 	uint64_t wd = sl_notify_watchdog_usec();
-	char why[256];
+	char why[512];
 	static int was_stuck;
 
 	if (!o->ready_sent && atomic_load(&o->joined) && atomic_load(&o->pg_ok)) {
