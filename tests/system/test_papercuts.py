@@ -88,6 +88,42 @@ def test_lag_after_a_transactional_commit_marker(env):
     assert w.stop(30) == 0
 
 
+def test_compressed_jobs_and_aborted_transactions_from_another_client(env):
+    """Jobs from another client (confluent-kafka's own librdkafka build)
+    compressed with each codec Kafka has run; a job of an aborted transaction
+    never runs, the one committed after it does."""
+    w = env.worker().start()
+    sent = {}
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        p = Producer({"bootstrap.servers": env.kafka.brokers, "compression.type": codec, "linger.ms": 5})
+        for i in range(3):
+            ev = cloudevent("ledger.open", {"account": f"{codec}-{i}", "balance": 5})
+            p.produce(env.jobs, json.dumps(ev).encode(), key=f"{codec}-{i}".encode())
+            sent[ev["id"]] = codec
+        assert p.flush(30) == 0
+    tx = Producer({"bootstrap.servers": env.kafka.brokers, "transactional.id": "tx-" + uuid.uuid4().hex,
+                   "compression.type": "zstd"})
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    aborted = cloudevent("ledger.open", {"account": "aborted", "balance": 5})
+    # One key and partition for both: had the aborted job been read, it
+    # would have run before the committed one, on the same executor.
+    tx.produce(env.jobs, json.dumps(aborted).encode(), key=b"tx", partition=0)
+    tx.flush(30)
+    tx.abort_transaction(30)
+    tx.begin_transaction()
+    committed = cloudevent("ledger.open", {"account": "committed", "balance": 5})
+    tx.produce(env.jobs, json.dumps(committed).encode(), key=b"tx", partition=0)
+    tx.commit_transaction(30)
+    sent[committed["id"]] = "transaction"
+    res = read_results(env.kafka, env.results, len(sent), timeout=90)
+    for job, how in sent.items():
+        assert res.first(job)["data"]["status"] == "succeeded", (how, res.first(job))
+    assert aborted["id"] not in res.by_job
+    assert env.pg.scalar("select count(*) from sluice.jobs where id = %s", aborted["id"]) == 0
+    assert env.pg.scalar("select count(*) from ledger.accounts where id = 'aborted'") == 0
+    assert w.stop(30) == 0
+
 def test_far_future_timestamp_gives_a_valid_result_time(env):
     """The producer sets a message's timestamp: one past year 9999 must not
     make a result whose time fails our own result schema."""
