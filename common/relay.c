@@ -427,7 +427,8 @@ known_limit(const struct sl_relay *r, const char *topic)
 static void
 learn_limit(struct sl_relay *r, const char *topic)
 {
-	char errbuf[512];
+	char errbuf[512], own[32];
+	size_t own_size = sizeof(own);
 	rd_kafka_t *p;
 	int max;
 	size_t i;
@@ -435,6 +436,14 @@ learn_limit(struct sl_relay *r, const char *topic)
 	if (known_limit(r, topic) >= 0)
 		return;
 	max = sl_kafka_topic_limit(r->producer, topic, errbuf, sizeof(errbuf));
+	/* The producer itself refuses a message above its message.max.bytes
+	 * (16 MiB unless the user set it) before any broker sees it. */
+	if (max > 0 && rd_kafka_conf_get(rd_kafka_conf(r->producer), "message.max.bytes", own, &own_size) ==
+	                       RD_KAFKA_CONF_OK && atoi(own) > 0 && atoi(own) < max) {
+		sl_log_warn("outbox relay: topic \"%s\" takes up to max.message.bytes %d, the relay's producer up to "
+		            "message.max.bytes %s", topic, max, own);
+		max = atoi(own);
+	}
 	for (i = 0; i < r->n_limits && strcmp(r->limits[i].topic, topic) != 0; i++)
 		;
 	if (i == r->n_limits) {

@@ -534,10 +534,12 @@ def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path)
     every row arrives, in order per key; a row whose event alone is above
     the limit goes to the dead-letter topic (message_too_large) instead of
     being refused on every round; one the dead-letter topic cannot take
-    either stays in the outbox."""
+    either stays in the outbox, as does one above what the relay's producer
+    sends at all (message.max.bytes), whatever its topic takes."""
     env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
     env.dlq = kafka.create_topic("dlq", partitions=1, config={"max.message.bytes": "65536"})
     side = kafka.create_topic("side", partitions=1, config={"max.message.bytes": "8192"})
+    roomy = kafka.create_topic("roomy", partitions=1, config={"max.message.bytes": str(32 << 20)})
     try:
         pg.query(FUNCTIONS)
         pad = "x" * 500
@@ -550,6 +552,10 @@ def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path)
                                  "topic => %s)", (json.dumps({"n": i, "pad": "y" * 20000}), side))
                     conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'huge', id => 'huge-1', "
                                  "topic => %s)", (json.dumps({"n": i, "pad": "z" * 100000}), side))
+                    # Above the relay producer's own message.max.bytes (16 MiB),
+                    # for a topic that would take it.
+                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'giant', id => 'giant-1', "
+                                 "topic => %s)", (json.dumps({"n": i, "pad": "g" * (17 << 20)}), roomy))
         w = start_worker(env)
         got = topic_messages(kafka, side, expected=120, timeout=60)
         assert len(got) == 120, f"{len(got)} of 120 rows relayed: {w.log()[-3000:]}"
@@ -557,9 +563,11 @@ def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path)
         for m in got:
             per_key.setdefault(m.key().decode(), []).append(json.loads(m.value())["data"]["n"])
         assert per_key == {f"k{k}": list(range(k, 120, 5)) for k in range(5)}
-        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 1, 30, "one row left")
-        assert pg.scalar("select id from sluice.outbox") == "huge-1"
+        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 2, 30, "two rows left")
+        assert [r[0] for r in pg.query("select id from sluice.outbox order by id")] == ["giant-1", "huge-1"]
         w.wait_for_log('job \\"huge-1\\" (type \\"side.event\\") stays in sluice.outbox')
+        w.wait_for_log('job \\"giant-1\\" (type \\"side.event\\") stays in sluice.outbox')
+        assert topic_messages(kafka, roomy) == []
         dl = topic_messages(kafka, env.dlq)
         assert len(dl) == 1
         h = dict(dl[0].headers())
