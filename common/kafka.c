@@ -118,11 +118,13 @@ sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *e
 }
 
 /* Each topic's max.message.bytes into max[i] (0 where it cannot be read:
- * logged here), asked of the brokers through rk with DescribeConfigs.
- * Waits at most LIMITS_TIMEOUT_MS, less on a stop signal. Returns 0, or -1
- * with why no topic's limit is known in errbuf (empty on a stop). */
+ * logged here, or with quiet written to errbuf), asked of the brokers
+ * through rk with DescribeConfigs. Waits at most LIMITS_TIMEOUT_MS, less on
+ * a stop signal. Returns 0, or -1 with why no topic's limit is known in
+ * errbuf (empty on a stop). */
 static int
-describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, char *errbuf, size_t errbuf_size)
+describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, int quiet, char *errbuf,
+                size_t errbuf_size)
 {
 	rd_kafka_ConfigResource_t **res = calloc(n, sizeof(*res));
 	rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
@@ -162,13 +164,20 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, c
 		if (i == n)
 			continue;
 		if (rd_kafka_ConfigResource_error(out[j]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-			sl_log_info("topic \"%s\" does not exist yet: its max.message.bytes is not known", topics[i]);
+			if (quiet)
+				snprintf(errbuf, errbuf_size, "the topic does not exist yet");
+			else
+				sl_log_info("topic \"%s\" does not exist yet: its max.message.bytes is not known", topics[i]);
 			continue;
 		}
 		if (rd_kafka_ConfigResource_error(out[j]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			const char *why = rd_kafka_ConfigResource_error_string(out[j]);
-			sl_log_warn("could not read the max.message.bytes of topic \"%s\": %s", topics[i],
-			            why != NULL ? why : rd_kafka_err2str(rd_kafka_ConfigResource_error(out[j])));
+			if (why == NULL)
+				why = rd_kafka_err2str(rd_kafka_ConfigResource_error(out[j]));
+			if (quiet)
+				snprintf(errbuf, errbuf_size, "%s", why);
+			else
+				sl_log_warn("could not read the max.message.bytes of topic \"%s\": %s", topics[i], why);
 			continue;
 		}
 		entries = rd_kafka_ConfigResource_configs(out[j], &n_entries);
@@ -192,7 +201,7 @@ sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t err
 {
 	int max = 0;
 
-	if (describe_limits(rk, &topic, 1, &max, errbuf, errbuf_size) == 0 && max <= 0)
+	if (describe_limits(rk, &topic, 1, &max, 1, errbuf, errbuf_size) == 0 && max <= 0 && !*errbuf)
 		snprintf(errbuf, errbuf_size, "the brokers did not say");
 	return max;
 }
@@ -234,7 +243,7 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	for (i = 0; i < cfg->n_topics; i++)
 		if (cfg->topics[i][0] != '^') /* a pattern (librdkafka's), not a topic */
 			add_topic(topics, &n, cfg->topics[i]);
-	if (describe_limits(rk, topics, n, max, errbuf, sizeof(errbuf)) < 0 && *errbuf)
+	if (describe_limits(rk, topics, n, max, 0, errbuf, sizeof(errbuf)) < 0 && *errbuf)
 		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
 		            "batch.size and limits.max_result_bytes only", errbuf);
 	for (i = 0; i < n; i++)

@@ -26,7 +26,7 @@ void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
 
 /* The max.message.bytes of one topic, asked of the brokers through rk (at
  * most 5 s); 0 when it cannot be read, with why in errbuf (empty on a stop
- * signal; a topic's own error is logged). Any thread. */
+ * signal). Logs nothing. Any thread. */
 int sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t errbuf_size);
 
 /* Sets batch.size on a producer's conf under limit, the smallest

@@ -17,9 +17,9 @@
  * crash at any instant resends, never loses; a lost lease (SQLSTATE SL004)
  * drops the shard; PostgreSQL trouble drops the connection and the leases
  * and tries again; a fatal idempotence error stops the relay for good and
- * sets the worker's fatal flag, so the worker exits non-zero; a topic that
- * refuses a batch as too large has its limit asked and kept under from the
- * next round (learn_limit()), and a row above it alone is a dead letter.
+ * sets the worker's fatal flag, so the worker exits non-zero. What each
+ * topic takes is asked before the relay produces to it (learn_limit()): its
+ * batches stay under it, and a row above it alone is a dead letter.
  *
  * Leases are relay_lease.c's, the CloudEvents and dead letters
  * relay_event.c's; relay_int.h holds what the three share. Not for:
@@ -405,8 +405,8 @@ produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *
 	return 0;
 }
 
-/* The limit of topic learnt after a refusal: > 0, 0 when it could not be
- * read, -1 when it was not asked (or long ago). */
+/* The limit of topic as learnt by learn_limit(): > 0, 0 when it could not
+ * be read, -1 when it was not asked (or long ago). */
 static int
 known_limit(const struct sl_relay *r, const char *topic)
 {
@@ -418,32 +418,31 @@ known_limit(const struct sl_relay *r, const char *topic)
 	return -1;
 }
 
-/* A batch for topic was refused as too large. Its limit is asked of the
- * brokers (at most once a LIMIT_TTL), and when the producer's batches may
- * be above it the producer is made again with batches under it: the broker
- * refuses a whole batch above a topic's max.message.bytes, on every retry.
- * From the next round a row above the limit goes to the dead-letter topic
+/* Learns what topic takes before the relay produces to it, and again once a
+ * LIMIT_TTL, or at once after it refused a batch as too large (`refused`):
+ * its max.message.bytes, asked of the brokers, or the relay producer's own
+ * message.max.bytes when smaller (librdkafka refuses a message above it
+ * before any broker sees it). When the producer's batches may be above it,
+ * the producer is made again with batches under it: a broker refuses a
+ * whole batch above a topic's limit, on every retry, and takes the batches
+ * of the partition after it, so a refusal would put the rows of a key out
+ * of order. A row above the limit goes to the dead-letter topic instead
  * (too_large_for()). Called with nothing in flight. */
 static void
-learn_limit(struct sl_relay *r, const char *topic)
+learn_limit(struct sl_relay *r, const char *topic, int refused)
 {
 	char errbuf[512], own[32];
 	size_t own_size = sizeof(own);
 	rd_kafka_t *p;
-	int max;
+	int max, was = -1;
 	size_t i;
 
-	if (known_limit(r, topic) >= 0)
+	if (!refused && known_limit(r, topic) >= 0)
 		return;
 	max = sl_kafka_topic_limit(r->producer, topic, errbuf, sizeof(errbuf));
-	/* The producer itself refuses a message above its message.max.bytes
-	 * (16 MiB unless the user set it) before any broker sees it. */
 	if (max > 0 && rd_kafka_conf_get(rd_kafka_conf(r->producer), "message.max.bytes", own, &own_size) ==
-	                       RD_KAFKA_CONF_OK && atoi(own) > 0 && atoi(own) < max) {
-		sl_log_warn("outbox relay: topic \"%s\" takes up to max.message.bytes %d, the relay's producer up to "
-		            "message.max.bytes %s", topic, max, own);
+	                       RD_KAFKA_CONF_OK && atoi(own) > 0 && atoi(own) < max)
 		max = atoi(own);
-	}
 	for (i = 0; i < r->n_limits && strcmp(r->limits[i].topic, topic) != 0; i++)
 		;
 	if (i == r->n_limits) {
@@ -452,17 +451,25 @@ learn_limit(struct sl_relay *r, const char *topic)
 		if ((r->limits[r->n_limits].topic = strdup(topic)) == NULL)
 			abort();
 		r->n_limits++;
+	} else {
+		was = r->limits[i].max;
 	}
 	r->limits[i].max = max;
 	r->limits[i].asked_at = sl_now();
 	if (max <= 0) {
-		if (*errbuf)
+		if (refused && *errbuf)
 			sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large and its max.message.bytes "
 			            "could not be read: %s; its rows are sent again each second", topic, errbuf);
+		else if (was != 0 && *errbuf)
+			sl_log_info("outbox relay: the max.message.bytes of topic \"%s\" could not be read: %s", topic,
+			            errbuf);
 		return;
 	}
-	sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large; it takes up to max.message.bytes %d",
-	            topic, max);
+	if (refused)
+		sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large; it takes up to %d bytes", topic, max);
+	else if (max != was)
+		sl_log_info("outbox relay: topic \"%s\" takes up to %d bytes (its max.message.bytes, or the relay "
+		            "producer's message.max.bytes if smaller)", topic, max);
 	if (r->batch_cap > 0 && r->batch_cap <= max)
 		return;
 	r->batch_cap = max;
@@ -540,6 +547,13 @@ relay_shard(struct sl_relay *r, size_t i)
 	}
 	if ((rows = calloc((size_t)n, sizeof(*rows))) == NULL)
 		abort();
+	/* What each topic takes, before anything of the batch is in flight. */
+	learn_limit(r, r->cfg->dlq_topic, 0);
+	for (k = 0; k < n && !stopping(r); k++) {
+		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+		if (topic[0] != '^') /* a subscription pattern: no topic to ask about */
+			learn_limit(r, topic, 0);
+	}
 	/* Columns: xid, seq, id, source, type, key, topic, data, time. */
 	for (k = 0; k < n && !atomic_load(&r->fatal); k++) {
 		struct row *row = &rows[k];
@@ -658,7 +672,7 @@ out:
 			rd_kafka_poll(r->producer, 10);
 	}
 	if (*refused && !atomic_load(&r->fatal))
-		learn_limit(r, refused);
+		learn_limit(r, refused, 1);
 	free(xids);
 	free(seqs);
 	free(rows);

@@ -529,40 +529,43 @@ def test_job_topic_with_a_small_message_limit(kafka, pg, tmp_path):
 
 def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path):
     """Rows enqueued for a topic the worker knows nothing of at start, whose
-    max.message.bytes is below the relay's batches: the first refused batch
-    makes the relay read that topic's limit and keep its batches under it, so
-    every row arrives, in order per key; a row whose event alone is above
-    the limit goes to the dead-letter topic (message_too_large) instead of
-    being refused on every round; one the dead-letter topic cannot take
-    either stays in the outbox, as does one above what the relay's producer
-    sends at all (message.max.bytes), whatever its topic takes."""
+    max.message.bytes is below the relay's batches: the relay asks what the
+    topic takes before it sends there and keeps its batches under it, so no
+    batch is refused (a broker that refuses one batch takes the partition's
+    next, and the rows of a key would arrive out of order) and every row
+    arrives, in order per key; a row whose event alone is above the limit
+    goes to the dead-letter topic (message_too_large); one the dead-letter
+    topic cannot take either stays in the outbox, as does one above what the
+    relay's producer sends at all (message.max.bytes), whatever its topic
+    takes."""
     env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
-    env.dlq = kafka.create_topic("dlq", partitions=1, config={"max.message.bytes": "65536"})
-    side = kafka.create_topic("side", partitions=1, config={"max.message.bytes": "8192"})
+    side = kafka.create_topic("side", partitions=1, config={"max.message.bytes": "65536"})
     roomy = kafka.create_topic("roomy", partitions=1, config={"max.message.bytes": str(32 << 20)})
     try:
         pg.query(FUNCTIONS)
-        pad = "x" * 500
+        # Just above librdkafka's batch.size (1,000,000): a full batch and a
+        # small one, which the topic would take after refusing the first.
+        pad = "x" * 900
+        rows = 930
         with psycopg.connect(pg.conninfo, autocommit=False) as conn:
-            for i in range(120):
+            conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'big', id => 'big-1', topic => %s)",
+                         (json.dumps({"pad": "y" * 100000}), side))
+            conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'huge', id => 'huge-1', topic => %s)",
+                         (json.dumps({"pad": "z" * (5 << 20)}), side))
+            # Above the relay producer's own message.max.bytes (16 MiB), for a
+            # topic that would take it.
+            conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'giant', id => 'giant-1', topic => %s)",
+                         (json.dumps({"pad": "g" * (17 << 20)}), roomy))
+            for i in range(rows):
                 conn.execute("select sluice.enqueue('side.event', %s::jsonb, %s, topic => %s)",
                              (json.dumps({"n": i, "pad": pad}), f"k{i % 5}", side))
-                if i == 60:
-                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'big', id => 'big-1', "
-                                 "topic => %s)", (json.dumps({"n": i, "pad": "y" * 20000}), side))
-                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'huge', id => 'huge-1', "
-                                 "topic => %s)", (json.dumps({"n": i, "pad": "z" * 100000}), side))
-                    # Above the relay producer's own message.max.bytes (16 MiB),
-                    # for a topic that would take it.
-                    conn.execute("select sluice.enqueue('side.event', %s::jsonb, 'giant', id => 'giant-1', "
-                                 "topic => %s)", (json.dumps({"n": i, "pad": "g" * (17 << 20)}), roomy))
         w = start_worker(env)
-        got = topic_messages(kafka, side, expected=120, timeout=60)
-        assert len(got) == 120, f"{len(got)} of 120 rows relayed: {w.log()[-3000:]}"
+        got = topic_messages(kafka, side, expected=rows, timeout=60)
+        assert len(got) == rows, f"{len(got)} of {rows} rows relayed: {w.log()[-3000:]}"
         per_key = {}
         for m in got:
             per_key.setdefault(m.key().decode(), []).append(json.loads(m.value())["data"]["n"])
-        assert per_key == {f"k{k}": list(range(k, 120, 5)) for k in range(5)}
+        assert per_key == {f"k{k}": list(range(k, rows, 5)) for k in range(5)}
         wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 2, 30, "two rows left")
         assert [r[0] for r in pg.query("select id from sluice.outbox order by id")] == ["giant-1", "huge-1"]
         w.wait_for_log('job \\"huge-1\\" (type \\"side.event\\") stays in sluice.outbox')
@@ -572,14 +575,16 @@ def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path)
         assert len(dl) == 1
         h = dict(dl[0].headers())
         assert h["sluice-error-code"] == b"message_too_large"
-        assert side.encode() in h["sluice-error-message"] and b"8192" in h["sluice-error-message"]
+        assert side.encode() in h["sluice-error-message"] and b"65536" in h["sluice-error-message"]
         assert h["sluice-source-topic"] == side.encode()
         ev = json.loads(dl[0].value())
-        assert ev["id"] == "big-1" and len(ev["data"]["pad"]) == 20000 and dl[0].key() == b"big"
-        w.wait_for_log("batches of outbox jobs kept under 8192 bytes")
+        assert ev["id"] == "big-1" and len(ev["data"]["pad"]) == 100000 and dl[0].key() == b"big"
+        w.wait_for_log("batches of outbox jobs kept under 65536 bytes")
         assert w.stop(30) == 0
+        assert "could not relay" not in w.log() and "refused a batch" not in w.log(), w.log()[-3000:]
     finally:
         env.kill_all()
+
 
 # ---- SQL-level contracts ------------------------------------------------------------------
 
