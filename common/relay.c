@@ -59,6 +59,8 @@
 /* A topic's limit learnt after a refusal is asked again after this long: an
  * operator may raise it meanwhile. */
 #define LIMIT_TTL 60.0
+/* Seconds a round spends at most asking for topics' limits. */
+#define LEARN_WAIT 3.0
 
 /* One outbox row of a batch; strings borrowed from the batch's PGresult. */
 struct row {
@@ -547,9 +549,12 @@ relay_shard(struct sl_relay *r, size_t i)
 	}
 	if ((rows = calloc((size_t)n, sizeof(*rows))) == NULL)
 		abort();
-	/* What each topic takes, before anything of the batch is in flight. */
+	/* What each topic takes, before anything of the batch is in flight; at
+	 * most a few seconds of asking a slow cluster (the lease is not renewed
+	 * meanwhile): the topics not asked yet are asked next round. */
+	waited_since = sl_now();
 	learn_limit(r, r->cfg->dlq_topic, 0);
-	for (k = 0; k < n && !stopping(r); k++) {
+	for (k = 0; k < n && !stopping(r) && sl_now() - waited_since < LEARN_WAIT; k++) {
 		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
 		if (topic[0] != '^') /* a subscription pattern: no topic to ask about */
 			learn_limit(r, topic, 0);
