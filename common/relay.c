@@ -483,6 +483,14 @@ learn_limit(struct sl_relay *r, const char *topic, int refused)
 	r->producer = p;
 }
 
+/* Where row k of an outbox_fetch() result goes: its topic, or the first
+ * job topic. Borrowed from res or the configuration. */
+static const char *
+row_topic(const struct sl_relay *r, const PGresult *res, int k)
+{
+	return PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+}
+
 /* Returns topic's limit, as learnt by learn_limit(), when a record of
  * `size` bytes (key and event) with its framing is above it; else 0. */
 static int
@@ -555,7 +563,7 @@ relay_shard(struct sl_relay *r, size_t i)
 	waited_since = sl_now();
 	learn_limit(r, r->cfg->dlq_topic, 0);
 	for (k = 0; k < n && !stopping(r) && sl_now() - waited_since < LEARN_WAIT; k++) {
-		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+		const char *topic = row_topic(r, res, k);
 		if (topic[0] != '^') /* a subscription pattern: no topic to ask about */
 			learn_limit(r, topic, 0);
 	}
@@ -566,7 +574,7 @@ relay_shard(struct sl_relay *r, size_t i)
 		const char *type = PQgetvalue(res, k, 4);
 		/* librdkafka sends an empty key as none: say so here too. */
 		const char *key = PQgetisnull(res, k, 5) || PQgetlength(res, k, 5) == 0 ? NULL : PQgetvalue(res, k, 5);
-		const char *topic = PQgetisnull(res, k, 6) ? r->cfg->topics[0] : PQgetvalue(res, k, 6);
+		const char *topic = row_topic(r, res, k);
 		const char *data = PQgetvalue(res, k, 7);
 		size_t key_size = key ? strlen(key) : 0, size;
 		char *value;
