@@ -158,13 +158,13 @@ sl_consumer_run(struct sl_worker *w)
 				full_since = sl_now();
 			if (sl_now() - full_since >= FULL_BEFORE_PAUSE)
 				sl_rebalance_pause(w, 1);
-			rd_kafka_poll(w->producer, 1);
+			sl_publish_poll(w, 1);
 		} else {
 			full_since = 0;
 			m = rd_kafka_consumer_poll(w->consumer, w->in_flight > 0 ? 5 : 100);
 			if (m != NULL)
 				handle_message(w, m, draining);
-			rd_kafka_poll(w->producer, 0);
+			sl_publish_poll(w, 0);
 		}
 		/* Results wait in the producer for linger.ms (50 ms), to go out
 		 * in batches while every executor is busy; while one is idle the

@@ -263,9 +263,10 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 }
 
 /* Our defaults, then the user's properties, then the properties our
- * guarantees rest on (config.c refuses user values for them). */
-rd_kafka_t *
-sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size)
+ * guarantees rest on (config.c refuses user values for them). alone: a
+ * producer that sends every record in a batch of its own, at once. */
+static rd_kafka_t *
+client_new(struct sl_worker *w, rd_kafka_type_t type, int alone, char *errbuf, size_t errbuf_size)
 {
 	const struct sl_config *cfg = w->cfg;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -302,8 +303,11 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 	    (type == RD_KAFKA_PRODUCER &&
 	     sl_kafka_conf_set_all(conf, cfg->producer_props, cfg->n_producer_props, errbuf, errbuf_size) < 0))
 		goto err;
-	if (type == RD_KAFKA_PRODUCER &&
+	if (type == RD_KAFKA_PRODUCER && !alone &&
 	    sl_kafka_cap_batches(w->batch_max, "results and dead letters", conf, errbuf, errbuf_size) < 0)
+		goto err;
+	if (alone && (sl_kafka_conf_set(conf, "batch.num.messages", "1", errbuf, errbuf_size) < 0 ||
+	              sl_kafka_conf_set(conf, "linger.ms", "0", errbuf, errbuf_size) < 0))
 		goto err;
 	if (type == RD_KAFKA_CONSUMER) {
 		if (sl_kafka_conf_set(conf, "group.id", cfg->group, errbuf, errbuf_size) < 0 ||
@@ -332,4 +336,16 @@ sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, siz
 err:
 	rd_kafka_conf_destroy(conf);
 	return NULL;
+}
+
+rd_kafka_t *
+sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size)
+{
+	return client_new(w, type, 0, errbuf, errbuf_size);
+}
+
+rd_kafka_t *
+sl_kafka_producer_alone(struct sl_worker *w, char *errbuf, size_t errbuf_size)
+{
+	return client_new(w, RD_KAFKA_PRODUCER, 1, errbuf, errbuf_size);
 }

@@ -13,6 +13,12 @@
  * opaque; or NULL with the reason in errbuf. The caller destroys it. */
 rd_kafka_t *sl_kafka_client_new(struct sl_worker *w, rd_kafka_type_t type, char *errbuf, size_t errbuf_size);
 
+/* Returns a producer like sl_kafka_client_new()'s that sends each record
+ * in a record batch of its own and at once (batch.num.messages 1, linger.ms
+ * 0), for records a topic refused in a batch (publish.c); or NULL with the
+ * reason in errbuf. */
+rd_kafka_t *sl_kafka_producer_alone(struct sl_worker *w, char *errbuf, size_t errbuf_size);
+
 /* Reads, through rk, the max.message.bytes of the dead-letter topic, of
  * every job type's result topic and of the job topics (Kafka's
  * DescribeConfigs, at most 5 s): into w->batch_max, the smallest of the

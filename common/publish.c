@@ -10,6 +10,13 @@
  * it is acknowledged (partition.c). Values are not copied: the job owns
  * them until its delivery report.
  *
+ * A topic whose max.message.bytes was lowered after the worker started
+ * (which sized its batches to the limits then, kafka.c) refuses whole
+ * batches of records each small enough for it. A record refused as too
+ * large is produced again through a second producer, made then, that sends
+ * each record in a batch of its own: only a record larger than the topic's
+ * limit by itself stays refused.
+ *
  * Not for: building results (outcome.c) or the clients (kafka.c).
  * Consumer thread.
  */
@@ -22,6 +29,7 @@
 
 #include "clock.h"
 #include "executor.h"
+#include "kafka.h"
 #include "log.h"
 #include "ops.h"
 #include "partition.h"
@@ -65,11 +73,25 @@ dead_letter_headers(const struct sl_job *job, const char *omitted)
 	return h;
 }
 
-/* Produces one record of a job. Values are not copied: the job owns them
- * until its delivery report. Returns 0, or -1 after logging. */
-static int
-produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted)
+/* The producer that sends each record alone (w->alone), made the first
+ * time a record needs it; the batching one when it cannot be made. */
+static rd_kafka_t *
+alone_producer(struct sl_worker *w)
 {
+	char errbuf[512];
+
+	if (w->alone == NULL && (w->alone = sl_kafka_producer_alone(w, errbuf, sizeof(errbuf))) == NULL)
+		sl_log_error("%s", errbuf);
+	return w->alone != NULL ? w->alone : w->producer;
+}
+
+/* Produces one record of a job, alone: in a batch of its own. Values are
+ * not copied: the job owns them until its delivery report. Returns 0, or
+ * -1 after logging. */
+static int
+produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted, int alone)
+{
+	rd_kafka_t *rk = alone ? alone_producer(w) : w->producer;
 	const rd_kafka_message_t *m = job->msg;
 	rd_kafka_headers_t *hdrs = NULL;
 	rd_kafka_resp_err_t err;
@@ -80,14 +102,14 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 	for (;;) {
 		if (rec == REC_RESULT) {
 			topic = job->result_topic ? job->result_topic : w->cfg->result_topic;
-			err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+			err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
 			                        RD_KAFKA_V_KEY(m->key, m->key_len),
 			                        RD_KAFKA_V_VALUE(job->result, strlen(job->result)),
 			                        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 		} else {
 			topic = w->cfg->dlq_topic;
 			hdrs = dead_letter_headers(job, omitted);
-			err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+			err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
 			                        RD_KAFKA_V_KEY(m->key, m->key_len),
 			                        RD_KAFKA_V_VALUE(omitted ? NULL : m->payload, omitted ? 0 : m->len),
 			                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
@@ -99,7 +121,7 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 		 * gets back to polling and to its signals. */
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || ++waited > 100)
 			break;
-		rd_kafka_poll(w->producer, 10);
+		rd_kafka_poll(rk, 10);
 	}
 	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && rec == REC_DLQ && omitted == NULL) {
 		/* Larger than the producer takes (message.max.bytes): refused
@@ -108,7 +130,7 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 		 * goes without its value. */
 		sl_log_error("dead letter of %s [%d] offset %" PRId64 " too large to produce; sending it without its value",
 		             job->part->topic, (int)job->part->partition, job->offset);
-		return produce_record(w, job, rec, "too large for the producer (message.max.bytes)");
+		return produce_record(w, job, rec, "too large for the producer (message.max.bytes)", alone);
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_ops_kafka_error(w, rd_kafka_err2name(err));
@@ -127,13 +149,14 @@ struct sl_retry_rec {
 	struct sl_job *job;
 	unsigned rec;
 	const char *omitted;
+	int alone;
 	double at;
 };
 
 
 /* Produces record `rec` of job again in a second (w->retries). */
 static void
-retry_later(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted)
+retry_later(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted, int alone)
 {
 	struct sl_retry_rec *r = calloc(1, sizeof(*r));
 
@@ -142,6 +165,7 @@ retry_later(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *o
 	r->job = job;
 	r->rec = rec;
 	r->omitted = omitted;
+	r->alone = alone;
 	r->at = sl_now() + 1.0;
 	r->next = w->retries;
 	w->retries = r;
@@ -159,8 +183,8 @@ sl_publish_retry_due(struct sl_worker *w)
 			continue;
 		}
 		*pp = r->next;
-		if (produce_record(w, r->job, r->rec, r->omitted) < 0)
-			retry_later(w, r->job, r->rec, r->omitted);
+		if (produce_record(w, r->job, r->rec, r->omitted, r->alone) < 0)
+			retry_later(w, r->job, r->rec, r->omitted, r->alone);
 		free(r);
 	}
 }
@@ -171,33 +195,47 @@ sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 	struct sl_worker *w = opaque;
 	unsigned rec = (unsigned)((uintptr_t)m->_private & 1u);
 	struct sl_job *job = (struct sl_job *)((uintptr_t)m->_private & ~(uintptr_t)1u);
+	int alone = rk == w->alone;
+	int too_large = m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	                (rec == REC_DLQ && m->err == RD_KAFKA_RESP_ERR_INVALID_RECORD);
 
-	(void)rk;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
+		if (too_large && !alone) {
+			/* Perhaps only its batch was: alone, it may fit. */
+			if (w->alone == NULL) {
+				sl_log_warn("topic \"%s\" refused a batch of records as too large: its max.message.bytes is "
+				            "below the batches this worker makes (lowered since the worker started?); "
+				            "records it refuses go one to a batch from now on, and a restart sizes the "
+				            "batches to the topics' limits again",
+				            rd_kafka_topic_name(m->rkt));
+				(void)alone_producer(w);
+			}
+			retry_later(w, job, rec, NULL, 1);
+			return;
+		}
 		/* A dead letter larger than its topic allows keeps its coordinates
 		 * (sluice-source-*) and loses the value rather than blocking the
 		 * partition forever; the original is still in the source topic. */
-		if (rec == REC_DLQ && (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-		                       m->err == RD_KAFKA_RESP_ERR_INVALID_RECORD)) {
+		if (too_large && rec == REC_DLQ) {
 			sl_log_error("dead letter of %s [%d] offset %" PRId64 " too large for \"%s\"; sending it without its value",
 			             job->part->topic, (int)job->part->partition, job->offset, w->cfg->dlq_topic);
-			retry_later(w, job, REC_DLQ, "too large for the dead-letter topic");
+			retry_later(w, job, REC_DLQ, "too large for the dead-letter topic", 1);
 			return;
 		}
-		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
 		/* The ledger holds this result (the job is finished): nothing else
 		 * may be published for it, so its partition waits for the topic. */
-		if (rec == REC_RESULT && m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+		if (too_large)
 			sl_log_error("topic \"%s\" refused the result of %s [%d] offset %" PRId64 " (%zu bytes) as too large "
-			             "(max.message.bytes, which counts a batch of results whole); retrying: the ledger "
-			             "holds this result, so while the topic's limit is below it the partition waits",
+			             "(max.message.bytes); retrying: the ledger holds this result, so while the topic's "
+			             "limit is below it the partition waits",
 			             rd_kafka_topic_name(m->rkt), job->part->topic, (int)job->part->partition, job->offset,
 			             m->len);
 		else
 			sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
 			             rec == REC_RESULT ? "result" : "dead letter", job->part->topic,
 			             (int)job->part->partition, job->offset, rd_kafka_err2str(m->err));
-		retry_later(w, job, rec, NULL);
+		retry_later(w, job, rec, NULL, alone);
 		return;
 	}
 	if (rec == REC_RESULT)
@@ -232,12 +270,12 @@ sl_publish_done(struct sl_worker *w)
 		sl_ops_job_done(w, job);
 		job->pending_acks = job->dlq_code ? 2 : 1;
 		produced++;
-		if (produce_record(w, job, REC_RESULT, NULL) < 0)
-			retry_later(w, job, REC_RESULT, NULL);
+		if (produce_record(w, job, REC_RESULT, NULL, 0) < 0)
+			retry_later(w, job, REC_RESULT, NULL, 0);
 		if (job->dlq_code != NULL) {
 			atomic_fetch_add(&w->n_dead_letters, 1);
-			if (produce_record(w, job, REC_DLQ, NULL) < 0)
-				retry_later(w, job, REC_DLQ, NULL);
+			if (produce_record(w, job, REC_DLQ, NULL, 0) < 0)
+				retry_later(w, job, REC_DLQ, NULL, 0);
 		}
 	}
 	return produced;
@@ -250,4 +288,27 @@ sl_publish_flush(struct sl_worker *w)
 	 * runs and wakes the broker threads, which send at once; it then waits
 	 * for acknowledgements, which are not needed here: 1 ms bounds that. */
 	(void)rd_kafka_flush(w->producer, 1);
+}
+
+void
+sl_publish_poll(struct sl_worker *w, int timeout_ms)
+{
+	rd_kafka_poll(w->producer, timeout_ms);
+	if (w->alone != NULL)
+		rd_kafka_poll(w->alone, 0);
+}
+
+int
+sl_publish_drain(struct sl_worker *w, int timeout_ms)
+{
+	rd_kafka_t *rks[2] = { w->producer, w->alone };
+	int i, left = 0;
+
+	for (i = 0; i < 2; i++) {
+		if (rks[i] == NULL || rd_kafka_flush(rks[i], timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		left += rd_kafka_outq_len(rks[i]);
+		rd_kafka_purge(rks[i], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	}
+	return left;
 }

@@ -20,7 +20,16 @@ void sl_publish_flush(struct sl_worker *w);
 /* Produces again the records whose pause after a failure is over. */
 void sl_publish_retry_due(struct sl_worker *w);
 
-/* The producer's delivery report callback (rd_kafka_conf_set_dr_msg_cb),
+/* Serves the producers' delivery reports: waits up to timeout_ms for the
+ * batching producer's, takes the other's without waiting. */
+void sl_publish_poll(struct sl_worker *w, int timeout_ms);
+
+/* At stop: waits up to timeout_ms for each producer to deliver what it
+ * holds, then purges what is left (its jobs are redelivered). Returns how
+ * many records were purged. */
+int sl_publish_drain(struct sl_worker *w, int timeout_ms);
+
+/* The producers' delivery report callback (rd_kafka_conf_set_dr_msg_cb),
  * opaque w: an acknowledged record counts toward its job's completion, a
  * failed one is produced again later. Runs inside rd_kafka_poll() and
  * rd_kafka_flush() on the consumer thread. */

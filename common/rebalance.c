@@ -86,7 +86,7 @@ on_revoke(struct sl_worker *w, rd_kafka_topic_partition_list_t *parts, int aband
 		busy = 0;
 		sl_publish_done(w);
 		sl_publish_retry_due(w);
-		rd_kafka_poll(w->producer, 5);
+		sl_publish_poll(w, 5);
 		for (i = 0; i < parts->cnt; i++)
 			if ((p = sl_partition_find(w, parts->elems[i].topic, parts->elems[i].partition)) != NULL)
 				busy += p->jobs;

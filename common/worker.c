@@ -100,7 +100,7 @@ sl_worker_run(struct sl_config *cfg)
 	rd_kafka_topic_partition_list_t *topics = NULL;
 	rd_kafka_resp_err_t err;
 	char errbuf[1024];
-	int status = 1, stuck = 0;
+	int status = 1, stuck = 0, left;
 	size_t i;
 
 	memset(w, 0, sizeof(*w));
@@ -177,11 +177,8 @@ sl_worker_run(struct sl_config *cfg)
 	stuck = sl_executors_stop(w, w->abandoning ? 5.0 : w->shutdown_timeout);
 	sl_publish_done(w);
 	sl_publish_retry_due(w);
-	if (rd_kafka_flush(w->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		sl_log_warn("%d records not acknowledged at stop; their jobs are redelivered",
-		            rd_kafka_outq_len(w->producer));
-		rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	}
+	if ((left = sl_publish_drain(w, 10000)) > 0)
+		sl_log_warn("%d records not acknowledged at stop; their jobs are redelivered", left);
 	err = rd_kafka_commit(w->consumer, NULL, 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		sl_log_warn("could not commit offsets at stop: %s", rd_kafka_err2str(err));
@@ -208,6 +205,8 @@ out:
 	}
 	if (w->producer != NULL)
 		rd_kafka_destroy(w->producer);
+	if (w->alone != NULL)
+		rd_kafka_destroy(w->alone);
 	if (w->consumer != NULL) {
 		if (w->consumer_q != NULL)
 			rd_kafka_queue_destroy(w->consumer_q);

@@ -177,6 +177,7 @@ struct sl_worker {
 	struct sl_config *cfg;
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
+	rd_kafka_t *alone;             /* NULL until a topic refuses a batch (publish.c) */
 	rd_kafka_queue_t *consumer_q;  /* for waking the consumer thread */
 
 	struct sl_job_type_rt *types;

@@ -349,3 +349,39 @@ def test_result_topic_with_a_small_message_limit(senv):
     assert "max.message.bytes" in out["error"]["message"], out
     assert senv.pg.scalar("select count(*) from app.seen where job_id = %s", big["id"]) == 0
     assert "too large" not in w.log().replace("result_too_large", ""), w.log()[-3000:]
+
+
+def test_result_topic_limit_lowered_while_the_worker_runs(senv):
+    """A result topic's max.message.bytes lowered after the worker started
+    (which sized its batches to the limit then) refuses whole batches of
+    results each small enough for it, and went on refusing them on every
+    retry: the partition waited until a restart. A record refused as too
+    large is now produced again in a batch of its own, so every result
+    arrives, once, with the worker running on."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    senv.results = senv.kafka.create_topic("shrinking-results", partitions=1)
+    senv.pg.query("create function app.big(job jsonb) returns jsonb language plpgsql as $$ begin "
+                  "insert into app.seen values (job->>'id', 1); "
+                  "return jsonb_build_object('pad', repeat('x', (job->'data'->>'n')::int)); end $$")
+    senv.types = dict(senv.types, **{"t.big": "sql:app.big"})
+    w = senv.worker(max_batch=32).start()
+    first = [cloudevent("t.big", {"n": 600}) for _ in range(5)]
+    senv.produce_jobs(first, lambda ev: b"k")
+    read_results(senv.kafka, senv.results, len(first), timeout=60)
+    res = ConfigResource(ConfigResource.Type.TOPIC, senv.results, incremental_configs=[
+        ConfigEntry("max.message.bytes", "4096", incremental_operation=AlterConfigOpType.SET)])
+    for f in senv.kafka.admin.incremental_alter_configs([res]).values():
+        f.result(30)
+    time.sleep(1)  # the broker applies a topic's config change asynchronously
+    jobs = [cloudevent("t.big", {"n": 600}) for _ in range(300)]
+    senv.produce_jobs(jobs, lambda ev: f"k{hash(ev['id']) % 7}".encode())
+    out = read_results(senv.kafka, senv.results, len(first) + len(jobs), timeout=90)
+    w.wait_for_log("refused a batch of records as too large")
+    assert w.alive(), w.log()[-3000:]
+    assert w.stop(30) == 0, w.log()[-3000:]
+    for ev in first + jobs:
+        assert out.first(ev["id"])["data"]["status"] == "succeeded", out.first(ev["id"])
+    out.assert_copies_identical()
+    assert senv.pg.scalar("select count(*) from app.seen") == len(first) + len(jobs)
+    assert "partition waits" not in w.log(), w.log()[-3000:]

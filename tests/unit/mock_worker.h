@@ -9,7 +9,7 @@
  * are consumed and become jobs with sl_partition_add_job(). The test plays
  * the executors: it gives a job its outcome and hands it back with
  * sl_executors_hand_back(); mock_pump() then does what the loop does
- * (sl_publish_done, sl_publish_retry_due, rd_kafka_poll on the producer).
+ * (sl_publish_done, sl_publish_retry_due, sl_publish_poll).
  *
  * Not for: executors or PostgreSQL (w->executors stays empty). Included by
  * each test file that needs it: the functions are static inline, so that a
@@ -252,7 +252,7 @@ mock_step(struct mock *m)
 {
 	sl_publish_done(&m->w);
 	sl_publish_retry_due(&m->w);
-	rd_kafka_poll(m->w.producer, 10);
+	sl_publish_poll(&m->w, 10);
 }
 
 /* Runs the loop's publishing half until cond(m) holds or `seconds` pass.
@@ -384,6 +384,8 @@ mock_destroy(struct mock *m)
 	}
 	rd_kafka_destroy(m->w.consumer);
 	rd_kafka_destroy(m->w.producer);
+	if (m->w.alone != NULL)
+		rd_kafka_destroy(m->w.alone);
 	sl_ops_stop(&m->w);
 	pthread_mutex_destroy(&m->w.done_mu);
 	pthread_mutex_destroy(&m->w.reload_mu);

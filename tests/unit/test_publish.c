@@ -1,6 +1,7 @@
 /* test_publish.c -- unit tests for publish.c and partition.c on librdkafka's
  * mock cluster: a result whose delivery fails, a dead letter and a result
- * of one job, a dead letter too large for its topic, jobs completing out
+ * of one job, a result or dead letter refused in a batch (sent alone), a
+ * dead letter too large for its topic, jobs completing out
  * of offset order, and a job handed back unrun. No broker, no PostgreSQL: the test plays the
  * executors (mock_worker.h).
  */
@@ -155,8 +156,9 @@ test_dead_letter_and_result_both_acknowledged_before_the_offset_moves(void **sta
 }
 
 /* A dead letter the broker refuses as too large (MSG_SIZE_TOO_LARGE on the
- * dead-letter topic's broker only) is sent again without its value, with
- * sluice-value-omitted, rather than blocking its partition forever. */
+ * dead-letter topic's broker only), in its batch and then alone, is sent
+ * again without its value, with sluice-value-omitted, rather than blocking
+ * its partition forever. */
 static void
 test_dead_letter_too_large_is_sent_without_its_value(void **state)
 {
@@ -167,14 +169,74 @@ test_dead_letter_too_large_is_sent_without_its_value(void **state)
 	mock_feed(m, 1, NULL);
 	p = mock_assign(m);
 	mock_fetch(m, 1);
-	rd_kafka_mock_broker_push_request_error_rtts(m->mc, 2, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0);
+	rd_kafka_mock_broker_push_request_error_rtts(m->mc, 2, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
+	                                             RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0);
 	mock_finish(m->jobs[0], SL_JOB_FAILED, "message_too_large", 0);
 	mock_hand_back(m, 0);
 	assert_true(mock_pump(m, mock_retrying, 5));
 	assert_int_equal(p->stored, -1);
-	assert_true(mock_pump(m, mock_idle, 5));
+	assert_true(mock_pump(m, mock_idle, 10));
 	assert_int_equal(p->stored, 1);
+	assert_non_null(m->w.alone);
 	expect_dead_letter(m, 0, "message_too_large");
+	mock_destroy(m);
+}
+
+/* A topic whose max.message.bytes was lowered after the worker started
+ * refuses whole batches of records each small enough for it, on every
+ * retry in a batch. A dead letter refused once goes again alone, in a
+ * batch of its own, still with its value. */
+static void
+test_dead_letter_refused_in_a_batch_goes_alone_with_its_value(void **state)
+{
+	struct mock *m = mock_new(2, 2, "");
+	struct sl_partition *p;
+
+	(void)state;
+	mock_feed(m, 1, NULL);
+	p = mock_assign(m);
+	mock_fetch(m, 1);
+	rd_kafka_mock_broker_push_request_error_rtts(m->mc, 2, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0);
+	mock_finish(m->jobs[0], SL_JOB_FAILED, "handler_error", 0);
+	mock_hand_back(m, 0);
+	assert_true(mock_pump(m, mock_idle, 10));
+	assert_int_equal(p->stored, 1);
+	assert_non_null(m->w.alone);
+	expect_dead_letter(m, 1, "handler_error");
+	mock_destroy(m);
+}
+
+static int
+alone_made(struct mock *m)
+{
+	return m->w.alone != NULL;
+}
+
+/* The same for a result: refused in a batch, it goes alone. Refused alone
+ * too (larger than the topic takes by itself), it waits, holding its
+ * offset, and goes when the topic takes it: the ledger holds this result,
+ * and nothing else may be published for the job. Published once. */
+static void
+test_result_refused_in_a_batch_goes_alone(void **state)
+{
+	struct mock *m = mock_new(1, 1, "");
+	struct sl_partition *p;
+
+	(void)state;
+	mock_feed(m, 1, NULL);
+	p = mock_assign(m);
+	mock_fetch(m, 1);
+	mock_fail_requests(m, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	mock_finish(m->jobs[0], SL_JOB_SUCCEEDED, NULL, 0);
+	mock_hand_back(m, 0);
+	assert_true(mock_pump(m, alone_made, 5));
+	assert_true(mock_pump(m, mock_retrying, 5));
+	assert_int_equal(p->stored, -1);
+	assert_int_equal(m->w.in_flight, 1);
+	assert_true(mock_pump(m, mock_idle, 10));
+	assert_int_equal(p->stored, 1);
+	assert_int_equal(atomic_load(&m->w.n_succeeded), 1);
+	assert_int_equal(mock_read(m, MOCK_RESULTS, 1, NULL, NULL, 5), 1);
 	mock_destroy(m);
 }
 
@@ -294,6 +356,8 @@ main(void)
 		cmocka_unit_test(test_failed_delivery_is_retried_before_the_offset_moves),
 		cmocka_unit_test(test_dead_letter_and_result_both_acknowledged_before_the_offset_moves),
 		cmocka_unit_test(test_dead_letter_too_large_is_sent_without_its_value),
+		cmocka_unit_test(test_dead_letter_refused_in_a_batch_goes_alone_with_its_value),
+		cmocka_unit_test(test_result_refused_in_a_batch_goes_alone),
 		cmocka_unit_test(test_dead_letter_too_large_for_the_producer_is_sent_without_its_value),
 		cmocka_unit_test(test_out_of_order_completion_stores_the_lowest_unfinished_offset),
 		cmocka_unit_test(test_skipped_job_holds_its_offset),
