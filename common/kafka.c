@@ -117,8 +117,9 @@ sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *e
 	return sl_kafka_conf_set(conf, "batch.size", value, errbuf, errbuf_size);
 }
 
-/* Each topic's max.message.bytes into max[i] (0 where it cannot be read:
- * logged here, or with quiet written to errbuf), asked of the brokers
+/* Each topic's max.message.bytes into max[i] (0 where it cannot be read,
+ * -1 where the topic does not exist: logged here, or with quiet written to
+ * errbuf), asked of the brokers
  * through rk with DescribeConfigs. Waits at most LIMITS_TIMEOUT_MS, less on
  * a stop signal. Returns 0, or -1 with why no topic's limit is known in
  * errbuf (empty on a stop). */
@@ -164,6 +165,7 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, i
 		if (i == n)
 			continue;
 		if (rd_kafka_ConfigResource_error(out[j]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+			max[i] = -1;
 			if (quiet)
 				snprintf(errbuf, errbuf_size, "the topic does not exist yet");
 			else
@@ -201,7 +203,7 @@ sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t err
 {
 	int max = 0;
 
-	if (describe_limits(rk, &topic, 1, &max, 1, errbuf, errbuf_size) == 0 && max <= 0 && !*errbuf)
+	if (describe_limits(rk, &topic, 1, &max, 1, errbuf, errbuf_size) == 0 && max == 0 && !*errbuf)
 		snprintf(errbuf, errbuf_size, "the brokers did not say");
 	return max;
 }
@@ -249,6 +251,8 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	for (i = 0; i < n; i++)
 		if (max[i] > 0)
 			sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[i], max[i]);
+		else
+			max[i] = 0; /* not known */
 	/* Results and dead letters; the relay's jobs and dead letters. */
 	w->batch_max = w->relay_batch_max = max[0];
 	for (i = 0; i < w->n_types; i++) {

@@ -19,7 +19,10 @@
  * and tries again; a fatal idempotence error stops the relay for good and
  * sets the worker's fatal flag, so the worker exits non-zero. What each
  * topic takes is asked before the relay produces to it (learn_limit()): its
- * batches stay under it, and a row above it alone is a dead letter.
+ * batches stay under it, and a row above it alone is a dead letter. A topic
+ * that refuses every row (it does not exist, or is not ours to write) is
+ * held (hold_topic()): its rows stay, left out of the batches for a while,
+ * and the other topics' rows go on.
  *
  * Leases are relay_lease.c's, the CloudEvents and dead letters
  * relay_event.c's; relay_int.h holds what the three share. Not for:
@@ -61,6 +64,11 @@
 #define LIMIT_TTL 60.0
 /* Seconds a round spends at most asking for topics' limits. */
 #define LEARN_WAIT 3.0
+/* Seconds the rows of a topic that refuses every row (it does not exist,
+ * or the relay may not write to it) stay out of the relay's batches before
+ * it tries the topic again; and how often it says so again. */
+#define HOLD_SECONDS 10.0
+#define HOLD_LOG_SECONDS 60.0
 
 /* One outbox row of a batch; strings borrowed from the batch's PGresult. */
 struct row {
@@ -69,8 +77,12 @@ struct row {
 	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
 	rd_kafka_resp_err_t err;
 	int dead_letter;           /* produced to the dead-letter topic */
-	int kept;                  /* too large for its topic and the dead-letter topic: not produced */
+	int kept;                  /* not produced: too large for its topic and the dead-letter
+	                            * topic (KEPT_TOO_LARGE), or its topic is held (KEPT_HELD) */
 };
+
+#define KEPT_TOO_LARGE 1
+#define KEPT_HELD 2
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -250,7 +262,7 @@ relay_connect(struct sl_relay *r)
 		return -1;
 	}
 	res = sl__relay_query(r,
-	            "select to_regprocedure('sluice.outbox_fetch(integer,integer)') is not null "
+	            "select to_regprocedure('sluice.outbox_fetch(integer,integer,text,text[])') is not null "
 	            "and to_regprocedure('sluice.schedule_fire(integer)') is not null "
 	            "and to_regprocedure('sluice.outbox_heartbeat(text,interval)') is not null",
 	            0, NULL, state, errbuf, sizeof(errbuf));
@@ -262,8 +274,8 @@ relay_connect(struct sl_relay *r)
 	PQclear(res);
 	if (!present) {
 		if (!r->waiting_logged)
-			sl_log_info("outbox relay: the database has no sluice.outbox yet (sluicectl migrate); "
-			            "the relay waits for it");
+			sl_log_info("outbox relay: the database lacks the outbox's migrations (sluice.outbox, or one "
+			            "newer than its own: sluicectl migrate); the relay waits for them");
 		r->waiting_logged = 1;
 		sl__relay_disconnect(r, NULL);
 		return 1;
@@ -407,8 +419,28 @@ produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *
 	return 0;
 }
 
+/* topic's entry in r->limits, made when it has none. */
+static struct topic_limit *
+topic_entry(struct sl_relay *r, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_limits; i++)
+		if (strcmp(r->limits[i].topic, topic) == 0)
+			return &r->limits[i];
+	if ((r->limits = realloc(r->limits, (r->n_limits + 1) * sizeof(*r->limits))) == NULL)
+		abort();
+	memset(&r->limits[i], 0, sizeof(r->limits[i]));
+	if ((r->limits[i].topic = strdup(topic)) == NULL)
+		abort();
+	r->limits[i].asked_at = -LIMIT_TTL;
+	r->n_limits++;
+	return &r->limits[i];
+}
+
 /* The limit of topic as learnt by learn_limit(): > 0, 0 when it could not
- * be read, -1 when it was not asked (or long ago). */
+ * be read, -1 when it was not asked (or long ago) or the topic did not
+ * exist when asked. */
 static int
 known_limit(const struct sl_relay *r, const char *topic)
 {
@@ -416,8 +448,65 @@ known_limit(const struct sl_relay *r, const char *topic)
 
 	for (i = 0; i < r->n_limits; i++)
 		if (strcmp(r->limits[i].topic, topic) == 0)
-			return sl_now() - r->limits[i].asked_at < LIMIT_TTL ? r->limits[i].max : -1;
+			return sl_now() - r->limits[i].asked_at < LIMIT_TTL && r->limits[i].max >= 0 ? r->limits[i].max
+			                                                                          : -1;
 	return -1;
+}
+
+/* Leaves topic's rows in the outbox for HOLD_SECONDS: it refuses every row
+ * (why), and at the head of a shard its rows would take every batch and
+ * keep the other topics' rows waiting. Said at most once a minute. */
+static void
+hold_topic(struct sl_relay *r, const char *topic, const char *why)
+{
+	struct topic_limit *t = topic_entry(r, topic);
+
+	t->held_until = sl_now() + HOLD_SECONDS;
+	if (sl_now() - t->held_logged_at < HOLD_LOG_SECONDS)
+		return;
+	t->held_logged_at = sl_now();
+	sl_log_warn("outbox relay: topic \"%s\": %s; its rows stay in sluice.outbox, tried again every %.0f s, "
+	            "while the other topics' rows go on (create the topic, or delete its rows)",
+	            topic, why, HOLD_SECONDS);
+}
+
+/* Whether topic's rows are held (hold_topic()). */
+static int
+topic_held(const struct sl_relay *r, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_limits; i++)
+		if (strcmp(r->limits[i].topic, topic) == 0)
+			return r->limits[i].held_until > sl_now();
+	return 0;
+}
+
+/* The held topics as a PostgreSQL array literal, for outbox_fetch(). New
+ * malloc'ed string. */
+static char *
+held_literal(const struct sl_relay *r)
+{
+	char *buf = NULL, c[3] = "";
+	size_t len = 0, cap = 0, i;
+	const char *s;
+	int first = 1;
+
+	sl__relay_append(&buf, &len, &cap, "{");
+	for (i = 0; i < r->n_limits; i++) {
+		if (r->limits[i].held_until <= sl_now())
+			continue;
+		sl__relay_append(&buf, &len, &cap, first ? "\"" : ",\"");
+		for (s = r->limits[i].topic; *s != '\0'; s++) {
+			c[0] = *s == '"' || *s == '\\' ? '\\' : *s;
+			c[1] = *s == '"' || *s == '\\' ? *s : '\0';
+			sl__relay_append(&buf, &len, &cap, c);
+		}
+		sl__relay_append(&buf, &len, &cap, "\"");
+		first = 0;
+	}
+	sl__relay_append(&buf, &len, &cap, "}");
+	return buf;
 }
 
 /* Learns what topic takes before the relay produces to it, and again once a
@@ -435,30 +524,29 @@ learn_limit(struct sl_relay *r, const char *topic, int refused)
 {
 	char errbuf[512], own[32];
 	size_t own_size = sizeof(own);
+	struct topic_limit *t;
 	rd_kafka_t *p;
 	int max, was = -1;
-	size_t i;
 
-	if (!refused && known_limit(r, topic) >= 0)
+	if (!refused && (known_limit(r, topic) >= 0 || topic_held(r, topic)))
 		return;
 	max = sl_kafka_topic_limit(r->producer, topic, errbuf, sizeof(errbuf));
 	if (max > 0 && rd_kafka_conf_get(rd_kafka_conf(r->producer), "message.max.bytes", own, &own_size) ==
 	                       RD_KAFKA_CONF_OK && atoi(own) > 0 && atoi(own) < max)
 		max = atoi(own);
-	for (i = 0; i < r->n_limits && strcmp(r->limits[i].topic, topic) != 0; i++)
-		;
-	if (i == r->n_limits) {
-		if ((r->limits = realloc(r->limits, (r->n_limits + 1) * sizeof(*r->limits))) == NULL)
-			abort();
-		if ((r->limits[r->n_limits].topic = strdup(topic)) == NULL)
-			abort();
-		r->n_limits++;
-	} else {
-		was = r->limits[i].max;
+	t = topic_entry(r, topic);
+	if (t->asked_at > 0)
+		was = t->max;
+	t->max = max;
+	t->asked_at = sl_now();
+	if (max < 0) {
+		/* Sent there, a row would wait for the topic's metadata
+		 * (topic.metadata.propagation.max.ms, 30 s) and fail. */
+		hold_topic(r, topic, "it does not exist");
+		return;
 	}
-	r->limits[i].max = max;
-	r->limits[i].asked_at = sl_now();
-	if (max <= 0) {
+	t->held_until = 0;
+	if (max == 0) {
 		if (refused && *errbuf)
 			sl_log_warn("outbox relay: topic \"%s\" refused a batch as too large and its max.message.bytes "
 			            "could not be read: %s; its rows are sent again each second", topic, errbuf);
@@ -481,6 +569,15 @@ learn_limit(struct sl_relay *r, const char *topic, int refused)
 	}
 	rd_kafka_destroy(r->producer);
 	r->producer = p;
+}
+
+/* Whether a row's delivery error is its topic's, and every row sent there
+ * would fail the same way until an operator acts. */
+static int
+refuses_every_row(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || err == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
 }
 
 /* Where row k of an outbox_fetch() result goes: its topic, or the first
@@ -533,7 +630,7 @@ relay_shard(struct sl_relay *r, size_t i)
 	const char *values[4];
 	struct row *rows = NULL;
 	PGresult *res = NULL;
-	char *xids = NULL, *seqs = NULL;
+	char *xids = NULL, *seqs = NULL, *held = held_literal(r);
 	double waited_since = 0;
 	long done = -1;
 	int n, k, failed = 0, acked = 0;
@@ -543,8 +640,12 @@ relay_shard(struct sl_relay *r, size_t i)
 	snprintf(limit, sizeof(limit), "%d", r->cfg->outbox.batch);
 	values[0] = shard;
 	values[1] = limit;
-	if ((res = sl__relay_query(r, "select * from sluice.outbox_fetch($1, $2)", 2, values, state, errbuf,
-	                 sizeof(errbuf))) == NULL) {
+	values[2] = r->cfg->topics[0];
+	values[3] = held;
+	res = sl__relay_query(r, "select * from sluice.outbox_fetch($1, $2, $3, $4::text[])", 4, values, state, errbuf,
+	                      sizeof(errbuf));
+	free(held);
+	if (res == NULL) {
 		if (PQstatus(r->conn) != CONNECTION_OK)
 			sl__relay_disconnect(r, errbuf);
 		else
@@ -584,6 +685,11 @@ relay_shard(struct sl_relay *r, size_t i)
 		row->seq = PQgetvalue(res, k, 1);
 		row->id = PQgetvalue(res, k, 2);
 		row->topic = topic;
+		if (topic_held(r, topic)) {
+			row->state = -1;
+			row->kept = KEPT_HELD;
+			continue;
+		}
 		value = sl__relay_event_text(row->id, source, type, PQgetvalue(res, k, 8), data);
 		size = key_size + strlen(value);
 		if ((max = too_large_for(r, topic, size)) > 0) {
@@ -594,13 +700,16 @@ relay_shard(struct sl_relay *r, size_t i)
 		if (max > 0 || sl__relay_check_data(r->w, type, data, code, msg, sizeof(msg)) < 0) {
 			row->dead_letter = 1;
 			row->topic = r->cfg->dlq_topic;
-			if ((max = too_large_for(r, r->cfg->dlq_topic, size + strlen(msg) + strlen(topic))) > 0) {
+			if (topic_held(r, r->cfg->dlq_topic)) {
+				row->state = -1;
+				row->kept = KEPT_HELD;
+			} else if ((max = too_large_for(r, r->cfg->dlq_topic, size + strlen(msg) + strlen(topic))) > 0) {
 				/* Kept: nothing takes it, and deleting it would lose it. */
 				sl_log_error("outbox relay: job \"%s\" (type \"%s\") stays in sluice.outbox: %s, and the "
 				             "dead-letter topic \"%s\" takes up to %d; raise a limit, or delete the row",
 				             row->id, type, msg, r->cfg->dlq_topic, max);
 				row->state = -1;
-				row->kept = 1;
+				row->kept = KEPT_TOO_LARGE;
 			} else {
 				sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
 				            row->id, type, code, msg);
@@ -638,8 +747,12 @@ relay_shard(struct sl_relay *r, size_t i)
 			acked++;
 			if (rows[k].dead_letter)
 				sl_metrics_counter_inc(r->m_dead_letters);
+		} else if (rows[k].state == -1 && rows[k].kept == KEPT_HELD) {
+			continue; /* its topic's hold was logged, and its rows are left out of the next batches */
 		} else if (rows[k].state == -1 && rows[k].kept) {
-			failed++; /* logged above */
+			failed++; /* logged above; the pause spaces those lines */
+		} else if (rows[k].state == -1 && refuses_every_row(rows[k].err)) {
+			hold_topic(r, rows[k].topic, rd_kafka_err2str(rows[k].err));
 		} else if (rows[k].state == -1) {
 			if (failed++ == 0)
 				sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,

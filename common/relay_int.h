@@ -49,13 +49,17 @@ struct sl_relay {
 	int waiting_logged;        /* "waiting for the migration" said once */
 	double pg_warned_at;
 	atomic_int fatal;          /* the producer hit a fatal error: relaying is over */
-	/* The max.message.bytes of topics that refused a batch as too large
-	 * (0: could not be read), asked when it happened; batch_cap, the limit
-	 * the producer's batches are kept under (0: none). */
+	/* The max.message.bytes of the topics the relay sent to (0: could not
+	 * be read, -1: the topic does not exist), asked when it happened;
+	 * held_until, until when the rows of a topic that refuses every row
+	 * (missing, or not ours to write) are left in the outbox; batch_cap,
+	 * the limit the producer's batches are kept under (0: none). */
 	struct topic_limit {
 		char *topic;
 		int max;
 		double asked_at;
+		double held_until;
+		double held_logged_at;
 	} *limits;
 	size_t n_limits;
 	int batch_cap;

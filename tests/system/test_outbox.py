@@ -709,3 +709,39 @@ def test_uncommitted_rows_hold_the_watermark(pg):
     finally:
         early.close()
         late.close()
+
+
+def test_rows_for_a_missing_topic_wait_without_holding_the_others(kafka, pg, tmp_path):
+    """Rows enqueued for a topic that does not exist stay in the outbox, and
+    the rows behind them for other topics go on: at the head of the shard's
+    order they used to take every batch (and each batch waited 30 s for the
+    missing topic's metadata), so nothing behind them was relayed again.
+    Once the topic is made, its rows arrive, in order per key."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
+    missing = kafka.topic_name("not-yet")
+    try:
+        pg.query(FUNCTIONS)
+        with psycopg.connect(pg.conninfo, autocommit=False) as conn:
+            for i in range(150):
+                conn.execute("select sluice.enqueue('o.rec', %s::jsonb, %s, topic => %s)",
+                             (json.dumps({"n": i}), f"k{i % 3}", missing))
+        with psycopg.connect(pg.conninfo, autocommit=False) as conn:
+            for i in range(50):
+                conn.execute("select sluice.enqueue('o.rec', %s::jsonb, %s)", (json.dumps({"n": 1000 + i}), "a"))
+        w = start_worker(env, extra="outbox: { poll_interval = 0.05; lease_ttl = 3.0; batch = 100; };")
+        wait_until(lambda: pg.scalar("select count(*) from app.done") == 50, 60, "the other topic's 50 jobs")
+        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 150, 30, "the 50 rows deleted")
+        w.wait_for_log(f'topic \\"{missing}\\": it does not exist')
+        assert "could not relay" not in w.log(), w.log()[-3000:]
+        kafka.create_topic(name=missing)
+        msgs = topic_messages(kafka, missing, expected=150, timeout=90)
+        assert len(msgs) == 150
+        seen = {}
+        for m in msgs:
+            seen.setdefault(m.key(), []).append(json.loads(m.value())["data"]["n"])
+        for key, ns in seen.items():
+            assert ns == sorted(ns), (key, ns)
+        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 0, 30, "an empty outbox")
+        assert w.stop(30) == 0
+    finally:
+        env.kill_all()
