@@ -124,8 +124,8 @@ sl_kafka_cap_batches(int limit, const char *what, rd_kafka_conf_t *conf, char *e
  * a stop signal. Returns 0, or -1 with why no topic's limit is known in
  * errbuf (empty on a stop). */
 static int
-describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, int quiet, char *errbuf,
-                size_t errbuf_size)
+describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, int *compacted, int quiet,
+                char *errbuf, size_t errbuf_size)
 {
 	rd_kafka_ConfigResource_t **res = calloc(n, sizeof(*res));
 	rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
@@ -142,6 +142,7 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, i
 		abort();
 	for (i = 0; i < n; i++) {
 		max[i] = 0;
+		compacted[i] = 0;
 		res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
 	}
 	(void)rd_kafka_AdminOptions_set_request_timeout(opt, LIMITS_TIMEOUT_MS, kerr, sizeof(kerr));
@@ -183,10 +184,15 @@ describe_limits(rd_kafka_t *rk, const char *const *topics, size_t n, int *max, i
 			continue;
 		}
 		entries = rd_kafka_ConfigResource_configs(out[j], &n_entries);
-		for (k = 0; k < n_entries; k++)
-			if (strcmp(rd_kafka_ConfigEntry_name(entries[k]), "max.message.bytes") == 0 &&
-			    rd_kafka_ConfigEntry_value(entries[k]) != NULL)
-				max[i] = (int)strtol(rd_kafka_ConfigEntry_value(entries[k]), NULL, 10);
+		for (k = 0; k < n_entries; k++) {
+			const char *name = rd_kafka_ConfigEntry_name(entries[k]);
+			const char *value = rd_kafka_ConfigEntry_value(entries[k]);
+
+			if (value != NULL && strcmp(name, "max.message.bytes") == 0)
+				max[i] = (int)strtol(value, NULL, 10);
+			else if (value != NULL && strcmp(name, "cleanup.policy") == 0)
+				compacted[i] = strstr(value, "compact") != NULL;
+		}
 	}
 out:
 	if (ev != NULL)
@@ -199,11 +205,11 @@ out:
 }
 
 int
-sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t errbuf_size)
+sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, int *compacted, char *errbuf, size_t errbuf_size)
 {
 	int max = 0;
 
-	if (describe_limits(rk, &topic, 1, &max, 1, errbuf, errbuf_size) == 0 && max == 0 && !*errbuf)
+	if (describe_limits(rk, &topic, 1, &max, compacted, 1, errbuf, errbuf_size) == 0 && max == 0 && !*errbuf)
 		snprintf(errbuf, errbuf_size, "the brokers did not say");
 	return max;
 }
@@ -234,10 +240,11 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	const struct sl_config *cfg = w->cfg;
 	const char **topics = calloc(1 + w->n_types + cfg->n_topics, sizeof(*topics));
 	int *max = calloc(1 + w->n_types + cfg->n_topics, sizeof(*max));
+	int *compacted = calloc(1 + w->n_types + cfg->n_topics, sizeof(*compacted));
 	char errbuf[256];
 	size_t i, n = 0;
 
-	if (topics == NULL || max == NULL)
+	if (topics == NULL || max == NULL || compacted == NULL)
 		abort();
 	add_topic(topics, &n, cfg->dlq_topic);
 	for (i = 0; i < w->n_types; i++)
@@ -245,7 +252,7 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	for (i = 0; i < cfg->n_topics; i++)
 		if (cfg->topics[i][0] != '^') /* a pattern (librdkafka's), not a topic */
 			add_topic(topics, &n, cfg->topics[i]);
-	if (describe_limits(rk, topics, n, max, 0, errbuf, sizeof(errbuf)) < 0 && *errbuf)
+	if (describe_limits(rk, topics, n, max, compacted, 0, errbuf, sizeof(errbuf)) < 0 && *errbuf)
 		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
 		            "batch.size and limits.max_result_bytes only", errbuf);
 	for (i = 0; i < n; i++)
@@ -253,6 +260,12 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 			sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[i], max[i]);
 		else
 			max[i] = 0; /* not known */
+	/* Results and dead letters of keyless jobs need a key there. */
+	if (compacted[add_topic(topics, &n, cfg->dlq_topic)])
+		sl_publish_key_keyless(w, cfg->dlq_topic);
+	for (i = 0; i < w->n_types; i++)
+		if (compacted[add_topic(topics, &n, w->types[i].conf->result_topic)])
+			sl_publish_key_keyless(w, w->types[i].conf->result_topic);
 	/* Results and dead letters; the relay's jobs and dead letters. */
 	w->batch_max = w->relay_batch_max = max[0];
 	for (i = 0; i < w->n_types; i++) {
@@ -264,6 +277,7 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 			w->relay_batch_max = smaller(w->relay_batch_max, max[add_topic(topics, &n, cfg->topics[i])]);
 	free(topics);
 	free(max);
+	free(compacted);
 }
 
 /* Our defaults, then the user's properties, then the properties our

@@ -32,8 +32,10 @@ void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
 
 /* The max.message.bytes of one topic, asked of the brokers through rk (at
  * most 5 s); 0 when it cannot be read, -1 when the topic does not exist,
- * with why in errbuf (empty on a stop signal). Logs nothing. Any thread. */
-int sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, char *errbuf, size_t errbuf_size);
+ * with why in errbuf (empty on a stop signal). *compacted: whether its
+ * cleanup.policy compacts (it refuses records without a key). Logs
+ * nothing. Any thread. */
+int sl_kafka_topic_limit(rd_kafka_t *rk, const char *topic, int *compacted, char *errbuf, size_t errbuf_size);
 
 /* Sets batch.size on a producer's conf under limit, the smallest
  * max.message.bytes of the topics it writes (`what` it writes, for the log

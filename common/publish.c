@@ -73,6 +73,53 @@ dead_letter_headers(const struct sl_job *job, const char *omitted)
 	return h;
 }
 
+void
+sl_publish_key_keyless(struct sl_worker *w, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_keyed_topics; i++)
+		if (strcmp(w->keyed_topics[i], topic) == 0)
+			return;
+	if ((w->keyed_topics = realloc(w->keyed_topics, (i + 1) * sizeof(*w->keyed_topics))) == NULL ||
+	    (w->keyed_topics[i] = strdup(topic)) == NULL)
+		abort();
+	w->n_keyed_topics++;
+	sl_log_info("topic \"%s\" is compacted (cleanup.policy) and refuses records without a key: results and dead "
+	            "letters of jobs without a key go there keyed by the job's \"topic:partition:offset\"", topic);
+}
+
+/* Whether topic needs a key on every record (sl_publish_key_keyless()). */
+static int
+needs_key(const struct sl_worker *w, const char *topic)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_keyed_topics; i++)
+		if (strcmp(w->keyed_topics[i], topic) == 0)
+			return 1;
+	return 0;
+}
+
+/* The key of a job's records to topic: the job's own; for a job without
+ * one, to a topic that needs one, "topic:partition:offset" in buf (the same
+ * for every delivery of the message). */
+static const void *
+record_key(const struct sl_worker *w, const struct sl_job *job, const char *topic, char *buf, size_t buf_size,
+           size_t *len)
+{
+	const rd_kafka_message_t *m = job->msg;
+
+	*len = m->key_len;
+	if ((m->key != NULL && m->key_len > 0) || !needs_key(w, topic))
+		return m->key;
+	*len = (size_t)snprintf(buf, buf_size, "%s:%d:%" PRId64, job->part->topic, (int)job->part->partition,
+	                        job->offset);
+	if (*len >= buf_size)
+		*len = buf_size - 1;
+	return buf;
+}
+
 /* The producer that sends each record alone (w->alone), made the first
  * time a record needs it; the batching one when it cannot be made. */
 static rd_kafka_t *
@@ -96,21 +143,26 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 	rd_kafka_headers_t *hdrs = NULL;
 	rd_kafka_resp_err_t err;
 	const char *topic;
+	const void *key;
+	char key_buf[320];
+	size_t key_len;
 	void *opaque = (void *)((uintptr_t)job | rec);
 	int waited = 0;
 
 	for (;;) {
 		if (rec == REC_RESULT) {
 			topic = job->result_topic ? job->result_topic : w->cfg->result_topic;
+			key = record_key(w, job, topic, key_buf, sizeof(key_buf), &key_len);
 			err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-			                        RD_KAFKA_V_KEY(m->key, m->key_len),
+			                        RD_KAFKA_V_KEY(key, key_len),
 			                        RD_KAFKA_V_VALUE(job->result, strlen(job->result)),
 			                        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 		} else {
 			topic = w->cfg->dlq_topic;
+			key = record_key(w, job, topic, key_buf, sizeof(key_buf), &key_len);
 			hdrs = dead_letter_headers(job, omitted);
 			err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-			                        RD_KAFKA_V_KEY(m->key, m->key_len),
+			                        RD_KAFKA_V_KEY(key, key_len),
 			                        RD_KAFKA_V_VALUE(omitted ? NULL : m->payload, omitted ? 0 : m->len),
 			                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -201,6 +253,13 @@ sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_ops_kafka_error(w, rd_kafka_err2name(m->err));
+		if (m->err == RD_KAFKA_RESP_ERR_INVALID_RECORD && m->key == NULL &&
+		    !needs_key(w, rd_kafka_topic_name(m->rkt))) {
+			/* Compacted since the worker started, or not known then. */
+			sl_publish_key_keyless(w, rd_kafka_topic_name(m->rkt));
+			retry_later(w, job, rec, NULL, alone);
+			return;
+		}
 		if (too_large && !alone) {
 			/* Perhaps only its batch was: alone, it may fit. */
 			if (w->alone == NULL) {

@@ -20,6 +20,11 @@ void sl_publish_flush(struct sl_worker *w);
 /* Produces again the records whose pause after a failure is over. */
 void sl_publish_retry_due(struct sl_worker *w);
 
+/* Notes that topic is compacted (cleanup.policy): it refuses records
+ * without a key, so the result or dead letter of a job without a key goes
+ * there keyed by the job's source topic, partition and offset. */
+void sl_publish_key_keyless(struct sl_worker *w, const char *topic);
+
 /* Serves the producers' delivery reports: waits up to timeout_ms for the
  * batching producer's, takes the other's without waiting. */
 void sl_publish_poll(struct sl_worker *w, int timeout_ms);

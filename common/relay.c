@@ -77,6 +77,7 @@ struct row {
 	int state;                 /* 0 in flight, 1 acknowledged, -1 failed */
 	rd_kafka_resp_err_t err;
 	int dead_letter;           /* produced to the dead-letter topic */
+	int keyless;               /* produced without a key */
 	int kept;                  /* not produced: too large for its topic and the dead-letter
 	                            * topic (KEPT_TOO_LARGE), or its topic is held (KEPT_HELD) */
 };
@@ -470,6 +471,23 @@ hold_topic(struct sl_relay *r, const char *topic, const char *why)
 	            topic, why, HOLD_SECONDS);
 }
 
+/* The key of a row for topic: its own; for a row without one, to a
+ * compacted topic (which refuses records without a key), its job id. */
+static const char *
+row_key(const struct sl_relay *r, struct row *row, const char *topic, const char *key)
+{
+	size_t i;
+
+	row->keyless = 0;
+	if (key != NULL)
+		return key;
+	for (i = 0; i < r->n_limits; i++)
+		if (strcmp(r->limits[i].topic, topic) == 0 && r->limits[i].compacted)
+			return row->id;
+	row->keyless = 1;
+	return NULL;
+}
+
 /* Whether topic's rows are held (hold_topic()). */
 static int
 topic_held(const struct sl_relay *r, const char *topic)
@@ -526,11 +544,11 @@ learn_limit(struct sl_relay *r, const char *topic, int refused)
 	size_t own_size = sizeof(own);
 	struct topic_limit *t;
 	rd_kafka_t *p;
-	int max, was = -1;
+	int max, was = -1, compacted = 0;
 
 	if (!refused && (known_limit(r, topic) >= 0 || topic_held(r, topic)))
 		return;
-	max = sl_kafka_topic_limit(r->producer, topic, errbuf, sizeof(errbuf));
+	max = sl_kafka_topic_limit(r->producer, topic, &compacted, errbuf, sizeof(errbuf));
 	if (max > 0 && rd_kafka_conf_get(rd_kafka_conf(r->producer), "message.max.bytes", own, &own_size) ==
 	                       RD_KAFKA_CONF_OK && atoi(own) > 0 && atoi(own) < max)
 		max = atoi(own);
@@ -539,6 +557,11 @@ learn_limit(struct sl_relay *r, const char *topic, int refused)
 		was = t->max;
 	t->max = max;
 	t->asked_at = sl_now();
+	if (compacted && !t->compacted)
+		sl_log_info("outbox relay: topic \"%s\" is compacted (cleanup.policy) and refuses records without a "
+		            "key: rows without a key go there keyed by their job id", topic);
+	if (max != 0) /* 0: not read, and not known either way */
+		t->compacted = compacted;
 	if (max < 0) {
 		/* Sent there, a row would wait for the topic's metadata
 		 * (topic.metadata.propagation.max.ms, 30 s) and fail. */
@@ -713,11 +736,13 @@ relay_shard(struct sl_relay *r, size_t i)
 			} else {
 				sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
 				            row->id, type, code, msg);
-				produce_row(r, row, r->cfg->dlq_topic, key, key_size, value,
+				const char *k2 = row_key(r, row, r->cfg->dlq_topic, key);
+				produce_row(r, row, r->cfg->dlq_topic, k2, k2 ? strlen(k2) : 0, value,
 				            sl__relay_dead_letter_headers(code, msg, topic));
 			}
 		} else {
-			produce_row(r, row, topic, key, key_size, value, NULL);
+			const char *k2 = row_key(r, row, topic, key);
+			produce_row(r, row, topic, k2, k2 ? strlen(k2) : 0, value, NULL);
 		}
 		free(value);
 	}
@@ -753,6 +778,15 @@ relay_shard(struct sl_relay *r, size_t i)
 			failed++; /* logged above; the pause spaces those lines */
 		} else if (rows[k].state == -1 && refuses_every_row(rows[k].err)) {
 			hold_topic(r, rows[k].topic, rd_kafka_err2str(rows[k].err));
+		} else if (rows[k].state == -1 && rows[k].err == RD_KAFKA_RESP_ERR_INVALID_RECORD && rows[k].keyless) {
+			/* Compacted since the relay asked, or it could not ask: sent
+			 * again next round keyed by its job id (row_key()). */
+			struct topic_limit *t = topic_entry(r, rows[k].topic);
+			if (!t->compacted)
+				sl_log_warn("outbox relay: topic \"%s\" refused a row without a key (compacted?): rows "
+				            "without a key go there keyed by their job id", rows[k].topic);
+			t->compacted = 1;
+			failed++;
 		} else if (rows[k].state == -1) {
 			if (failed++ == 0)
 				sl_log_warn("outbox relay: could not relay job \"%s\": %s; it is sent again", rows[k].id,

@@ -52,7 +52,8 @@ struct sl_relay {
 	/* The max.message.bytes of the topics the relay sent to (0: could not
 	 * be read, -1: the topic does not exist), asked when it happened;
 	 * held_until, until when the rows of a topic that refuses every row
-	 * (missing, or not ours to write) are left in the outbox; batch_cap,
+	 * (missing, or not ours to write) are left in the outbox; compacted,
+	 * whether it refuses records without a key; batch_cap,
 	 * the limit the producer's batches are kept under (0: none). */
 	struct topic_limit {
 		char *topic;
@@ -60,6 +61,7 @@ struct sl_relay {
 		double asked_at;
 		double held_until;
 		double held_logged_at;
+		int compacted;         /* refuses records without a key */
 	} *limits;
 	size_t n_limits;
 	int batch_cap;

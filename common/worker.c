@@ -207,6 +207,9 @@ out:
 		rd_kafka_destroy(w->producer);
 	if (w->alone != NULL)
 		rd_kafka_destroy(w->alone);
+	while (w->n_keyed_topics > 0)
+		free(w->keyed_topics[--w->n_keyed_topics]);
+	free(w->keyed_topics);
 	if (w->consumer != NULL) {
 		if (w->consumer_q != NULL)
 			rd_kafka_queue_destroy(w->consumer_q);

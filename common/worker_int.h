@@ -178,6 +178,10 @@ struct sl_worker {
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
 	rd_kafka_t *alone;             /* NULL until a topic refuses a batch (publish.c) */
+	/* Compacted result and dead-letter topics, which refuse records without
+	 * a key (publish.c gives those one); consumer thread. */
+	char **keyed_topics;
+	size_t n_keyed_topics;
 	rd_kafka_queue_t *consumer_q;  /* for waking the consumer thread */
 
 	struct sl_job_type_rt *types;

@@ -745,3 +745,25 @@ def test_rows_for_a_missing_topic_wait_without_holding_the_others(kafka, pg, tmp
         assert w.stop(30) == 0
     finally:
         env.kill_all()
+
+
+def test_rows_without_a_key_to_a_compacted_topic(kafka, pg, tmp_path):
+    """A compacted job topic refuses records without a key: rows enqueued
+    without one were refused at every round, at the head of their shard.
+    The relay now sends them keyed by their job id; rows with a key keep
+    it."""
+    env = outbox_env(kafka, pg, tmp_path, {"o.rec": "sql:app.rec"}, partitions=1)
+    env.jobs = kafka.create_topic("compacted-jobs", partitions=1, config={"cleanup.policy": "compact"})
+    try:
+        pg.query(FUNCTIONS)
+        ids = [pg.scalar("select sluice.enqueue('o.rec', %s::jsonb)", json.dumps({"n": i})) for i in range(20)]
+        mine = pg.scalar("select sluice.enqueue('o.rec', '{\"n\": 99}', 'mine')")
+        w = start_worker(env)
+        wait_until(lambda: pg.scalar("select count(*) from app.done") == 21, 60, "21 jobs relayed and run")
+        wait_until(lambda: pg.scalar("select count(*) from sluice.outbox") == 0, 30, "an empty outbox")
+        keys = {json.loads(m.value())["id"]: m.key() for m in topic_messages(kafka, env.jobs, expected=21)}
+        assert keys == dict({i: i.encode() for i in ids}, **{mine: b"mine"})
+        assert w.stop(30) == 0
+        assert "could not relay" not in w.log(), w.log()[-3000:]
+    finally:
+        env.kill_all()

@@ -385,3 +385,39 @@ def test_result_topic_limit_lowered_while_the_worker_runs(senv):
     out.assert_copies_identical()
     assert senv.pg.scalar("select count(*) from app.seen") == len(first) + len(jobs)
     assert "partition waits" not in w.log(), w.log()[-3000:]
+
+
+def test_compacted_result_and_dead_letter_topics_take_keyless_jobs(senv):
+    """A compacted topic (cleanup.policy=compact) refuses records without a
+    key, and the result of a job without a key was retried forever: its
+    partition waited. Results and dead letters of keyless jobs now go there
+    keyed by the job's "topic:partition:offset" (the same on every
+    delivery): for a dead-letter topic compacted when the worker starts, and
+    for a result topic compacted while it runs. Keyed jobs keep their key."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    senv.dlq = senv.kafka.create_topic("compacted-dlq", partitions=1, config={"cleanup.policy": "compact"})
+    w = senv.worker().start()
+    w.wait_for_log("is compacted (cleanup.policy)")
+    res = ConfigResource(ConfigResource.Type.TOPIC, senv.results, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    for f in senv.kafka.admin.incremental_alter_configs([res]).values():
+        f.result(30)
+    time.sleep(1)  # the broker applies a topic's config change asynchronously
+    echo = [send(senv, "t.echo", {"n": i}, key=None) for i in range(5)]
+    keyed = send(senv, "t.echo", {"n": 9}, key=b"mine")
+    boom = send(senv, "t.boom", {"n": 4}, key=None)
+    out = read_results(senv.kafka, senv.results, 7, timeout=60)
+    letters = senv.kafka.consume(senv.dlq, count=1, timeout=30)
+    assert w.alive(), w.log()[-3000:]
+    assert w.stop(30) == 0, w.log()[-3000:]
+    for ev in echo:
+        assert out.first(ev["id"])["data"]["status"] == "succeeded"
+    assert out.first(boom["id"])["data"]["status"] == "failed"
+    keys = {json.loads(m.value())["data"]["id"]: m.key()
+            for m in senv.kafka.consume(senv.results, count=7, timeout=15)}
+    assert keys[keyed["id"]] == b"mine"
+    for ev in echo + [boom]:
+        assert re.fullmatch(rb"%s:\d+:\d+" % re.escape(senv.jobs.encode()), keys[ev["id"]]), keys[ev["id"]]
+    assert len(letters) == 1 and json.loads(letters[0].value())["id"] == boom["id"]
+    assert letters[0].key() == keys[boom["id"]]
