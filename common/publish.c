@@ -132,9 +132,9 @@ alone_producer(struct sl_worker *w)
 	return w->alone != NULL ? w->alone : w->producer;
 }
 
-/* Produces one record of a job, alone: in a batch of its own. Values are
- * not copied: the job owns them until its delivery report. Returns 0, or
- * -1 after logging. */
+/* Produces one record of a job; with `alone`, in a batch of its own
+ * (through w->alone). Values are not copied: the job owns them until its
+ * delivery report. Returns 0, or -1 after logging. */
 static int
 produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char *omitted, int alone)
 {

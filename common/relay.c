@@ -734,14 +734,16 @@ relay_shard(struct sl_relay *r, size_t i)
 				row->state = -1;
 				row->kept = KEPT_TOO_LARGE;
 			} else {
+				const char *k2 = row_key(r, row, r->cfg->dlq_topic, key);
+
 				sl_log_warn("outbox relay: job \"%s\" (type \"%s\") goes to the dead-letter topic: %s: %s",
 				            row->id, type, code, msg);
-				const char *k2 = row_key(r, row, r->cfg->dlq_topic, key);
 				produce_row(r, row, r->cfg->dlq_topic, k2, k2 ? strlen(k2) : 0, value,
 				            sl__relay_dead_letter_headers(code, msg, topic));
 			}
 		} else {
 			const char *k2 = row_key(r, row, topic, key);
+
 			produce_row(r, row, topic, k2, k2 ? strlen(k2) : 0, value, NULL);
 		}
 		free(value);
@@ -782,6 +784,7 @@ relay_shard(struct sl_relay *r, size_t i)
 			/* Compacted since the relay asked, or it could not ask: sent
 			 * again next round keyed by its job id (row_key()). */
 			struct topic_limit *t = topic_entry(r, rows[k].topic);
+
 			if (!t->compacted)
 				sl_log_warn("outbox relay: topic \"%s\" refused a row without a key (compacted?): rows "
 				            "without a key go there keyed by their job id", rows[k].topic);
