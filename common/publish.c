@@ -23,6 +23,7 @@
 #include "publish.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,38 @@
 /* Tags in the delivery opaque: which record of the job it is. */
 #define REC_RESULT 0u
 #define REC_DLQ    1u
+
+/* Seconds between two lines about records that could not be produced or
+ * delivered: with a result topic missing, every record of every job in
+ * flight fails again each second, and a line each would bury the log. */
+#define RECORD_ERROR_INTERVAL 10.0
+
+/* Logs that a record failed: the first at once, then one line per
+ * RECORD_ERROR_INTERVAL, which says how many went unsaid since. */
+static void record_error(struct sl_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+record_error(struct sl_worker *w, const char *fmt, ...)
+{
+	char line[1024];
+	double now = sl_now();
+	va_list ap;
+
+	if (w->record_error_at != 0 && now - w->record_error_at < RECORD_ERROR_INTERVAL) {
+		w->record_errors_unsaid++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (w->record_errors_unsaid > 0)
+		sl_log_error("%s (and %ld more records failed in the last %.0f s)", line, w->record_errors_unsaid,
+		             now - w->record_error_at);
+	else
+		sl_log_error("%s", line);
+	w->record_error_at = now;
+	w->record_errors_unsaid = 0;
+}
 
 /* Returns new headers for a job's dead letter (the producer takes them):
  * the original message's, without any sluice-* of an earlier failure,
@@ -186,7 +219,7 @@ produce_record(struct sl_worker *w, struct sl_job *job, unsigned rec, const char
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		sl_ops_kafka_error(w, rd_kafka_err2name(err));
-		sl_log_error("could not produce the %s of %s [%d] offset %" PRId64 " to \"%s\": %s",
+		record_error(w, "could not produce the %s of %s [%d] offset %" PRId64 " to \"%s\": %s; retrying",
 		             rec == REC_RESULT ? "result" : "dead letter", job->part->topic, (int)job->part->partition,
 		             job->offset, topic, rd_kafka_err2str(err));
 		return -1;
@@ -285,13 +318,13 @@ sl_publish_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
 		/* The ledger holds this result (the job is finished): nothing else
 		 * may be published for it, so its partition waits for the topic. */
 		if (too_large)
-			sl_log_error("topic \"%s\" refused the result of %s [%d] offset %" PRId64 " (%zu bytes) as too large "
+			record_error(w, "topic \"%s\" refused the result of %s [%d] offset %" PRId64 " (%zu bytes) as too large "
 			             "(max.message.bytes); retrying: the ledger holds this result, so while the topic's "
 			             "limit is below it the partition waits",
 			             rd_kafka_topic_name(m->rkt), job->part->topic, (int)job->part->partition, job->offset,
 			             m->len);
 		else
-			sl_log_error("could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
+			record_error(w, "could not deliver the %s of %s [%d] offset %" PRId64 ": %s; retrying",
 			             rec == REC_RESULT ? "result" : "dead letter", job->part->topic,
 			             (int)job->part->partition, job->offset, rd_kafka_err2str(m->err));
 		retry_later(w, job, rec, NULL, alone);

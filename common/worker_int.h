@@ -206,6 +206,8 @@ struct sl_worker {
 	int abandoning;                /* consumer thread: stopping without waiting for jobs */
 	struct sl_dispatch dispatch;   /* consumer thread: the executor each job goes to */
 	struct sl_retry_rec *retries;  /* consumer thread: records to produce again (publish.c) */
+	double record_error_at;        /* consumer thread: when a failed record was last logged */
+	long record_errors_unsaid;     /* consumer thread: failed records not logged since */
 
 	/* What SIGHUP may change (consumer thread, except retry policies). */
 	int max_in_flight;

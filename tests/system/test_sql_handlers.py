@@ -421,3 +421,27 @@ def test_compacted_result_and_dead_letter_topics_take_keyless_jobs(senv):
         assert re.fullmatch(rb"%s:\d+:\d+" % re.escape(senv.jobs.encode()), keys[ev["id"]]), keys[ev["id"]]
     assert len(letters) == 1 and json.loads(letters[0].value())["id"] == boom["id"]
     assert letters[0].key() == keys[boom["id"]]
+
+
+def test_a_missing_result_topic_holds_results_until_it_is_made(senv):
+    """Without its result topic (auto-create off) a finished job's result
+    cannot go out: it is produced again each second, and the partition
+    waits. The log says so in a line per 10 s, not a line per record per
+    second (300 jobs in flight made 4,000 lines in 45 s). Once the topic
+    is made, every result arrives, and each job ran once."""
+    senv.results = senv.kafka.topic_name("made-later")
+    w = senv.worker().start()
+    jobs = [cloudevent("t.echo", {"n": i}) for i in range(300)]
+    senv.produce_jobs(jobs, lambda ev: ev["id"].encode())
+    w.wait_for_log("Unknown topic", timeout=90)
+    time.sleep(14)
+    lines = [ln for ln in w.log().splitlines() if "Unknown topic" in ln]
+    assert 1 <= len(lines) <= 5, lines
+    assert re.search(r"and \d+ more records failed", w.log()), lines
+    senv.kafka.create_topic(name=senv.results)
+    out = read_results(senv.kafka, senv.results, len(jobs), timeout=90)
+    assert w.stop(30) == 0, w.log()[-3000:]
+    for ev in jobs:
+        assert out.first(ev["id"])["data"]["status"] == "succeeded"
+    out.assert_copies_identical()
+    assert senv.pg.scalar("select count(*) from app.seen") == len(jobs)
