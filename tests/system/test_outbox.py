@@ -599,6 +599,8 @@ def test_outbox_topic_of_its_own_with_a_small_message_limit(kafka, pg, tmp_path)
     ("sluice.enqueue('t', '{}', topic => 'my topic')", "topic \"my topic\" is not a Kafka topic name"),
     ("sluice.enqueue('t', '{}', topic => '..')", "topic \"..\" is not a Kafka topic name"),
     ("sluice.enqueue('t', '{}', topic => repeat('t', 250))", "is not a Kafka topic name"),
+    ("sluice.enqueue('t', '{}', id => repeat('é', 513))", "must be at most 1024 bytes, not 1026"),
+    ("sluice.enqueue(repeat('t', 1025), '{}')", "must be at most 1024 bytes, not 1025"),
     ("sluice.schedule('s', '* * *', 't', '{}')", "expected 5 fields"),
     ("sluice.schedule('s', '60 * * * *', 't', '{}')", "minute field: 60 is out of range 0-59"),
     ("sluice.schedule('s', '* 5-1 * * *', 't', '{}')", "hour field: range \"5-1\" runs backwards"),

@@ -1,10 +1,16 @@
--- sluice.enqueue() refuses a topic that cannot be a Kafka topic's name.
+-- sluice.enqueue() refuses what the relay could never send or the worker
+-- never run, in the enqueuing transaction rather than later in a log or a
+-- dead letter:
 --
--- Kafka names a topic with 1 to 249 of the characters A-Z a-z 0-9 . _ -
--- (and neither "." nor ".."). A row enqueued for any other name could never
--- be relayed: it stayed in the outbox, and the error came late and from
--- the relay's log, not from the enqueuing transaction. Everything else is
--- as in 0006_outbox.sql; CREATE OR REPLACE keeps the function's grants.
+-- - a topic that cannot be a Kafka topic's name: Kafka names a topic with 1
+--   to 249 of A-Z a-z 0-9 . _ - (and neither "." nor ".."); a row for any
+--   other name stayed in the outbox;
+-- - a type, id or source above 1024 bytes, which the worker refuses in a
+--   job (invalid_attribute: the ledger's key must stay well under
+--   PostgreSQL's limit for an index entry), so the job was dead-lettered.
+--
+-- Everything else is as in 0006_outbox.sql; CREATE OR REPLACE keeps the
+-- function's grants.
 create or replace function sluice.enqueue(type text, data jsonb, key text default null, id text default null,
                                source text default null, run_at timestamptz default null,
                                topic text default null) returns text
@@ -34,6 +40,11 @@ begin
     end if;
     if topic = '' then
         raise exception 'sluice.enqueue(): topic must not be empty (NULL takes the default)'
+            using errcode = 'invalid_parameter_value';
+    end if;
+    if octet_length(type) > 1024 or octet_length(v_id) > 1024 or octet_length(source) > 1024 then
+        raise exception 'sluice.enqueue(): type, id and source must be at most 1024 bytes, not %',
+            greatest(octet_length(type), octet_length(v_id), octet_length(source))
             using errcode = 'invalid_parameter_value';
     end if;
     if topic !~ '^[A-Za-z0-9._-]{1,249}$' or topic in ('.', '..') then
