@@ -430,10 +430,11 @@ def test_a_missing_result_topic_holds_results_until_it_is_made(senv):
     second (300 jobs in flight made 4,000 lines in 45 s). Once the topic
     is made, every result arrives, and each job ran once."""
     senv.results = senv.kafka.topic_name("made-later")
-    w = senv.worker().start()
+    # librdkafka fails a record for a missing topic after 30 s by default.
+    w = senv.worker(producer_properties=["topic.metadata.propagation.max.ms=2000"]).start()
     jobs = [cloudevent("t.echo", {"n": i}) for i in range(300)]
     senv.produce_jobs(jobs, lambda ev: ev["id"].encode())
-    w.wait_for_log("Unknown topic", timeout=90)
+    w.wait_for_log("Unknown topic", timeout=60)
     time.sleep(14)
     lines = [ln for ln in w.log().splitlines() if "Unknown topic" in ln]
     assert 1 <= len(lines) <= 5, lines
