@@ -255,11 +255,12 @@ sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk)
 	if (describe_limits(rk, topics, n, max, compacted, 0, errbuf, sizeof(errbuf)) < 0 && *errbuf)
 		sl_log_warn("could not read the topics' max.message.bytes: %s; batches and results are bounded by "
 		            "batch.size and limits.max_result_bytes only", errbuf);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (max[i] > 0)
 			sl_log_info("topic \"%s\" takes record batches of up to max.message.bytes %d", topics[i], max[i]);
 		else
 			max[i] = 0; /* not known */
+	}
 	/* Results and dead letters of keyless jobs need a key there. */
 	if (compacted[add_topic(topics, &n, cfg->dlq_topic)])
 		sl_publish_key_keyless(w, cfg->dlq_topic);

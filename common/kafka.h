@@ -26,8 +26,9 @@ rd_kafka_t *sl_kafka_producer_alone(struct sl_worker *w, char *errbuf, size_t er
  * producer's batches under; w->relay_batch_max, the smallest of the
  * dead-letter and job topics', for the outbox relay's producer; and each
  * type's result_topic_max, which its results are checked against (txn.c).
- * A limit that cannot be read is 0 and logged. Call before the producers
- * are made. */
+ * A limit that cannot be read is 0 and logged. Compacted result and
+ * dead-letter topics (cleanup.policy) go to sl_publish_key_keyless(). Call
+ * before the producers are made. */
 void sl_kafka_learn_limits(struct sl_worker *w, rd_kafka_t *rk);
 
 /* The max.message.bytes of one topic, asked of the brokers through rk (at
