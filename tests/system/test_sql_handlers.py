@@ -415,7 +415,7 @@ def test_compacted_result_and_dead_letter_topics_take_keyless_jobs(senv):
         assert out.first(ev["id"])["data"]["status"] == "succeeded"
     assert out.first(boom["id"])["data"]["status"] == "failed"
     keys = {json.loads(m.value())["data"]["id"]: m.key()
-            for m in senv.kafka.consume(senv.results, count=7, timeout=15)}
+            for m in senv.kafka.consume(senv.results, idle=2.0, timeout=30)}
     assert keys[keyed["id"]] == b"mine"
     for ev in echo + [boom]:
         assert re.fullmatch(rb"%s:\d+:\d+" % re.escape(senv.jobs.encode()), keys[ev["id"]]), keys[ev["id"]]
