@@ -106,22 +106,6 @@ dead_letter_headers(const struct sl_job *job, const char *omitted)
 	return h;
 }
 
-void
-sl_publish_key_keyless(struct sl_worker *w, const char *topic)
-{
-	size_t i;
-
-	for (i = 0; i < w->n_keyed_topics; i++)
-		if (strcmp(w->keyed_topics[i], topic) == 0)
-			return;
-	if ((w->keyed_topics = realloc(w->keyed_topics, (i + 1) * sizeof(*w->keyed_topics))) == NULL ||
-	    (w->keyed_topics[i] = strdup(topic)) == NULL)
-		abort();
-	w->n_keyed_topics++;
-	sl_log_info("topic \"%s\" is compacted (cleanup.policy) and refuses records without a key: results and dead "
-	            "letters of jobs without a key go there keyed by the job's \"topic:partition:offset\"", topic);
-}
-
 /* Whether topic needs a key on every record (sl_publish_key_keyless()). */
 static int
 needs_key(const struct sl_worker *w, const char *topic)
@@ -132,6 +116,21 @@ needs_key(const struct sl_worker *w, const char *topic)
 		if (strcmp(w->keyed_topics[i], topic) == 0)
 			return 1;
 	return 0;
+}
+
+void
+sl_publish_key_keyless(struct sl_worker *w, const char *topic)
+{
+	size_t n = w->n_keyed_topics;
+
+	if (needs_key(w, topic))
+		return;
+	if ((w->keyed_topics = realloc(w->keyed_topics, (n + 1) * sizeof(*w->keyed_topics))) == NULL ||
+	    (w->keyed_topics[n] = strdup(topic)) == NULL)
+		abort();
+	w->n_keyed_topics++;
+	sl_log_info("topic \"%s\" is compacted (cleanup.policy) and refuses records without a key: results and dead "
+	            "letters of jobs without a key go there keyed by the job's \"topic:partition:offset\"", topic);
 }
 
 /* The key of a job's records to topic: the job's own; for a job without

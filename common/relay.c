@@ -420,15 +420,27 @@ produce_row(struct sl_relay *r, struct row *row, const char *topic, const char *
 	return 0;
 }
 
-/* topic's entry in r->limits, made when it has none. */
+/* topic's entry in r->limits, or NULL. */
 static struct topic_limit *
-topic_entry(struct sl_relay *r, const char *topic)
+find_topic(const struct sl_relay *r, const char *topic)
 {
 	size_t i;
 
 	for (i = 0; i < r->n_limits; i++)
 		if (strcmp(r->limits[i].topic, topic) == 0)
 			return &r->limits[i];
+	return NULL;
+}
+
+/* topic's entry in r->limits, made when it has none. */
+static struct topic_limit *
+topic_entry(struct sl_relay *r, const char *topic)
+{
+	struct topic_limit *t = find_topic(r, topic);
+	size_t i = r->n_limits;
+
+	if (t != NULL)
+		return t;
 	if ((r->limits = realloc(r->limits, (r->n_limits + 1) * sizeof(*r->limits))) == NULL)
 		abort();
 	memset(&r->limits[i], 0, sizeof(r->limits[i]));
@@ -445,13 +457,9 @@ topic_entry(struct sl_relay *r, const char *topic)
 static int
 known_limit(const struct sl_relay *r, const char *topic)
 {
-	size_t i;
+	const struct topic_limit *t = find_topic(r, topic);
 
-	for (i = 0; i < r->n_limits; i++)
-		if (strcmp(r->limits[i].topic, topic) == 0)
-			return sl_now() - r->limits[i].asked_at < LIMIT_TTL && r->limits[i].max >= 0 ? r->limits[i].max
-			                                                                          : -1;
-	return -1;
+	return t != NULL && sl_now() - t->asked_at < LIMIT_TTL && t->max >= 0 ? t->max : -1;
 }
 
 /* Leaves topic's rows in the outbox for HOLD_SECONDS: it refuses every row
@@ -463,7 +471,7 @@ hold_topic(struct sl_relay *r, const char *topic, const char *why)
 	struct topic_limit *t = topic_entry(r, topic);
 
 	t->held_until = sl_now() + HOLD_SECONDS;
-	if (sl_now() - t->held_logged_at < HOLD_LOG_SECONDS)
+	if (t->held_logged_at != 0 && sl_now() - t->held_logged_at < HOLD_LOG_SECONDS)
 		return;
 	t->held_logged_at = sl_now();
 	sl_log_warn("outbox relay: topic \"%s\": %s; its rows stay in sluice.outbox, tried again every %.0f s, "
@@ -476,28 +484,19 @@ hold_topic(struct sl_relay *r, const char *topic, const char *why)
 static const char *
 row_key(const struct sl_relay *r, struct row *row, const char *topic, const char *key)
 {
-	size_t i;
+	const struct topic_limit *t = find_topic(r, topic);
 
-	row->keyless = 0;
-	if (key != NULL)
-		return key;
-	for (i = 0; i < r->n_limits; i++)
-		if (strcmp(r->limits[i].topic, topic) == 0 && r->limits[i].compacted)
-			return row->id;
-	row->keyless = 1;
-	return NULL;
+	row->keyless = key == NULL && (t == NULL || !t->compacted);
+	return key != NULL || row->keyless ? key : row->id;
 }
 
 /* Whether topic's rows are held (hold_topic()). */
 static int
 topic_held(const struct sl_relay *r, const char *topic)
 {
-	size_t i;
+	const struct topic_limit *t = find_topic(r, topic);
 
-	for (i = 0; i < r->n_limits; i++)
-		if (strcmp(r->limits[i].topic, topic) == 0)
-			return r->limits[i].held_until > sl_now();
-	return 0;
+	return t != NULL && t->held_until > sl_now();
 }
 
 /* The held topics as a PostgreSQL array literal, for outbox_fetch(). New
